@@ -1,0 +1,204 @@
+#   agentd - an actor runtime for agents
+#
+#   make            build everything into $(B)/
+#   make check      build and run every test; ends with "N passed, N failed"
+#   make memcheck   the same tests under valgrind
+#   make demo       run the seed's example, distributed
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make dep        install missing build packages (as root) or name them
+#
+#   SANITIZE=1 builds with AddressSanitizer and UBSan (into build-asan/).
+#   WERROR= turns warnings back into warnings.
+
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+MANDIR      ?= $(PREFIX)/share/man
+PLUGINDIR   ?= $(LIBDIR)/agentd
+
+VERSION     = 0.1.0
+SOVERSION   = 0
+
+CC          ?= cc
+OPTIMIZE    ?= -O2 -g
+WARNINGS    = -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 \
+              -Wno-unused-parameter -Wno-format-nonliteral
+WERROR      ?= -Werror
+
+ifdef SANITIZE
+B           ?= build-asan
+OPTIMIZE    = -O1 -g -fno-omit-frame-pointer
+SANFLAGS    = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+B           ?= build
+SANFLAGS    =
+endif
+
+#   msgpack-c is "msgpack-c" upstream and "msgpack" on Debian 12
+MSGPACK_PC  := $(shell pkg-config --exists msgpack-c 2>/dev/null \
+                 && echo msgpack-c || echo msgpack)
+PKGS        = libzmq libczmq libsodium $(MSGPACK_PC)
+
+ifeq ($(filter dep clean distclean,$(MAKECMDGOALS)),)
+DEPS_OK     := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
+ifneq ($(DEPS_OK),yes)
+$(info Build packages missing; running contrib/deps.sh)
+DEPS_RUN    := $(shell sh contrib/deps.sh >&2; echo $$?)
+ifneq ($(DEPS_RUN),0)
+$(error missing build packages: see the message above)
+endif
+endif
+endif
+
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ALL_CFLAGS  = -std=gnu11 -fPIC -fvisibility=hidden -pthread \
+              $(WARNINGS) $(WERROR) $(OPTIMIZE) $(SANFLAGS) $(CFLAGS) \
+              -Icommon -Iprotocol -Iclient -Idaemon $(PKG_CFLAGS) \
+              -DAG_PLUGINDIR='"$(PLUGINDIR)"'
+ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
+LIBS        = $(PKG_LIBS) -ldl -lm
+
+COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
+              protocol/ag_proto.c protocol/ag_status.c
+CLIENT_SRC  = client/agc_conn.c client/agc_agent.c
+SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_worker.c \
+              daemon/agd_registry.c daemon/agd_store.c
+
+COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
+CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
+SERVER_OBJ  = $(SERVER_SRC:%.c=$(B)/%.o)
+
+CLIENT_A    = $(B)/libagentclient.a
+CLIENT_SO   = $(B)/libagentclient.so.$(VERSION)
+SERVER_A    = $(B)/libagentserver.a
+SERVER_SO   = $(B)/libagentserver.so.$(VERSION)
+
+PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
+EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main
+PROGRAMS    = $(B)/agentd
+TESTS       = $(B)/tests/selftest $(B)/tests/agtest
+
+HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
+              daemon/agentserver.h
+
+.PHONY: all check memcheck demo install uninstall clean dep bench
+all: $(CLIENT_A) $(CLIENT_SO) $(SERVER_A) $(SERVER_SO) $(PROGRAMS) \
+     $(PLUGINS) $(EXAMPLES) $(TESTS) $(B)/agentclient.pc
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)
+
+#   Both libraries carry the shared code; only the public API is exported
+$(CLIENT_A): $(COMMON_OBJ) $(CLIENT_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SERVER_A): $(COMMON_OBJ) $(SERVER_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CLIENT_SO): $(COMMON_OBJ) $(CLIENT_OBJ)
+	$(CC) -shared -Wl,-soname,libagentclient.so.$(SOVERSION) \
+	    $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libagentclient.so.$(VERSION) $(B)/libagentclient.so.$(SOVERSION)
+	ln -sf libagentclient.so.$(SOVERSION) $(B)/libagentclient.so
+
+$(SERVER_SO): $(COMMON_OBJ) $(SERVER_OBJ)
+	$(CC) -shared -Wl,-soname,libagentserver.so.$(SOVERSION) \
+	    $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libagentserver.so.$(VERSION) $(B)/libagentserver.so.$(SOVERSION)
+	ln -sf libagentserver.so.$(SOVERSION) $(B)/libagentserver.so
+
+#   Programs that load plugins export the ag_ API to them (-rdynamic)
+$(B)/agentd: $(B)/daemon/agentd.o $(SERVER_A)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+#   Plugins leave the ag_ API undefined: the host program provides it
+$(B)/plugins/%.so: contrib/plugins/%.c common/agent.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $<
+
+$(B)/plugins/%.so: tests/plugins/%.c common/agent.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -o $@ $<
+
+$(B)/examples/dist_server: $(B)/contrib/examples/dist_server.o \
+                           $(B)/contrib/plugins/seed.o $(SERVER_A)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/examples/%: $(B)/contrib/examples/%.o $(CLIENT_A)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/selftest: $(B)/tests/selftest.o $(CLIENT_OBJ) $(SERVER_OBJ) \
+                     $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/agtest: $(B)/tests/agtest.o $(B)/tests/plugins/testclasses.o \
+                   $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/agentclient.pc: Makefile
+	@mkdir -p $(B)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+	    'includedir=$(INCLUDEDIR)' '' 'Name: agentclient' \
+	    'Description: client library of the agentd actor runtime' \
+	    'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
+	    'Requires: $(MSGPACK_PC)' \
+	    'Libs: -L$${libdir} -lagentclient' \
+	    'Cflags: -I$${includedir}' > $@
+
+#   Tests: unit selftests, then integration tests with real agentd
+#   processes. tests/check.sh prints the one closing count.
+check: all
+	@sh tests/check.sh $(B)
+
+memcheck: all
+	@AGTEST_VALGRIND=1 sh tests/check.sh $(B)
+
+demo: all
+	$(B)/examples/dist_main --demo $(B)
+
+bench: all
+	@echo "make bench: not built yet"
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(MANDIR)/man3
+	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(CLIENT_A) $(SERVER_A) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(CLIENT_SO) $(SERVER_SO) $(DESTDIR)$(LIBDIR)/
+	cp -P $(B)/libagentclient.so.$(SOVERSION) $(B)/libagentclient.so \
+	    $(B)/libagentserver.so.$(SOVERSION) $(B)/libagentserver.so \
+	    $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/agentclient.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(B)/agentd $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(B)/plugins/seed.so $(DESTDIR)$(PLUGINDIR)/
+	install -m 644 man/agentd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 644 man/libagentclient.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS)))
+	rm -f $(DESTDIR)$(LIBDIR)/libagentclient.* $(DESTDIR)$(LIBDIR)/libagentserver.*
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc
+	rm -f $(DESTDIR)$(SBINDIR)/agentd $(DESTDIR)$(PLUGINDIR)/seed.so
+	rm -f $(DESTDIR)$(MANDIR)/man8/agentd.8 $(DESTDIR)$(MANDIR)/man3/libagentclient.3
+
+dep:
+	@sh contrib/deps.sh
+
+clean:
+	rm -rf build build-asan

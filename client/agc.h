@@ -1,0 +1,56 @@
+/*  =========================================================================
+    agc.h - private umbrella header of libagentclient
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+
+#ifndef AGC_H_INCLUDED
+#define AGC_H_INCLUDED
+
+#include "../common/ag_common.h"
+#include "agentclient.h"
+#include "../daemon/agentserver.h"
+
+typedef struct _agc_waiter_t agc_waiter_t;
+
+struct _agc_future_t {
+    agc_conn_t *conn;               //  NULL once resolved locally
+    uint64_t corr;                  //  correlation id
+    uint8_t command;                //  request command
+    bool done;                      //  resolved (written under conn lock)
+    bool orphaned;                  //  owner destroyed it while pending
+    int status;                     //  AG_ status once done
+    char *reason;                   //  reason for a failed status
+    ag_value_t *value;              //  value when status is AG_OK
+    agc_waiter_t *waiter;           //  thread waiting for it, or NULL
+};
+
+//  Record the calling thread's last error. Returns -1.
+int
+    agc_set_error (int status, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+//  Copy a failed future's status and reason into the thread's error.
+void
+    agc_set_error_from (agc_future_t *future);
+
+//  A future that is already resolved (local failures).
+agc_future_t *
+    agc_future_resolved (int status, const char *reason, ag_value_t *value);
+
+//  Send a request; the returned future resolves with its reply. Never
+//  NULL except out of memory: a send failure resolves the future.
+agc_future_t *
+    agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
+                      uint16_t flags, const void *body, size_t size);
+
+//  Send a request and wait for its reply. Returns the future (resolved,
+//  caller owns), or NULL out of memory.
+agc_future_t *
+    agc_conn_roundtrip (agc_conn_t *self, uint8_t command, uint64_t agent,
+                        const void *body, size_t size);
+
+void agc_conn_test (bool verbose);
+
+#endif

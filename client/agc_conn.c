@@ -1,0 +1,789 @@
+/*  =========================================================================
+    agc_conn - a connection to an agent server, and its futures
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  One DEALER socket per server. Requests carry a fresh correlation id;
+//  the reply resolves the future filed under it, in any order.
+//
+//  There is no I/O thread. A thread that waits becomes the connection's
+//  reader if it has none: it polls the socket's file descriptor and
+//  drains every reply that arrives, resolving futures and waking the
+//  threads that wait for them through their eventfd. When its own future
+//  is done it hands the reader role to another waiting thread. A sync
+//  call is thus sent and read by the same thread, with no hop.
+//
+//  The socket is used only under the connection's lock. ZMQ_FD is edge
+//  triggered and any send may consume its readiness, so after each send
+//  the sender checks ZMQ_EVENTS and, if a reply is waiting, wakes the
+//  reader. While futures are pending and the server is silent, the
+//  reader pings it; a server silent for the timeout fails them all.
+//  @end
+
+#include "agc.h"
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sodium.h>
+
+#define DEFAULT_TIMEOUT_MS  10000
+
+struct _agc_waiter_t {
+    int fd;                         //  eventfd: written to wake this thread
+};
+
+//  A waiting thread's entry in a connection's list of waiters
+typedef struct _node_t node_t;
+struct _node_t {
+    agc_waiter_t *waiter;
+    node_t *next;
+};
+
+struct _agc_conn_t {
+    char *endpoint;                 //  as given
+    void *socket;                   //  DEALER
+    int fd;                         //  its ZMQ_FD
+    pthread_mutex_t lock;           //  guards everything below
+    uint64_t next_corr;             //  last correlation id used
+    ag_idmap_t *pending;            //  corr -> future
+    agc_waiter_t *reader;           //  thread reading replies, or NULL
+    node_t *waiters;                //  threads waiting on this connection
+    int timeout;                    //  ms of silence that means dead
+    int64_t quiet_from;             //  usecs: start of current silence
+    uint64_t ping_corr;             //  outstanding ping, or 0
+    int64_t ping_sent;              //  usecs it went out
+    uint8_t identity [16];          //  our routing id
+};
+
+//  ---------------------------------------------------------------------
+//  Process-wide: the ZeroMQ context, and each thread's waiter and error
+
+static pthread_mutex_t s_context_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *s_context;
+static size_t s_context_users;
+
+static pthread_key_t s_waiter_key;
+static pthread_once_t s_waiter_once = PTHREAD_ONCE_INIT;
+static __thread agc_waiter_t *s_me;
+static __thread int s_status = AG_OK;
+static __thread char s_reason [512];
+
+static void
+s_waiter_free (void *arg)
+{
+    agc_waiter_t *waiter = (agc_waiter_t *) arg;
+    close (waiter->fd);
+    free (waiter);
+}
+
+static void
+s_waiter_key_new (void)
+{
+    pthread_key_create (&s_waiter_key, s_waiter_free);
+}
+
+static agc_waiter_t *
+s_waiter (void)
+{
+    if (!s_me) {
+        pthread_once (&s_waiter_once, s_waiter_key_new);
+        agc_waiter_t *waiter = (agc_waiter_t *) calloc (1, sizeof *waiter);
+        if (!waiter)
+            return NULL;
+        waiter->fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (waiter->fd < 0) {
+            free (waiter);
+            return NULL;
+        }
+        s_me = waiter;
+        pthread_setspecific (s_waiter_key, waiter);
+    }
+    return s_me;
+}
+
+static void
+s_wake (agc_waiter_t *waiter)
+{
+    uint64_t one = 1;
+    ssize_t rc = write (waiter->fd, &one, sizeof one);
+    (void) rc;                      //  a full counter is still a wakeup
+}
+
+int
+agc_set_error (int status, const char *format, ...)
+{
+    s_status = status;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (s_reason, sizeof s_reason, format, args);
+    va_end (args);
+    return -1;
+}
+
+void
+agc_set_error_from (agc_future_t *future)
+{
+    agc_set_error (future->status, "%s", future->reason? future->reason
+                                       : ag_status_str (future->status));
+}
+
+int
+agc_status (void)
+{
+    return s_status;
+}
+
+const char *
+agc_reason (void)
+{
+    return s_reason;
+}
+
+//  ---------------------------------------------------------------------
+//  Futures
+
+agc_future_t *
+agc_future_resolved (int status, const char *reason, ag_value_t *value)
+{
+    agc_future_t *self = (agc_future_t *) calloc (1, sizeof (agc_future_t));
+    if (!self) {
+        ag_value_destroy (&value);
+        return NULL;
+    }
+    self->done = true;
+    self->status = status;
+    self->reason = strdup (reason? reason: "");
+    self->value = value;
+    return self;
+}
+
+//  Resolve a pending future. Called with the connection locked, after
+//  the future has left the pending map.
+static void
+s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
+{
+    future->status = status;
+    future->reason = reason? reason: strdup ("");
+    future->value = value;
+    future->done = true;
+    if (future->orphaned) {
+        ag_value_destroy (&future->value);
+        free (future->reason);
+        free (future);
+    }
+    else
+    if (future->waiter && future->waiter != s_me)
+        s_wake (future->waiter);
+}
+
+static void
+s_fail_all (agc_conn_t *self, int status, const char *reason)
+{
+    size_t cursor = 0;
+    agc_future_t *future;
+    //  Collect first: resolving must not run while the map is walked
+    size_t count = ag_idmap_size (self->pending);
+    agc_future_t **all = (agc_future_t **) calloc (count + 1, sizeof *all);
+    size_t taken = 0;
+    while ((future = (agc_future_t *) ag_idmap_next (self->pending, &cursor,
+                                                     NULL)))
+        if (all)
+            all [taken++] = future;
+    for (size_t i = 0; i < taken; i++) {
+        ag_idmap_delete (self->pending, all [i]->corr);
+        s_resolve (all [i], status, strdup (reason), NULL);
+    }
+    free (all);
+}
+
+//  Read the reason an error reply carries (a msgpack string)
+static char *
+s_reason_of (int status, const void *data, size_t size)
+{
+    ag_value_t *value = ag_value_decode (data, size);
+    char *reason = ag_obj_strdup (ag_value_object (value));
+    ag_value_destroy (&value);
+    return reason? reason: strdup (ag_status_str (status));
+}
+
+//  Read every message waiting on the socket. Connection locked.
+static void
+s_drain (agc_conn_t *self)
+{
+    while (true) {
+        uint8_t envelope [AGP_ENVELOPE_SIZE + 1];
+        int size = zmq_recv (self->socket, envelope, sizeof envelope,
+                             ZMQ_DONTWAIT);
+        if (size == -1)
+            break;
+        int more = 0;
+        size_t more_size = sizeof more;
+        zmq_getsockopt (self->socket, ZMQ_RCVMORE, &more, &more_size);
+        zmq_msg_t body;
+        zmq_msg_init (&body);
+        int parts = 1;
+        while (more) {
+            zmq_msg_close (&body);
+            zmq_msg_init (&body);
+            if (zmq_msg_recv (&body, self->socket, 0) == -1)
+                break;
+            parts++;
+            more = zmq_msg_more (&body);
+        }
+        agp_envelope_t env;
+        int rc = agp_envelope_decode (&env, envelope,
+                                      size > (int) sizeof envelope?
+                                      sizeof envelope: (size_t) size);
+        self->quiet_from = ag_usecs ();
+        if (env.corr && env.corr == self->ping_corr) {
+            self->ping_corr = 0;
+            zmq_msg_close (&body);
+            continue;
+        }
+        agc_future_t *future = (agc_future_t *)
+            ag_idmap_delete (self->pending, env.corr);
+        if (!future) {
+            //  A late reply to a destroyed or failed future: dropped
+            zmq_msg_close (&body);
+            continue;
+        }
+        if (rc == -2)
+            s_resolve (future, AG_BAD_VERSION, strdup ("server speaks"
+                       " another protocol version"), NULL);
+        else
+        if (rc != 0 || parts != 2 || !(env.command & AGP_REPLY))
+            s_resolve (future, AG_INTERNAL, strdup ("malformed reply from"
+                       " server"), NULL);
+        else
+        if (env.word == AG_OK) {
+            ag_value_t *value = ag_value_decode (zmq_msg_data (&body),
+                                                 zmq_msg_size (&body));
+            if (value)
+                s_resolve (future, AG_OK, NULL, value);
+            else
+                s_resolve (future, AG_INTERNAL, strdup ("server sent a"
+                           " result that is not valid msgpack"), NULL);
+        }
+        else
+            s_resolve (future, env.word, s_reason_of (env.word,
+                       zmq_msg_data (&body), zmq_msg_size (&body)), NULL);
+        zmq_msg_close (&body);
+    }
+}
+
+static int
+s_send (agc_conn_t *self, uint8_t command, uint64_t corr, uint64_t agent,
+        uint16_t flags, const void *body, size_t size)
+{
+    agp_envelope_t env = {
+        .command = command, .word = flags, .corr = corr, .agent = agent
+    };
+    int rc = agp_send (self->socket, NULL, &env, body, size, NULL,
+                       ZMQ_DONTWAIT);
+    //  The send may have consumed the edge the reader is polling for
+    int events = 0;
+    size_t events_size = sizeof events;
+    zmq_getsockopt (self->socket, ZMQ_EVENTS, &events, &events_size);
+    if ((events & ZMQ_POLLIN) && self->reader && self->reader != s_me)
+        s_wake (self->reader);
+    return rc;
+}
+
+//  Keep the server under watch while replies are awaited. Connection
+//  locked; called by the reader. Returns ms until it needs calling again.
+static int
+s_heartbeat (agc_conn_t *self, int64_t now)
+{
+    if (ag_idmap_size (self->pending) == 0) {
+        self->ping_corr = 0;
+        return self->timeout;
+    }
+    int64_t timeout = (int64_t) self->timeout * 1000;
+    int64_t interval = timeout / 4;
+    if (now - self->quiet_from >= timeout) {
+        char reason [300];
+        snprintf (reason, sizeof reason, "no reply from %s for %d ms",
+                  self->endpoint, self->timeout);
+        s_fail_all (self, AG_UNREACHABLE, reason);
+        self->ping_corr = 0;
+        return self->timeout;
+    }
+    if (now - self->quiet_from >= interval
+    &&  (!self->ping_corr || now - self->ping_sent >= interval)) {
+        self->ping_corr = ++self->next_corr;
+        self->ping_sent = now;
+        s_send (self, AGP_PING, self->ping_corr, 0, 0, NULL, 0);
+    }
+    int64_t next = MIN (self->quiet_from + timeout,
+                        (self->ping_corr? self->ping_sent: self->quiet_from)
+                        + interval);
+    return (int) ((next - now + 999) / 1000);
+}
+
+//  ---------------------------------------------------------------------
+//  Waiting
+
+typedef struct {
+    agc_conn_t *conn;
+    node_t node;                    //  our entry in conn->waiters
+    bool reading;                   //  we are its reader
+} slot_t;
+
+static bool
+s_is_done (agc_future_t *future)
+{
+    if (!future->conn)
+        return true;
+    pthread_mutex_lock (&future->conn->lock);
+    bool done = future->done;
+    pthread_mutex_unlock (&future->conn->lock);
+    return done;
+}
+
+//  Wait for all (or any) of the futures. Returns 0 or the index found
+//  (any), or -1 on timeout.
+static int
+s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
+{
+    agc_waiter_t *me = s_waiter ();
+    if (!me)
+        return agc_set_error (AG_INTERNAL, "cannot create eventfd");
+    int64_t deadline = msecs < 0? INT64_MAX: ag_usecs () + (int64_t) msecs * 1000;
+
+    //  The distinct connections involved
+    slot_t local [4];
+    slot_t *slots = local;
+    size_t slot_count = 0;
+    if (count > 4) {
+        slots = (slot_t *) calloc (count, sizeof (slot_t));
+        if (!slots)
+            return agc_set_error (AG_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        agc_conn_t *conn = futures [i]? futures [i]->conn: NULL;
+        if (!conn)
+            continue;
+        size_t s;
+        for (s = 0; s < slot_count && slots [s].conn != conn; s++)
+            ;
+        if (s == slot_count) {
+            slots [s] = (slot_t) { .conn = conn, .node = { me, NULL } };
+            slot_count++;
+            pthread_mutex_lock (&conn->lock);
+            slots [s].node.next = conn->waiters;
+            conn->waiters = &slots [s].node;
+            pthread_mutex_unlock (&conn->lock);
+        }
+    }
+    struct pollfd local_fds [5];
+    struct pollfd *fds = local_fds;
+    if (slot_count + 1 > 5)
+        fds = (struct pollfd *) calloc (slot_count + 1, sizeof *fds);
+
+    int result = -1;
+    while (true) {
+        //  Take up reading where nobody reads; read what is there
+        int64_t now = ag_usecs ();
+        int poll_ms = INT32_MAX;
+        for (size_t s = 0; s < slot_count; s++) {
+            agc_conn_t *conn = slots [s].conn;
+            pthread_mutex_lock (&conn->lock);
+            for (size_t i = 0; i < count; i++)
+                if (futures [i] && futures [i]->conn == conn
+                &&  !futures [i]->done)
+                    futures [i]->waiter = me;
+            if (!conn->reader) {
+                conn->reader = me;
+                slots [s].reading = true;
+                //  The silence clock starts when someone listens
+                int64_t interval = (int64_t) conn->timeout * 250;
+                if (now - conn->quiet_from > interval)
+                    conn->quiet_from = now - interval;
+            }
+            if (slots [s].reading) {
+                s_drain (conn);
+                int next = s_heartbeat (conn, now);
+                poll_ms = MIN (poll_ms, next);
+            }
+            pthread_mutex_unlock (&conn->lock);
+        }
+        size_t done = 0;
+        int first = -1;
+        for (size_t i = 0; i < count; i++)
+            if (!futures [i] || s_is_done (futures [i])) {
+                done++;
+                if (first < 0)
+                    first = (int) i;
+            }
+        if (any? done > 0: done == count) {
+            result = any? first: 0;
+            break;
+        }
+        if (now >= deadline) {
+            agc_set_error (AG_TIMEOUT, "timed out after %d ms", msecs);
+            break;
+        }
+        int64_t left = (deadline - now + 999) / 1000;
+        if (left < poll_ms)
+            poll_ms = (int) left;
+        size_t nfds = 0;
+        fds [nfds++] = (struct pollfd) { me->fd, POLLIN, 0 };
+        for (size_t s = 0; s < slot_count; s++)
+            if (slots [s].reading)
+                fds [nfds++] = (struct pollfd) { slots [s].conn->fd, POLLIN, 0 };
+        if (poll (fds, nfds, poll_ms) > 0 && (fds [0].revents & POLLIN)) {
+            uint64_t counter;
+            ssize_t rc = read (me->fd, &counter, sizeof counter);
+            (void) rc;
+        }
+    }
+    //  Leave: unlist, and hand reading on to another waiter
+    for (size_t s = 0; s < slot_count; s++) {
+        agc_conn_t *conn = slots [s].conn;
+        pthread_mutex_lock (&conn->lock);
+        node_t **link = &conn->waiters;
+        while (*link && *link != &slots [s].node)
+            link = &(*link)->next;
+        if (*link)
+            *link = slots [s].node.next;
+        for (size_t i = 0; i < count; i++)
+            if (futures [i] && futures [i]->conn == conn
+            &&  futures [i]->waiter == me)
+                futures [i]->waiter = NULL;
+        if (conn->reader == me) {
+            conn->reader = NULL;
+            if (conn->waiters)
+                s_wake (conn->waiters->waiter);
+        }
+        pthread_mutex_unlock (&conn->lock);
+    }
+    if (slots != local)
+        free (slots);
+    if (fds != local_fds)
+        free (fds);
+    return result;
+}
+
+int
+agc_future_wait (agc_future_t *self, int msecs)
+{
+    return s_wait (&self, 1, false, msecs);
+}
+
+int
+agc_future_wait_all (agc_future_t **futures, size_t count, int msecs)
+{
+    return s_wait (futures, count, false, msecs);
+}
+
+int
+agc_future_wait_any (agc_future_t **futures, size_t count, int msecs)
+{
+    if (count == 0)
+        return agc_set_error (AG_BAD_REQUEST, "no futures to wait for");
+    return s_wait (futures, count, true, msecs);
+}
+
+bool
+agc_future_ready (agc_future_t *self)
+{
+    return s_is_done (self);
+}
+
+int
+agc_future_status (agc_future_t *self)
+{
+    return s_is_done (self)? self->status: AG_PENDING;
+}
+
+const char *
+agc_future_reason (agc_future_t *self)
+{
+    if (!s_is_done (self))
+        return "result not ready";
+    return self->reason? self->reason: "";
+}
+
+const ag_value_t *
+agc_future_value (agc_future_t *self)
+{
+    return s_is_done (self) && self->status == AG_OK? self->value: NULL;
+}
+
+ag_value_t *
+agc_future_result (agc_future_t *self, int msecs)
+{
+    if (agc_future_wait (self, msecs))
+        return NULL;
+    if (self->status != AG_OK) {
+        agc_set_error_from (self);
+        return NULL;
+    }
+    ag_value_t *value = self->value;
+    self->value = NULL;
+    if (!value)
+        agc_set_error (AG_GONE, "the value was already taken");
+    return value;
+}
+
+uint64_t
+agc_future_id (agc_future_t *self)
+{
+    return self->corr;
+}
+
+void
+agc_future_destroy (agc_future_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    agc_future_t *self = *self_p;
+    *self_p = NULL;
+    agc_conn_t *conn = self->conn;
+    if (conn) {
+        pthread_mutex_lock (&conn->lock);
+        if (!self->done) {
+            //  Still pending: forget it, so a late reply finds nothing
+            ag_idmap_delete (conn->pending, self->corr);
+        }
+        pthread_mutex_unlock (&conn->lock);
+    }
+    ag_value_destroy (&self->value);
+    free (self->reason);
+    free (self);
+}
+
+//  ---------------------------------------------------------------------
+//  Connections
+
+agc_conn_t *
+agc_conn_new (const char *endpoint)
+{
+    if (!endpoint || !(strncmp (endpoint, "tcp://", 6) == 0
+                    || strncmp (endpoint, "ipc://", 6) == 0)) {
+        agc_set_error (AG_BAD_REQUEST, "endpoint '%s' is not tcp://host:port"
+                       " or ipc://path", endpoint? endpoint: "(null)");
+        return NULL;
+    }
+    pthread_mutex_lock (&s_context_lock);
+    if (!s_context)
+        s_context = zmq_ctx_new ();
+    if (s_context)
+        s_context_users++;
+    void *context = s_context;
+    pthread_mutex_unlock (&s_context_lock);
+    if (!context) {
+        agc_set_error (AG_INTERNAL, "cannot create ZeroMQ context");
+        return NULL;
+    }
+    agc_conn_t *self = (agc_conn_t *) calloc (1, sizeof (agc_conn_t));
+    self->endpoint = strdup (endpoint);
+    self->socket = zmq_socket (context, ZMQ_DEALER);
+    self->pending = ag_idmap_new ();
+    self->timeout = DEFAULT_TIMEOUT_MS;
+    self->quiet_from = ag_usecs ();
+    pthread_mutex_init (&self->lock, NULL);
+    //  A routing id of our own, random, so a result can be fetched back
+    //  by (identity, correlation id) even after a reconnect
+    self->identity [0] = 'C';
+    if (sodium_init () < 0) {
+        agc_set_error (AG_INTERNAL, "libsodium cannot initialise");
+        agc_conn_destroy (&self);
+        return NULL;
+    }
+    randombytes_buf (self->identity + 1, sizeof self->identity - 1);
+    zmq_setsockopt (self->socket, ZMQ_ROUTING_ID, self->identity,
+                    sizeof self->identity);
+    int zero = 0, deep = 1000000;
+    zmq_setsockopt (self->socket, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (self->socket, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->socket, ZMQ_SNDHWM, &deep, sizeof deep);
+    size_t fd_size = sizeof self->fd;
+    zmq_getsockopt (self->socket, ZMQ_FD, &self->fd, &fd_size);
+    if (zmq_connect (self->socket, endpoint)) {
+        agc_set_error (AG_BAD_REQUEST, "cannot connect to %s: %s", endpoint,
+                       zmq_strerror (zmq_errno ()));
+        agc_conn_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+agc_conn_destroy (agc_conn_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    agc_conn_t *self = *self_p;
+    *self_p = NULL;
+    pthread_mutex_lock (&self->lock);
+    //  Futures outlive the connection: fail and detach them
+    size_t cursor = 0;
+    agc_future_t *future;
+    while ((future = (agc_future_t *) ag_idmap_next (self->pending, &cursor,
+                                                     NULL)))
+        future->conn = NULL;
+    s_fail_all (self, AG_CLOSED, "connection closed");
+    pthread_mutex_unlock (&self->lock);
+    zmq_close (self->socket);
+    ag_idmap_destroy (&self->pending);
+    pthread_mutex_destroy (&self->lock);
+    free (self->endpoint);
+    free (self);
+    pthread_mutex_lock (&s_context_lock);
+    if (--s_context_users == 0) {
+        zmq_ctx_term (s_context);
+        s_context = NULL;
+    }
+    pthread_mutex_unlock (&s_context_lock);
+}
+
+const char *
+agc_conn_endpoint (agc_conn_t *self)
+{
+    return self->endpoint;
+}
+
+void
+agc_conn_set_timeout (agc_conn_t *self, int msecs)
+{
+    pthread_mutex_lock (&self->lock);
+    self->timeout = msecs < 10? 10: msecs;
+    pthread_mutex_unlock (&self->lock);
+}
+
+agc_future_t *
+agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
+                  uint16_t flags, const void *body, size_t size)
+{
+    agc_future_t *future = (agc_future_t *) calloc (1, sizeof *future);
+    if (!future)
+        return NULL;
+    future->conn = self;
+    future->command = command;
+    pthread_mutex_lock (&self->lock);
+    future->corr = ++self->next_corr;
+    if (ag_idmap_size (self->pending) == 0 && !self->reader)
+        self->quiet_from = ag_usecs ();
+    if (ag_idmap_insert (self->pending, future->corr, future)) {
+        pthread_mutex_unlock (&self->lock);
+        free (future);
+        return NULL;
+    }
+    if (s_send (self, command, future->corr, agent, flags, body, size)) {
+        int error = zmq_errno ();
+        ag_idmap_delete (self->pending, future->corr);
+        char reason [300];
+        snprintf (reason, sizeof reason, "cannot send to %s: %s",
+                  self->endpoint, error == EAGAIN? "send queue full"
+                                                 : zmq_strerror (error));
+        s_resolve (future, error == EAGAIN? AG_BUSY: AG_UNREACHABLE,
+                   strdup (reason), NULL);
+    }
+    pthread_mutex_unlock (&self->lock);
+    return future;
+}
+
+agc_future_t *
+agc_conn_roundtrip (agc_conn_t *self, uint8_t command, uint64_t agent,
+                    const void *body, size_t size)
+{
+    agc_future_t *future = agc_conn_request (self, command, agent, 0, body,
+                                             size);
+    if (future)
+        agc_future_wait (future, AGC_FOREVER);
+    return future;
+}
+
+//  Round trip a body-less management request; returns its value
+static ag_value_t *
+s_query (agc_conn_t *self, uint8_t command)
+{
+    agc_future_t *future = agc_conn_roundtrip (self, command, 0, NULL, 0);
+    if (!future) {
+        agc_set_error (AG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    ag_value_t *value = agc_future_result (future, 0);
+    agc_future_destroy (&future);
+    return value;
+}
+
+int64_t
+agc_conn_ping (agc_conn_t *self)
+{
+    int64_t start = ag_usecs ();
+    ag_value_t *value = s_query (self, AGP_PING);
+    if (!value)
+        return -1;
+    ag_value_destroy (&value);
+    return ag_usecs () - start;
+}
+
+ag_value_t *
+agc_conn_info (agc_conn_t *self)
+{
+    return s_query (self, AGP_INFO);
+}
+
+ag_value_t *
+agc_conn_list (agc_conn_t *self)
+{
+    return s_query (self, AGP_LIST);
+}
+
+//  ---------------------------------------------------------------------
+//  Selftest: against an embedded server in this process
+
+void
+agc_conn_test (bool verbose)
+{
+    printf (" * agc_conn: ");
+    if (verbose)
+        printf ("\n");
+    //  @selftest
+    agd_server_t *server = agd_server_new ();
+    assert (agd_server_bind (server, "tcp://127.0.0.1:*") == 0);
+    assert (agd_server_start (server) == 0);
+    agc_conn_t *conn = agc_conn_new (agd_server_endpoint (server, 0));
+    assert (conn);
+    assert (agc_conn_ping (conn) > 0);
+    ag_value_t *info = agc_conn_info (conn);
+    assert (info);
+    assert (ag_obj_streq (ag_obj_get (ag_value_object (info), "protocol"),
+                          AGP_SIGNATURE));
+    ag_value_destroy (&info);
+
+    //  Unknown class: a clear error, and the thread's error says why
+    assert (agc_agent_new (conn, "Nope", NULL, NULL) == NULL);
+    assert (agc_status () == AG_NO_CLASS);
+    assert (strstr (agc_reason (), "Nope"));
+
+    //  Futures resolve by id: many pipelined pings
+    agc_future_t *futures [100];
+    for (int i = 0; i < 100; i++)
+        futures [i] = agc_conn_request (conn, AGP_PING, 0, 0, NULL, 0);
+    assert (agc_future_wait_all (futures, 100, 5000) == 0);
+    for (int i = 0; i < 100; i++) {
+        assert (agc_future_status (futures [i]) == AG_OK);
+        agc_future_destroy (&futures [i]);
+    }
+    agc_conn_destroy (&conn);
+    agd_server_destroy (&server);
+
+    //  Nothing listening: the call fails within the timeout
+    conn = agc_conn_new ("ipc:///nonexistent-dir/agentd.sock");
+    assert (conn);
+    agc_conn_set_timeout (conn, 300);
+    int64_t start = ag_usecs ();
+    assert (agc_conn_ping (conn) == -1);
+    assert (agc_status () == AG_UNREACHABLE);
+    assert (ag_usecs () - start < 5000000);
+    agc_conn_destroy (&conn);
+    assert (agc_conn_new ("http://example") == NULL);
+    assert (agc_status () == AG_BAD_REQUEST);
+    //  @end
+    printf ("OK\n");
+}

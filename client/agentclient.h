@@ -1,0 +1,194 @@
+/*  =========================================================================
+    agentclient.h - libagentclient: connections, agent handles, futures
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  An application connects to an agent server (agentd, or a program that
+//  embeds the server), creates agents there and calls them through
+//  handles. A sync method blocks the caller until it has run; an async
+//  method returns a future at once. Replies are matched to futures by
+//  correlation id, in whatever order they arrive.
+//
+//  Every function here is thread-safe on a shared connection. A thread
+//  that waits reads the replies itself: there is no I/O thread.
+//
+//  Errors: functions returning a pointer return NULL on failure, int
+//  functions return -1. Either way agc_status () and agc_reason () tell
+//  the calling thread what went wrong, like errno.
+//  @end
+
+#ifndef AGENTCLIENT_H_INCLUDED
+#define AGENTCLIENT_H_INCLUDED
+
+#include "agent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _agc_conn_t agc_conn_t;
+typedef struct _agc_agent_t agc_agent_t;
+typedef struct _agc_future_t agc_future_t;
+
+//  Wait forever (only where a function says it accepts this).
+#define AGC_FOREVER (-1)
+
+//  ---------------------------------------------------------------------
+//  Last error of the calling thread.
+
+//  Status of the last failed call in this thread (an AG_ code), or
+//  AG_OK if none failed yet.
+AG_EXPORT int
+    agc_status (void);
+
+//  Reason of the last failed call in this thread. Borrowed; valid until
+//  this thread's next libagentclient call.
+AG_EXPORT const char *
+    agc_reason (void);
+
+//  ---------------------------------------------------------------------
+//  Connections.
+
+//  Connect to a server endpoint (tcp://host:port or ipc://path). Returns
+//  at once; the connection is made in the background and a server that
+//  cannot be reached shows up as AG_UNREACHABLE on the first call.
+//  Returns NULL if the endpoint is malformed.
+AG_EXPORT agc_conn_t *
+    agc_conn_new (const char *endpoint);
+
+//  Close a connection. Pending futures fail with AG_CLOSED. Handles made
+//  on it must be destroyed first. Accepts NULL; sets *self_p to NULL.
+AG_EXPORT void
+    agc_conn_destroy (agc_conn_t **self_p);
+
+//  The endpoint this connection was made to. Borrowed.
+AG_EXPORT const char *
+    agc_conn_endpoint (agc_conn_t *self);
+
+//  How long a server may stay silent while replies are awaited before
+//  every pending future on this connection fails with AG_UNREACHABLE.
+//  The client pings the server at a third of this. Default 10000 ms.
+AG_EXPORT void
+    agc_conn_set_timeout (agc_conn_t *self, int msecs);
+
+//  Round trip to the server. Returns the time in microseconds, or -1.
+AG_EXPORT int64_t
+    agc_conn_ping (agc_conn_t *self);
+
+//  Ask the server about itself (INFO): version, classes with their
+//  methods, counters. Caller owns the value; NULL on failure.
+AG_EXPORT ag_value_t *
+    agc_conn_info (agc_conn_t *self);
+
+//  List the server's agents (LIST). Caller owns the value.
+AG_EXPORT ag_value_t *
+    agc_conn_list (agc_conn_t *self);
+
+//  ---------------------------------------------------------------------
+//  Agent handles.
+
+//  Create an agent of a class on the server. The class's init runs once,
+//  there, with args (borrowed; NULL means nil). name, if not NULL, must
+//  be unique on the server. Blocks until init has run. Returns the
+//  handle, or NULL (agc_status: AG_NO_CLASS, AG_NAME_TAKEN,
+//  AG_INIT_FAILED, AG_UNREACHABLE, ...).
+AG_EXPORT agc_agent_t *
+    agc_agent_new (agc_conn_t *conn, const char *class_name,
+                   const ag_value_t *args, const char *name);
+
+//  Destroy a handle and delete its agent on the server (the agent's fini
+//  runs after the calls already queued for it). Accepts NULL; sets
+//  *self_p to NULL. Returns 0, or -1 if the server did not confirm the
+//  delete (the handle is freed in any case).
+AG_EXPORT int
+    agc_agent_destroy (agc_agent_t **self_p);
+
+//  The agent's id on its server.
+AG_EXPORT uint64_t
+    agc_agent_id (agc_agent_t *self);
+
+//  The agent's class name. Borrowed.
+AG_EXPORT const char *
+    agc_agent_class (agc_agent_t *self);
+
+//  True if the named method is async (returns a future at once). False
+//  for sync and for unknown methods.
+AG_EXPORT bool
+    agc_agent_is_async (agc_agent_t *self, const char *method);
+
+//  Call a method with args (borrowed; NULL means nil). A sync method
+//  blocks until the agent has run it and returns a resolved future; an
+//  async method returns a pending future at once. Either way, read the
+//  outcome with agc_future_status () and agc_future_value (). Returns
+//  NULL only when out of memory. Caller owns the future.
+AG_EXPORT agc_future_t *
+    agc_agent_call (agc_agent_t *self, const char *method,
+                    const ag_value_t *args);
+
+//  Call a method and wait for its value, whatever its mode. Returns the
+//  value (caller owns), or NULL on failure (agc_status tells why).
+AG_EXPORT ag_value_t *
+    agc_agent_call_value (agc_agent_t *self, const char *method,
+                          const ag_value_t *args);
+
+//  Read an attribute. Caller owns the value; NULL on failure
+//  (AG_NO_ATTR, AG_NO_AGENT, ...).
+AG_EXPORT ag_value_t *
+    agc_agent_getattr (agc_agent_t *self, const char *attr);
+
+//  ---------------------------------------------------------------------
+//  Futures. A future belongs to one thread at a time.
+
+//  Wait until the future is resolved or msecs pass (AGC_FOREVER: no
+//  limit; a dead server still fails it after the connection timeout).
+//  Returns 0 when resolved (successfully or not), -1 on timeout.
+AG_EXPORT int
+    agc_future_wait (agc_future_t *self, int msecs);
+
+//  True once resolved.
+AG_EXPORT bool
+    agc_future_ready (agc_future_t *self);
+
+//  The outcome: AG_OK, a remote status, or a local one (AG_UNREACHABLE,
+//  AG_CLOSED). AG_PENDING while not resolved.
+AG_EXPORT int
+    agc_future_status (agc_future_t *self);
+
+//  The reason for a failed status. Borrowed; "" on success.
+AG_EXPORT const char *
+    agc_future_reason (agc_future_t *self);
+
+//  The value, once resolved with AG_OK; NULL otherwise. Borrowed.
+AG_EXPORT const ag_value_t *
+    agc_future_value (agc_future_t *self);
+
+//  Wait (as agc_future_wait), then take the value out: caller owns it.
+//  NULL on failure or timeout; agc_status () tells which.
+AG_EXPORT ag_value_t *
+    agc_future_result (agc_future_t *self, int msecs);
+
+//  The correlation id the request went out with.
+AG_EXPORT uint64_t
+    agc_future_id (agc_future_t *self);
+
+//  Destroy a future, pending or not (a late reply is dropped). Accepts
+//  NULL; sets *self_p to NULL.
+AG_EXPORT void
+    agc_future_destroy (agc_future_t **self_p);
+
+//  Wait until all futures are resolved. Returns 0, or -1 on timeout.
+AG_EXPORT int
+    agc_future_wait_all (agc_future_t **futures, size_t count, int msecs);
+
+//  Wait until any future is resolved. Returns its index, or -1 on
+//  timeout.
+AG_EXPORT int
+    agc_future_wait_any (agc_future_t **futures, size_t count, int msecs);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,182 @@
+/*  =========================================================================
+    agd.h - private umbrella header of the agent server
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+
+#ifndef AGD_H_INCLUDED
+#define AGD_H_INCLUDED
+
+#include "../common/ag_common.h"
+#include "agentserver.h"
+
+//  Settings the broker runs with; copied from the server at start.
+typedef struct {
+    int threads_min;                //  worker threads kept when idle
+    int threads_max;                //  worker threads at most
+    int idle_ms;                    //  idle time before a thread exits
+    int retention_ms;               //  how long kept results live
+    size_t retention_max;           //  how many kept results at most
+    size_t max_message;             //  largest request body
+    int grace_ms;                   //  time running calls get at stop
+    bool verbose;                   //  log every request
+} agd_config_t;
+
+//  ---------------------------------------------------------------------
+//  agd_registry: the classes a server knows, and the plugins they came
+//  from. Read-only once the server starts, so every thread may read it.
+
+typedef struct _agd_registry_t agd_registry_t;
+
+agd_registry_t *
+    agd_registry_new (void);
+void
+    agd_registry_destroy (agd_registry_t **self_p);
+//  Add a class. Returns 0, or -1 with a reason.
+int
+    agd_registry_add (agd_registry_t *self, const ag_class_t *cls,
+                      const char *origin, char *reason, size_t size);
+//  Load a plugin and add its classes. Returns 0, or -1 with a reason.
+int
+    agd_registry_load (agd_registry_t *self, const char *path,
+                       char *reason, size_t size);
+//  Find a class by name; NULL if unknown.
+const ag_class_t *
+    agd_registry_find (agd_registry_t *self, const char *name, size_t len);
+//  Number of classes, and each in order of registration.
+size_t
+    agd_registry_size (agd_registry_t *self);
+const ag_class_t *
+    agd_registry_at (agd_registry_t *self, size_t index);
+//  Pack a class's public face: {"name", "base", "methods": {name: "sync"
+//  or "async"}, "attrs": [name...]}, inherited entries included.
+void
+    agd_registry_pack_class (msgpack_packer *packer, const ag_class_t *cls);
+
+//  ---------------------------------------------------------------------
+//  agd_agent and agd_job: an agent's mailbox is a queue of jobs owned
+//  by the broker; a worker holds one job (and so the agent) at a time.
+
+typedef struct _agd_job_t agd_job_t;
+typedef struct _agd_agent_t agd_agent_t;
+
+struct _agd_agent_t {
+    uint64_t id;                    //  unique on this server, never reused
+    const ag_class_t *cls;          //  class
+    void *state;                    //  touched only by the worker running it
+    char *name;                     //  unique name, or NULL
+    agd_job_t *head;                //  mailbox: jobs in arrival order
+    agd_job_t *tail;
+    size_t queued;                  //  jobs in the mailbox
+    bool busy;                      //  a worker holds one of its jobs
+    bool ready;                     //  on the broker's ready queue
+    bool alive;                     //  init has succeeded
+    bool deleting;                  //  DELETE queued: refuse new requests
+    agd_agent_t *next_ready;        //  ready queue link
+    int64_t created;                //  ag_usecs () at CREATE
+    uint64_t served;                //  requests completed
+    uint64_t failed;                //  of which failed
+};
+
+struct _agd_job_t {
+    agd_job_t *next;                //  mailbox link
+    agd_agent_t *agent;             //  target
+    zmq_msg_t routing;              //  requester's routing id
+    agp_envelope_t env;             //  request envelope
+    zmq_msg_t body;                 //  request body in, reply body out
+    uint16_t status;                //  reply status, set by the worker
+    int64_t received;               //  ag_usecs () on arrival
+};
+
+//  Run a job on the calling (worker) thread: decode the request, run the
+//  agent's code, leave the reply in job->status and job->body. Never
+//  fails: every problem becomes an error status with a reason.
+void
+    agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer,
+                 msgpack_zone *zone);
+
+//  Replace a job's body with an error reason, and set its status.
+void
+    agd_job_fail (agd_job_t *job, int status, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  Worker thread: connects to the broker's backend and runs the jobs it
+//  is handed until told to stop. args is a malloc'ed agd_worker_args_t.
+typedef struct {
+    char endpoint [64];             //  backend endpoint to connect
+    uint32_t id;                    //  worker id (routing id)
+} agd_worker_args_t;
+
+void *
+    agd_worker_main (void *args);
+
+//  Commands between broker and worker, one frame each:
+//  worker -> broker: "R" ready, "B" bye, or an 8-byte job pointer
+//  broker -> worker: "T" terminate, or an 8-byte job pointer
+#define AGD_WORKER_READY    'R'
+#define AGD_WORKER_BYE      'B'
+#define AGD_WORKER_TERM     'T'
+
+//  ---------------------------------------------------------------------
+//  agd_store: results of calls kept for FETCH.
+
+typedef struct _agd_store_t agd_store_t;
+
+//  Called for each fetcher waiting on a result when it arrives.
+typedef void (agd_store_deliver_fn) (void *arg, zmq_msg_t *routing,
+                                     uint64_t corr, int status,
+                                     zmq_msg_t *body);
+
+agd_store_t *
+    agd_store_new (int retention_ms, size_t max);
+void
+    agd_store_destroy (agd_store_t **self_p);
+//  A kept call has started: note it as pending. Returns 0 or -1.
+int
+    agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
+                      uint64_t corr);
+//  A kept call finished: keep a copy of its reply, and deliver it to
+//  fetchers waiting for it.
+void
+    agd_store_complete (agd_store_t *self, const void *owner,
+                        size_t owner_size, uint64_t corr, int status,
+                        zmq_msg_t *body, agd_store_deliver_fn *deliver,
+                        void *arg);
+//  Look up a result. Returns AG_OK with status/body (a copy) when done;
+//  AG_PENDING after adding routing/corr as a waiter; AG_GONE if unknown
+//  or expired.
+int
+    agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
+                     uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
+                     int *status, zmq_msg_t *body);
+//  Drop expired results. Returns the ms until the next expiry, or -1.
+int
+    agd_store_expire (agd_store_t *self, int64_t now);
+//  Number of results held (pending and done).
+size_t
+    agd_store_size (agd_store_t *self);
+
+//  ---------------------------------------------------------------------
+//  agd_broker: the actor that owns the ROUTER socket.
+
+typedef struct {
+    agd_config_t config;            //  settings
+    agd_registry_t *registry;       //  classes (borrowed)
+    zlist_t *endpoints;             //  to bind (borrowed, strings)
+    zlist_t *bound;                 //  filled by the broker: as bound
+    int stop_fd;                    //  readable when asked to stop
+    char error [256];               //  filled by the broker on failure
+} agd_broker_args_t;
+
+//  Actor: binds, signals 0 (or -1 with args->error set), serves until
+//  $TERM or stop_fd, then finishes the grace period and exits.
+void
+    agd_broker (zsock_t *pipe, void *args);
+
+//  Selftests
+void agd_registry_test (bool verbose);
+void agd_store_test (bool verbose);
+void agd_server_test (bool verbose);
+
+#endif

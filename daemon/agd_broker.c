@@ -1,0 +1,1038 @@
+/*  =========================================================================
+    agd_broker - the ROUTER broker: routes requests to agent mailboxes
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  The broker owns the public ROUTER socket, the agent table and every
+//  mailbox. It reads only envelopes (and a CREATE body, to learn the
+//  class), never runs agent code and never blocks: a request becomes a
+//  job in its agent's mailbox, and an agent with work and no worker goes
+//  on the ready queue. Idle workers take ready agents one job at a time;
+//  when none is idle the pool grows, up to its maximum, and threads idle
+//  for long enough are let go. Replies go back through the same socket,
+//  with ZMQ_ROUTER_MANDATORY and no high-water mark, so a reply is never
+//  dropped silently: only a peer that has gone loses it, and that is
+//  logged.
+//  @end
+
+#include "agd.h"
+#include <pthread.h>
+
+#define BATCH           256         //  messages per socket per wakeup
+#define TICK_MS         1000        //  housekeeping interval
+
+typedef struct _worker_t worker_t;
+struct _worker_t {
+    uint32_t id;                    //  routing id is 'W' + id
+    bool idle;                      //  on the idle list
+    bool leaving;                   //  told to terminate
+    int64_t idle_since;             //  ag_usecs () when it went idle
+    worker_t *prev, *next;          //  idle list (most recent first)
+};
+
+typedef struct {
+    zsock_t *pipe;                  //  actor pipe
+    agd_broker_args_t *args;        //  what the server gave us
+    agd_config_t config;            //  settings
+    zsock_t *frontend_sock;         //  public ROUTER
+    void *frontend;                 //  its libzmq handle
+    zsock_t *backend_sock;          //  inproc ROUTER to workers
+    void *backend;                  //  its libzmq handle
+    char backend_endpoint [64];     //  where workers connect
+    ag_idmap_t *agents;             //  id -> agd_agent_t
+    zhashx_t *names;                //  name -> agd_agent_t
+    uint64_t next_agent_id;         //  ids are never reused
+    ag_idmap_t *workers;            //  id -> worker_t
+    worker_t *idle_head;            //  most recently idle
+    worker_t *idle_tail;            //  longest idle
+    size_t workers_total;           //  alive or starting
+    size_t workers_starting;        //  not yet ready
+    size_t workers_busy;            //  holding a job
+    uint32_t next_worker_id;        //  for routing ids
+    agd_agent_t *ready_head;        //  agents with work, no worker
+    agd_agent_t *ready_tail;
+    size_t ready_count;
+    agd_job_t *free_jobs;           //  recycled jobs
+    size_t free_count;
+    agd_store_t *store;             //  kept results
+    msgpack_sbuffer buffer;         //  for bodies the broker writes
+    msgpack_packer packer;
+    msgpack_zone zone;              //  for CREATE bodies
+    int64_t started;                //  ag_usecs () at start
+    int64_t next_tick;              //  next housekeeping
+    bool stopping;                  //  refusing new work
+    bool stopped;                   //  STOPPED sent; waiting for $TERM
+    bool terminated;                //  $TERM received
+    int64_t stop_deadline;          //  end of grace
+    size_t jobs_pending;            //  queued or running
+    uint64_t served;                //  requests answered
+    uint64_t failed;                //  of which with an error status
+} self_t;
+
+//  ---------------------------------------------------------------------
+//  Jobs
+
+static agd_job_t *
+s_job_new (self_t *self)
+{
+    agd_job_t *job = self->free_jobs;
+    if (job) {
+        self->free_jobs = job->next;
+        self->free_count--;
+    }
+    else {
+        job = (agd_job_t *) malloc (sizeof (agd_job_t));
+        if (!job)
+            return NULL;
+    }
+    memset (job, 0, offsetof (agd_job_t, routing));
+    zmq_msg_init (&job->routing);
+    zmq_msg_init (&job->body);
+    job->status = 0;
+    job->next = NULL;
+    job->agent = NULL;
+    return job;
+}
+
+static void
+s_job_free (self_t *self, agd_job_t *job)
+{
+    zmq_msg_close (&job->routing);
+    zmq_msg_close (&job->body);
+    if (self->free_count < 1024) {
+        job->next = self->free_jobs;
+        self->free_jobs = job;
+        self->free_count++;
+    }
+    else
+        free (job);
+}
+
+//  ---------------------------------------------------------------------
+//  Replies
+
+static void
+s_send_reply (self_t *self, zmq_msg_t *routing, uint8_t command,
+              int status, uint64_t corr, uint64_t agent,
+              const void *body, size_t size, zmq_msg_t *body_msg)
+{
+    agp_envelope_t env = {
+        .command = (uint8_t) (command | AGP_REPLY),
+        .word = (uint16_t) status,
+        .corr = corr,
+        .agent = agent
+    };
+    //  The routing frame may be needed again (kept results' waiters)
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, routing);
+    if (agp_send (self->frontend, &copy, &env, body, size, body_msg,
+                  ZMQ_DONTWAIT)) {
+        int error = zmq_errno ();
+        if (error == EHOSTUNREACH)
+            zsys_debug ("reply dropped: client gone command=%s corr=%" PRIu64,
+                        agp_command_name (env.command), corr);
+        else
+            zsys_warning ("reply dropped: %s command=%s corr=%" PRIu64,
+                          zmq_strerror (error),
+                          agp_command_name (env.command), corr);
+    }
+    zmq_msg_close (&copy);
+    self->served++;
+    if (status >= 300)
+        self->failed++;
+}
+
+//  Reply with an error: the body is the reason, a msgpack string
+static void
+s_send_error (self_t *self, zmq_msg_t *routing, const agp_envelope_t *env,
+              int status, const char *format, ...)
+{
+    char reason [512];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    msgpack_sbuffer_clear (&self->buffer);
+    ag_pack (&self->packer, "s", reason);
+    if (self->config.verbose)
+        zsys_info ("error status=%d command=%s corr=%" PRIu64 " reason='%s'",
+                   status, agp_command_name (env->command), env->corr,
+                   reason);
+    s_send_reply (self, routing, env->command, status, env->corr, env->agent,
+                  self->buffer.data, self->buffer.size, NULL);
+}
+
+//  Reply with what the broker packed into self->buffer
+static void
+s_send_packed (self_t *self, zmq_msg_t *routing, const agp_envelope_t *env)
+{
+    s_send_reply (self, routing, env->command, AG_OK, env->corr, env->agent,
+                  self->buffer.data, self->buffer.size, NULL);
+}
+
+//  Deliver a kept result to a fetcher that waited for it
+static void
+s_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
+                 zmq_msg_t *body)
+{
+    self_t *self = (self_t *) arg;
+    s_send_reply (self, routing, AGP_FETCH, status, corr, 0, NULL, 0, body);
+}
+
+//  ---------------------------------------------------------------------
+//  Workers
+
+static void
+s_idle_push (self_t *self, worker_t *worker)
+{
+    worker->idle = true;
+    worker->idle_since = ag_usecs ();
+    worker->prev = NULL;
+    worker->next = self->idle_head;
+    if (self->idle_head)
+        self->idle_head->prev = worker;
+    else
+        self->idle_tail = worker;
+    self->idle_head = worker;
+}
+
+static void
+s_idle_remove (self_t *self, worker_t *worker)
+{
+    if (worker->prev)
+        worker->prev->next = worker->next;
+    else
+        self->idle_head = worker->next;
+    if (worker->next)
+        worker->next->prev = worker->prev;
+    else
+        self->idle_tail = worker->prev;
+    worker->prev = worker->next = NULL;
+    worker->idle = false;
+}
+
+static void
+s_worker_send (self_t *self, worker_t *worker, const void *data, size_t size)
+{
+    uint8_t identity [5] = { 'W' };
+    memcpy (identity + 1, &worker->id, 4);
+    zmq_send (self->backend, identity, sizeof identity, ZMQ_SNDMORE);
+    zmq_send (self->backend, data, size, 0);
+}
+
+static void
+s_worker_spawn (self_t *self)
+{
+    worker_t *worker = (worker_t *) zmalloc (sizeof (worker_t));
+    worker->id = ++self->next_worker_id;
+    agd_worker_args_t *args = (agd_worker_args_t *)
+        zmalloc (sizeof (agd_worker_args_t));
+    snprintf (args->endpoint, sizeof args->endpoint, "%s",
+              self->backend_endpoint);
+    args->id = worker->id;
+    pthread_attr_t attr;
+    pthread_attr_init (&attr);
+    pthread_attr_setdetachstate (&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    int rc = pthread_create (&thread, &attr, agd_worker_main, args);
+    pthread_attr_destroy (&attr);
+    if (rc) {
+        zsys_error ("cannot start worker thread: %s (threads=%zu)",
+                    strerror (rc), self->workers_total);
+        free (args);
+        free (worker);
+        return;
+    }
+    ag_idmap_insert (self->workers, worker->id, worker);
+    self->workers_total++;
+    self->workers_starting++;
+}
+
+//  Hand ready agents to idle workers; grow the pool if agents still wait
+static void
+s_dispatch (self_t *self)
+{
+    while (self->ready_head && self->idle_head) {
+        agd_agent_t *agent = self->ready_head;
+        self->ready_head = agent->next_ready;
+        if (!self->ready_head)
+            self->ready_tail = NULL;
+        self->ready_count--;
+        agent->ready = false;
+        agent->next_ready = NULL;
+
+        agd_job_t *job = agent->head;
+        agent->head = job->next;
+        if (!agent->head)
+            agent->tail = NULL;
+        agent->queued--;
+        job->next = NULL;
+        agent->busy = true;
+
+        worker_t *worker = self->idle_head;
+        s_idle_remove (self, worker);
+        self->workers_busy++;
+        s_worker_send (self, worker, &job, sizeof job);
+    }
+    while (self->ready_count > self->workers_starting
+    &&     self->workers_total < (size_t) self->config.threads_max) {
+        size_t before = self->workers_total;
+        s_worker_spawn (self);
+        if (self->workers_total == before)
+            break;                  //  the system refused a thread
+    }
+}
+
+static void
+s_make_ready (self_t *self, agd_agent_t *agent)
+{
+    if (agent->busy || agent->ready || !agent->head)
+        return;
+    agent->ready = true;
+    agent->next_ready = NULL;
+    if (self->ready_tail)
+        self->ready_tail->next_ready = agent;
+    else
+        self->ready_head = agent;
+    self->ready_tail = agent;
+    self->ready_count++;
+}
+
+static void
+s_enqueue (self_t *self, agd_agent_t *agent, agd_job_t *job)
+{
+    job->agent = agent;
+    job->next = NULL;
+    if (agent->tail)
+        agent->tail->next = job;
+    else
+        agent->head = job;
+    agent->tail = job;
+    agent->queued++;
+    self->jobs_pending++;
+    s_make_ready (self, agent);
+}
+
+//  ---------------------------------------------------------------------
+//  Agents
+
+static void
+s_agent_free (self_t *self, agd_agent_t *agent)
+{
+    ag_idmap_delete (self->agents, agent->id);
+    if (agent->name) {
+        if (zhashx_lookup (self->names, agent->name) == agent)
+            zhashx_delete (self->names, agent->name);
+        free (agent->name);
+    }
+    free (agent);
+}
+
+//  Answer every job still in an agent's mailbox with an error
+static void
+s_agent_flush (self_t *self, agd_agent_t *agent, int status,
+               const char *reason)
+{
+    while (agent->head) {
+        agd_job_t *job = agent->head;
+        agent->head = job->next;
+        agent->queued--;
+        self->jobs_pending--;
+        s_send_error (self, &job->routing, &job->env, status, "%s", reason);
+        if (job->env.word & AGP_FLAG_KEEP) {
+            msgpack_sbuffer_clear (&self->buffer);
+            ag_pack (&self->packer, "s", reason);
+            zmq_msg_t body;
+            zmq_msg_init_size (&body, self->buffer.size);
+            memcpy (zmq_msg_data (&body), self->buffer.data,
+                    self->buffer.size);
+            agd_store_complete (self->store, zmq_msg_data (&job->routing),
+                                zmq_msg_size (&job->routing), job->env.corr,
+                                status, &body, s_deliver_fetch, self);
+            zmq_msg_close (&body);
+        }
+        s_job_free (self, job);
+    }
+    agent->tail = NULL;
+    if (agent->ready) {
+        //  Take it off the ready queue
+        agd_agent_t **link = &self->ready_head;
+        agd_agent_t *prev = NULL;
+        while (*link != agent) {
+            prev = *link;
+            link = &(*link)->next_ready;
+        }
+        *link = agent->next_ready;
+        if (self->ready_tail == agent)
+            self->ready_tail = prev;
+        self->ready_count--;
+        agent->ready = false;
+    }
+}
+
+//  ---------------------------------------------------------------------
+//  Management replies, packed by the broker
+
+static void
+s_pack_str (msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen (s);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, s, len);
+}
+
+static void
+s_pack_info (self_t *self)
+{
+    msgpack_packer *pk = &self->packer;
+    msgpack_sbuffer_clear (&self->buffer);
+    agd_registry_t *registry = self->args->registry;
+    msgpack_pack_map (pk, 10);
+    s_pack_str (pk, "version");
+    s_pack_str (pk, AG_VERSION_STRING);
+    s_pack_str (pk, "protocol");
+    s_pack_str (pk, AGP_SIGNATURE);
+    s_pack_str (pk, "uptime_ms");
+    msgpack_pack_uint64 (pk, (uint64_t) (ag_usecs () - self->started) / 1000);
+    s_pack_str (pk, "endpoints");
+    msgpack_pack_array (pk, zlist_size (self->args->bound));
+    const char *endpoint = (const char *) zlist_first (self->args->bound);
+    while (endpoint) {
+        s_pack_str (pk, endpoint);
+        endpoint = (const char *) zlist_next (self->args->bound);
+    }
+    s_pack_str (pk, "agents");
+    msgpack_pack_uint64 (pk, ag_idmap_size (self->agents));
+    s_pack_str (pk, "classes");
+    msgpack_pack_array (pk, agd_registry_size (registry));
+    for (size_t i = 0; i < agd_registry_size (registry); i++)
+        agd_registry_pack_class (pk, agd_registry_at (registry, i));
+    s_pack_str (pk, "threads");
+    ag_pack (pk, "{s:u, s:u, s:u}",
+             "busy", (uint64_t) self->workers_busy,
+             "total", (uint64_t) self->workers_total,
+             "max", (uint64_t) self->config.threads_max);
+    s_pack_str (pk, "calls");
+    ag_pack (pk, "{s:u, s:u}", "served", self->served,
+             "failed", self->failed);
+    s_pack_str (pk, "pending");
+    msgpack_pack_uint64 (pk, self->jobs_pending);
+    s_pack_str (pk, "results");
+    msgpack_pack_uint64 (pk, agd_store_size (self->store));
+}
+
+static void
+s_pack_list (self_t *self)
+{
+    msgpack_packer *pk = &self->packer;
+    msgpack_sbuffer_clear (&self->buffer);
+    int64_t now = ag_usecs ();
+    size_t count = 0, cursor = 0;
+    agd_agent_t *agent;
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->alive && !agent->deleting)
+            count++;
+    msgpack_pack_array (pk, count);
+    cursor = 0;
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->alive && !agent->deleting)
+            ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b}",
+                     "id", agent->id, "name", agent->name,
+                     "class", agent->cls->name,
+                     "served", agent->served,
+                     "queued", (uint64_t) agent->queued,
+                     "age_ms", (uint64_t) (now - agent->created) / 1000,
+                     "busy", (int) agent->busy);
+}
+
+static void
+s_pack_created (self_t *self, agd_agent_t *agent)
+{
+    msgpack_packer *pk = &self->packer;
+    msgpack_sbuffer_clear (&self->buffer);
+    msgpack_pack_map (pk, 3);
+    s_pack_str (pk, "id");
+    msgpack_pack_uint64 (pk, agent->id);
+    s_pack_str (pk, "name");
+    if (agent->name)
+        s_pack_str (pk, agent->name);
+    else
+        msgpack_pack_nil (pk);
+    s_pack_str (pk, "class");
+    agd_registry_pack_class (pk, agent->cls);
+}
+
+//  ---------------------------------------------------------------------
+//  Requests
+
+static void
+s_handle_create (self_t *self, agd_job_t *job)
+{
+    msgpack_object body;
+    const char *reason;
+    agp_create_t create;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (zmq_msg_data (&job->body), zmq_msg_size (&job->body),
+                           &self->zone, &body, &reason)
+    ||  agp_create_decode (&create, &body, &reason)) {
+        s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                      "CREATE: %s", reason);
+        s_job_free (self, job);
+        return;
+    }
+    const ag_class_t *cls = agd_registry_find (self->args->registry,
+        create.class_name.ptr, create.class_name.len);
+    if (!cls) {
+        s_send_error (self, &job->routing, &job->env, AG_NO_CLASS,
+                      "no class '%.*s' on this server",
+                      (int) create.class_name.len, create.class_name.ptr);
+        s_job_free (self, job);
+        return;
+    }
+    char *name = NULL;
+    if (create.name.ptr) {
+        name = strndup (create.name.ptr, create.name.len);
+        if (zhashx_lookup (self->names, name)) {
+            s_send_error (self, &job->routing, &job->env, AG_NAME_TAKEN,
+                          "an agent named '%s' already exists", name);
+            free (name);
+            s_job_free (self, job);
+            return;
+        }
+    }
+    agd_agent_t *agent = (agd_agent_t *) zmalloc (sizeof (agd_agent_t));
+    agent->id = ++self->next_agent_id;
+    agent->cls = cls;
+    agent->name = name;
+    agent->created = ag_usecs ();
+    ag_idmap_insert (self->agents, agent->id, agent);
+    if (name)
+        zhashx_insert (self->names, name, agent);
+    job->env.agent = agent->id;
+    s_enqueue (self, agent, job);
+}
+
+static void
+s_handle_fetch (self_t *self, agd_job_t *job)
+{
+    msgpack_object body;
+    const char *reason;
+    agp_fetch_t fetch;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (zmq_msg_data (&job->body), zmq_msg_size (&job->body),
+                           &self->zone, &body, &reason)
+    ||  agp_fetch_decode (&fetch, &body, &reason)) {
+        s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                      "FETCH: %s", reason);
+        s_job_free (self, job);
+        return;
+    }
+    int status;
+    zmq_msg_t result;
+    zmq_msg_init (&result);
+    int found = agd_store_fetch (self->store, fetch.owner.ptr, fetch.owner.len,
+                                 fetch.corr, &job->routing, job->env.corr,
+                                 &status, &result);
+    if (found == AG_OK)
+        s_send_reply (self, &job->routing, AGP_FETCH, status, job->env.corr,
+                      0, NULL, 0, &result);
+    else
+    if (found == AG_GONE)
+        s_send_error (self, &job->routing, &job->env, AG_GONE,
+                      "no result for call %" PRIu64 ": never kept here,"
+                      " or expired (kept %d ms)", fetch.corr,
+                      self->config.retention_ms);
+    //  AG_PENDING: the store answers when the result comes in
+    zmq_msg_close (&result);
+    s_job_free (self, job);
+}
+
+static void
+s_handle_request (self_t *self, agd_job_t *job)
+{
+    agp_envelope_t *env = &job->env;
+    if (self->config.verbose)
+        zsys_info ("request command=%s corr=%" PRIu64 " agent=%" PRIu64
+                   " size=%zu", agp_command_name (env->command), env->corr,
+                   env->agent, zmq_msg_size (&job->body));
+    if (env->command == AGP_PING) {
+        s_send_reply (self, &job->routing, AGP_PING, AG_OK, env->corr, 0,
+                      NULL, 0, NULL);
+        s_job_free (self, job);
+        return;
+    }
+    if (env->command == AGP_INFO || env->command == AGP_LIST) {
+        if (env->command == AGP_INFO)
+            s_pack_info (self);
+        else
+            s_pack_list (self);
+        s_send_packed (self, &job->routing, env);
+        s_job_free (self, job);
+        return;
+    }
+    if (env->command == AGP_FETCH) {
+        s_handle_fetch (self, job);
+        return;
+    }
+    if (self->stopping) {
+        s_send_error (self, &job->routing, env, AG_STOPPING,
+                      "server is stopping");
+        s_job_free (self, job);
+        return;
+    }
+    if (env->command == AGP_CREATE) {
+        s_handle_create (self, job);
+        return;
+    }
+    //  CALL, GETATTR, DELETE: to an agent's mailbox
+    agd_agent_t *agent = (agd_agent_t *) ag_idmap_lookup (self->agents,
+                                                          env->agent);
+    if (!agent || agent->deleting) {
+        s_send_error (self, &job->routing, env, AG_NO_AGENT,
+                      "no agent %" PRIu64 " on this server", env->agent);
+        s_job_free (self, job);
+        return;
+    }
+    if (env->command == AGP_DELETE) {
+        agent->deleting = true;
+        if (agent->name) {
+            zhashx_delete (self->names, agent->name);
+            free (agent->name);
+            agent->name = NULL;
+        }
+    }
+    else
+    if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP))
+        agd_store_expect (self->store, zmq_msg_data (&job->routing),
+                          zmq_msg_size (&job->routing), env->corr);
+    s_enqueue (self, agent, job);
+}
+
+//  Read one message from the frontend. Returns 0, or -1 if none is
+//  waiting.
+static int
+s_frontend_recv (self_t *self)
+{
+    agd_job_t *job = s_job_new (self);
+    if (!job)
+        return -1;
+    if (zmq_msg_recv (&job->routing, self->frontend, ZMQ_DONTWAIT) == -1) {
+        s_job_free (self, job);
+        return -1;
+    }
+    //  Read every part; keep the envelope and body, count the rest
+    zmq_msg_t envelope;
+    zmq_msg_init (&envelope);
+    int parts = 1;
+    bool more = zmq_msg_more (&job->routing);
+    if (more && zmq_msg_recv (&envelope, self->frontend, 0) != -1) {
+        parts++;
+        more = zmq_msg_more (&envelope);
+    }
+    if (more && zmq_msg_recv (&job->body, self->frontend, 0) != -1) {
+        parts++;
+        more = zmq_msg_more (&job->body);
+    }
+    while (more) {
+        zmq_msg_t extra;
+        zmq_msg_init (&extra);
+        if (zmq_msg_recv (&extra, self->frontend, 0) == -1)
+            break;
+        parts++;
+        more = zmq_msg_more (&extra);
+        zmq_msg_close (&extra);
+    }
+    int rc = agp_envelope_decode (&job->env, zmq_msg_data (&envelope),
+                                  zmq_msg_size (&envelope));
+    zmq_msg_close (&envelope);
+    if (rc == -1 || (rc == -3 && job->env.corr == 0)) {
+        zsys_warning ("dropped a message that is not AGP (%d parts)", parts);
+        s_job_free (self, job);
+        return 0;
+    }
+    if (rc == -2) {
+        zsys_warning ("refused a peer of another protocol version");
+        job->env.command = AGP_PING;
+        s_send_error (self, &job->routing, &job->env, AG_BAD_VERSION,
+                      "this server speaks " AGP_SIGNATURE " only");
+        s_job_free (self, job);
+        return 0;
+    }
+    if (rc == -3 || (job->env.command & AGP_REPLY)) {
+        job->env.command &= (uint8_t) ~AGP_REPLY;
+        if (job->env.command < AGP_PING || job->env.command > AGP_FETCH)
+            job->env.command = AGP_PING;
+        s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                      "bad envelope: unknown command or wrong size");
+        s_job_free (self, job);
+        return 0;
+    }
+    if (parts != 3) {
+        s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                      "a request has 2 frames (envelope, body), not %d",
+                      parts - 1);
+        s_job_free (self, job);
+        return 0;
+    }
+    if (zmq_msg_size (&job->body) > self->config.max_message) {
+        s_send_error (self, &job->routing, &job->env, AG_TOO_LARGE,
+                      "body of %zu bytes is over the limit of %zu",
+                      zmq_msg_size (&job->body), self->config.max_message);
+        s_job_free (self, job);
+        return 0;
+    }
+    job->received = ag_usecs ();
+    s_handle_request (self, job);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Results from workers
+
+static void
+s_job_done (self_t *self, agd_job_t *job)
+{
+    agd_agent_t *agent = job->agent;
+    agent->busy = false;
+    self->jobs_pending--;
+    int command = job->env.command;
+    if (command == AGP_CREATE) {
+        if (job->status == AG_OK) {
+            agent->alive = true;
+            s_pack_created (self, agent);
+            s_send_packed (self, &job->routing, &job->env);
+            if (self->config.verbose)
+                zsys_info ("created agent=%" PRIu64 " class=%s", agent->id,
+                           agent->cls->name);
+        }
+        else {
+            s_send_reply (self, &job->routing, command, job->status,
+                          job->env.corr, 0, NULL, 0, &job->body);
+            s_agent_flush (self, agent, AG_NO_AGENT,
+                           "agent init failed; it does not exist");
+            s_agent_free (self, agent);
+            agent = NULL;
+        }
+    }
+    else
+    if (command == AGP_DELETE) {
+        s_send_reply (self, &job->routing, command, AG_OK, job->env.corr,
+                      job->env.agent, NULL, 0, NULL);
+        s_agent_flush (self, agent, AG_NO_AGENT, "agent deleted");
+        s_agent_free (self, agent);
+        agent = NULL;
+    }
+    else {
+        agent->served++;
+        if (job->status >= 300)
+            agent->failed++;
+        if (job->env.word & AGP_FLAG_KEEP)
+            agd_store_complete (self->store, zmq_msg_data (&job->routing),
+                                zmq_msg_size (&job->routing), job->env.corr,
+                                job->status, &job->body, s_deliver_fetch,
+                                self);
+        s_send_reply (self, &job->routing, command, job->status,
+                      job->env.corr, job->env.agent, NULL, 0, &job->body);
+    }
+    s_job_free (self, job);
+    if (agent)
+        s_make_ready (self, agent);
+}
+
+static int
+s_backend_recv (self_t *self)
+{
+    uint8_t identity [5];
+    int size = zmq_recv (self->backend, identity, sizeof identity,
+                         ZMQ_DONTWAIT);
+    if (size == -1)
+        return -1;
+    uint8_t frame [8];
+    int frame_size = zmq_recv (self->backend, frame, sizeof frame, 0);
+    uint32_t id;
+    memcpy (&id, identity + 1, 4);
+    worker_t *worker = (worker_t *) ag_idmap_lookup (self->workers, id);
+    if (!worker || size != 5)
+        return 0;                   //  cannot happen: inproc, our threads
+    if (frame_size == sizeof (agd_job_t *)) {
+        agd_job_t *job;
+        memcpy (&job, frame, sizeof job);
+        self->workers_busy--;
+        s_job_done (self, job);
+        s_idle_push (self, worker);
+    }
+    else
+    if (frame_size == 1 && frame [0] == AGD_WORKER_READY) {
+        self->workers_starting--;
+        s_idle_push (self, worker);
+    }
+    else
+    if (frame_size == 1 && frame [0] == AGD_WORKER_BYE) {
+        if (worker->idle)
+            s_idle_remove (self, worker);
+        ag_idmap_delete (self->workers, id);
+        free (worker);
+        self->workers_total--;
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Housekeeping and stopping
+
+static void
+s_reap_workers (self_t *self, int64_t now)
+{
+    while (self->idle_tail
+    &&     self->workers_total > (size_t) self->config.threads_min
+    &&     now - self->idle_tail->idle_since
+           >= (int64_t) self->config.idle_ms * 1000) {
+        worker_t *worker = self->idle_tail;
+        s_idle_remove (self, worker);
+        worker->leaving = true;
+        char command = AGD_WORKER_TERM;
+        s_worker_send (self, worker, &command, 1);
+        //  Counted out when it says bye
+    }
+}
+
+static void
+s_begin_stop (self_t *self)
+{
+    if (self->stopping)
+        return;
+    self->stopping = true;
+    self->stop_deadline = ag_usecs () + (int64_t) self->config.grace_ms * 1000;
+    zsys_notice ("stopping: pending=%zu grace_ms=%d", self->jobs_pending,
+                 self->config.grace_ms);
+}
+
+//  Grace is over (or nothing is left): refuse what is still queued
+static void
+s_finish_stop (self_t *self)
+{
+    size_t cursor = 0;
+    agd_agent_t *agent;
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->head)
+            s_agent_flush (self, agent, AG_STOPPING,
+                           "server stopped before this request ran");
+    if (self->workers_busy)
+        zsys_warning ("stopped with %zu calls still running after the"
+                      " grace time", self->workers_busy);
+    self->stopped = true;
+    zstr_send (self->pipe, "STOPPED");
+}
+
+static void
+s_teardown (self_t *self)
+{
+    //  Tell every idle worker to go, and wait a little for them; a busy
+    //  one (still running after the grace time) is left to finish alone
+    int64_t deadline = ag_usecs () + 2000000;
+    while (self->workers_total > self->workers_busy
+    &&     ag_usecs () < deadline) {
+        while (self->idle_head) {
+            worker_t *worker = self->idle_head;
+            s_idle_remove (self, worker);
+            worker->leaving = true;
+            char command = AGD_WORKER_TERM;
+            s_worker_send (self, worker, &command, 1);
+        }
+        zmq_pollitem_t item = { self->backend, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) > 0)
+            while (s_backend_recv (self) == 0)
+                ;
+    }
+    //  Finalise the agents no worker holds. The broker runs fini here,
+    //  once it no longer serves anyone.
+    size_t cursor = 0;
+    agd_agent_t *agent;
+    zlist_t *agents = zlist_new ();
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        zlist_append (agents, agent);
+    while ((agent = (agd_agent_t *) zlist_pop (agents))) {
+        if (agent->busy)
+            continue;               //  still in a worker's hands
+        if (agent->alive && agent->cls->fini)
+            agent->cls->fini (agent->state);
+        free (agent->state);
+        s_agent_free (self, agent);
+    }
+    zlist_destroy (&agents);
+}
+
+//  ---------------------------------------------------------------------
+//  Actor
+
+static self_t *
+s_self_new (zsock_t *pipe, agd_broker_args_t *args)
+{
+    self_t *self = (self_t *) zmalloc (sizeof (self_t));
+    self->pipe = pipe;
+    self->args = args;
+    self->config = args->config;
+    self->agents = ag_idmap_new ();
+    self->names = zhashx_new ();
+    self->workers = ag_idmap_new ();
+    self->store = agd_store_new (self->config.retention_ms,
+                                 self->config.retention_max);
+    msgpack_sbuffer_init (&self->buffer);
+    msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
+    msgpack_zone_init (&self->zone, 2048);
+    self->started = ag_usecs ();
+    return self;
+}
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->free_jobs) {
+        agd_job_t *job = self->free_jobs;
+        self->free_jobs = job->next;
+        free (job);
+    }
+    //  Workers still running own their worker_t until they say bye;
+    //  those left behind after teardown are freed here, their threads
+    //  no longer talk to us
+    size_t cursor = 0;
+    worker_t *worker;
+    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor, NULL)))
+        free (worker);
+    ag_idmap_destroy (&self->workers);
+    ag_idmap_destroy (&self->agents);
+    zhashx_destroy (&self->names);
+    agd_store_destroy (&self->store);
+    msgpack_sbuffer_destroy (&self->buffer);
+    msgpack_zone_destroy (&self->zone);
+    zsock_destroy (&self->backend_sock);
+    zsock_destroy (&self->frontend_sock);
+    free (self);
+    *self_p = NULL;
+}
+
+static int
+s_bind (self_t *self)
+{
+    agd_broker_args_t *args = self->args;
+    self->frontend_sock = zsock_new (ZMQ_ROUTER);
+    if (!self->frontend_sock) {
+        snprintf (args->error, sizeof args->error, "cannot create socket");
+        return -1;
+    }
+    self->frontend = zsock_resolve (self->frontend_sock);
+    int on = 1, zero = 0;
+    zmq_setsockopt (self->frontend, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    zmq_setsockopt (self->frontend, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->frontend, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->frontend, ZMQ_LINGER, &zero, sizeof zero);
+    //  Hard cap in libzmq, above the limit we answer with TOO_LARGE, so
+    //  an absurd frame is cut off before it is ever buffered
+    int64_t cap = (int64_t) self->config.max_message * 2 + 4096;
+    zmq_setsockopt (self->frontend, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
+    const char *endpoint = (const char *) zlist_first (args->endpoints);
+    while (endpoint) {
+        if (zmq_bind (self->frontend, endpoint)) {
+            snprintf (args->error, sizeof args->error, "cannot bind %s: %s",
+                      endpoint, zmq_strerror (zmq_errno ()));
+            return -1;
+        }
+        char bound [256];
+        size_t size = sizeof bound;
+        zmq_getsockopt (self->frontend, ZMQ_LAST_ENDPOINT, bound, &size);
+        zlist_append (args->bound, bound);   //  autofree: copied
+        endpoint = (const char *) zlist_next (args->endpoints);
+    }
+    self->backend_sock = zsock_new (ZMQ_ROUTER);
+    self->backend = zsock_resolve (self->backend_sock);
+    zmq_setsockopt (self->backend, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->backend, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->backend, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
+    snprintf (self->backend_endpoint, sizeof self->backend_endpoint,
+              "inproc://agd-workers-%p", (void *) self);
+    if (zmq_bind (self->backend, self->backend_endpoint)) {
+        snprintf (args->error, sizeof args->error, "cannot bind %s: %s",
+                  self->backend_endpoint, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    return 0;
+}
+
+void
+agd_broker (zsock_t *pipe, void *args_)
+{
+    agd_broker_args_t *args = (agd_broker_args_t *) args_;
+    self_t *self = s_self_new (pipe, args);
+    if (s_bind (self)) {
+        s_self_destroy (&self);
+        zsock_signal (pipe, 1);
+        //  Wait for $TERM so zactor_destroy finds us where it expects
+        char *command = zstr_recv (pipe);
+        zstr_free (&command);
+        return;
+    }
+    for (int i = 0; i < self->config.threads_min; i++)
+        s_worker_spawn (self);
+    zsock_signal (pipe, 0);
+
+    zmq_pollitem_t items [] = {
+        { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
+        { self->frontend, 0, ZMQ_POLLIN, 0 },
+        { self->backend, 0, ZMQ_POLLIN, 0 },
+        { NULL, args->stop_fd, ZMQ_POLLIN, 0 }
+    };
+    self->next_tick = ag_usecs () + TICK_MS * 1000;
+    while (!self->terminated || !self->stopped) {
+        int64_t now = ag_usecs ();
+        int64_t timeout = (self->next_tick - now) / 1000;
+        if (self->stopping && !self->stopped)
+            timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
+        if (timeout < 0)
+            timeout = 0;
+        int rc = zmq_poll (items, 4, (long) timeout);
+        if (rc == -1 && zmq_errno () != EINTR)
+            break;                  //  context terminated
+        if (items [0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv (pipe);
+            if (!command || streq (command, "$TERM")) {
+                self->terminated = true;
+                s_begin_stop (self);
+            }
+            zstr_free (&command);
+        }
+        if (items [3].revents & ZMQ_POLLIN) {
+            char byte;
+            if (read (args->stop_fd, &byte, 1) < 0 && errno != EAGAIN)
+                zsys_warning ("stop pipe: %s", strerror (errno));
+            s_begin_stop (self);
+        }
+        //  Workers first: each result frees a worker for what follows
+        for (int i = 0; i < BATCH && s_backend_recv (self) == 0; i++)
+            ;
+        for (int i = 0; i < BATCH && s_frontend_recv (self) == 0; i++)
+            ;
+        s_dispatch (self);
+
+        now = ag_usecs ();
+        if (now >= self->next_tick) {
+            agd_store_expire (self->store, now);
+            s_reap_workers (self, now);
+            self->next_tick = now + TICK_MS * 1000;
+        }
+        if (self->stopping && !self->stopped
+        &&  (self->jobs_pending == 0 || now >= self->stop_deadline))
+            s_finish_stop (self);
+    }
+    s_teardown (self);
+    s_self_destroy (&self);
+}

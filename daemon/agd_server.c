@@ -1,0 +1,315 @@
+/*  =========================================================================
+    agd_server - the embeddable agent server
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  The server is a registry of classes, some settings, and a broker actor
+//  once started. agentd is a thin main over this API, and any program can
+//  serve its own classes with it (the seed's RpcAgentServerLauncher).
+//  Stopping is a byte written to a pipe the broker polls: safe from any
+//  thread, and from a signal handler.
+//  @end
+
+#include "agd.h"
+#include <fcntl.h>
+#include <signal.h>
+
+struct _agd_server_t {
+    agd_config_t config;            //  settings
+    agd_registry_t *registry;       //  classes
+    zlist_t *endpoints;             //  to bind
+    zlist_t *bound;                 //  as bound
+    zactor_t *broker;               //  running broker, or NULL
+    agd_broker_args_t *args;        //  the broker's arguments
+    int stop_pipe [2];              //  write end: agd_server_stop
+    bool started;                   //  start succeeded
+    bool stopped;                   //  broker said STOPPED
+    char error [512];               //  last failure
+};
+
+//  A library must leave its host's signal handling alone. czmq installs
+//  SIGINT/SIGTERM handlers when first used unless told not to; we tell
+//  it not to, unless the program has set up handlers of its own already
+//  (which may well be czmq's, wanted).
+static void
+s_quiet_once (void)
+{
+    struct sigaction interrupt, terminate;
+    sigaction (SIGINT, NULL, &interrupt);
+    sigaction (SIGTERM, NULL, &terminate);
+    if (interrupt.sa_handler == SIG_DFL && terminate.sa_handler == SIG_DFL) {
+        //  We are czmq's first user here: keep it off the signals, and
+        //  log to stderr, never to the program's stdout
+        zsys_handler_set (NULL);
+        zsys_set_logstream (stderr);
+    }
+    zsys_init ();
+}
+
+static void
+s_quiet_czmq (void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once (&once, s_quiet_once);
+}
+
+agd_server_t *
+agd_server_new (void)
+{
+    s_quiet_czmq ();
+    agd_server_t *self = (agd_server_t *) zmalloc (sizeof (agd_server_t));
+    self->config = (agd_config_t) {
+        .threads_min = 2,
+        .threads_max = 512,
+        .idle_ms = 30000,
+        .retention_ms = 300000,
+        .retention_max = 100000,
+        .max_message = 64 * 1024 * 1024,
+        .grace_ms = 10000,
+        .verbose = false
+    };
+    self->registry = agd_registry_new ();
+    self->endpoints = zlist_new ();
+    zlist_autofree (self->endpoints);
+    self->bound = zlist_new ();
+    zlist_autofree (self->bound);
+    if (pipe (self->stop_pipe)) {
+        agd_registry_destroy (&self->registry);
+        zlist_destroy (&self->endpoints);
+        zlist_destroy (&self->bound);
+        free (self);
+        return NULL;
+    }
+    fcntl (self->stop_pipe [0], F_SETFL, O_NONBLOCK);
+    fcntl (self->stop_pipe [1], F_SETFL, O_NONBLOCK);
+    fcntl (self->stop_pipe [0], F_SETFD, FD_CLOEXEC);
+    fcntl (self->stop_pipe [1], F_SETFD, FD_CLOEXEC);
+    return self;
+}
+
+void
+agd_server_destroy (agd_server_t **self_p)
+{
+    if (self_p && *self_p) {
+        agd_server_t *self = *self_p;
+        //  zactor_destroy sends $TERM: the broker finishes its grace
+        //  period, replies to everyone, and tears down
+        zactor_destroy (&self->broker);
+        free (self->args);
+        agd_registry_destroy (&self->registry);
+        zlist_destroy (&self->endpoints);
+        zlist_destroy (&self->bound);
+        close (self->stop_pipe [0]);
+        close (self->stop_pipe [1]);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static int
+s_not_started (agd_server_t *self, const char *what)
+{
+    if (self->started) {
+        snprintf (self->error, sizeof self->error,
+                  "%s: the server has already started", what);
+        return -1;
+    }
+    return 0;
+}
+
+int
+agd_server_add_class (agd_server_t *self, const ag_class_t *cls)
+{
+    if (s_not_started (self, "add class"))
+        return -1;
+    return agd_registry_add (self->registry, cls, "class", self->error,
+                             sizeof self->error);
+}
+
+int
+agd_server_load_plugin (agd_server_t *self, const char *path)
+{
+    if (s_not_started (self, "load plugin"))
+        return -1;
+    return agd_registry_load (self->registry, path, self->error,
+                              sizeof self->error);
+}
+
+int
+agd_server_bind (agd_server_t *self, const char *endpoint)
+{
+    if (s_not_started (self, "bind"))
+        return -1;
+    if (!endpoint || !(strneq (endpoint, "") && (
+        strncmp (endpoint, "tcp://", 6) == 0
+    ||  strncmp (endpoint, "ipc://", 6) == 0
+    ||  strncmp (endpoint, "inproc://", 9) == 0))) {
+        snprintf (self->error, sizeof self->error,
+                  "endpoint '%s' is not tcp://host:port, ipc://path or"
+                  " inproc://name", endpoint? endpoint: "(null)");
+        return -1;
+    }
+    zlist_append (self->endpoints, (void *) endpoint);
+    return 0;
+}
+
+void
+agd_server_set_threads (agd_server_t *self, int min, int max)
+{
+    if (max < 1)
+        max = 1;
+    if (min < 0)
+        min = 0;
+    if (min > max)
+        min = max;
+    self->config.threads_min = min;
+    self->config.threads_max = max;
+}
+
+void
+agd_server_set_retention (agd_server_t *self, int msecs, size_t max)
+{
+    self->config.retention_ms = msecs < 0? 0: msecs;
+    self->config.retention_max = max;
+}
+
+void
+agd_server_set_max_message (agd_server_t *self, size_t bytes)
+{
+    self->config.max_message = bytes;
+}
+
+void
+agd_server_set_grace (agd_server_t *self, int msecs)
+{
+    self->config.grace_ms = msecs < 0? 0: msecs;
+}
+
+void
+agd_server_set_verbose (agd_server_t *self, bool verbose)
+{
+    self->config.verbose = verbose;
+}
+
+int
+agd_server_start (agd_server_t *self)
+{
+    if (s_not_started (self, "start"))
+        return -1;
+    if (zlist_size (self->endpoints) == 0)
+        zlist_append (self->endpoints, "tcp://127.0.0.1:*");
+    self->args = (agd_broker_args_t *) zmalloc (sizeof (agd_broker_args_t));
+    self->args->config = self->config;
+    self->args->registry = self->registry;
+    self->args->endpoints = self->endpoints;
+    self->args->bound = self->bound;
+    self->args->stop_fd = self->stop_pipe [0];
+    self->broker = zactor_new (agd_broker, self->args);
+    if (!self->broker) {
+        snprintf (self->error, sizeof self->error, "cannot start broker");
+        return -1;
+    }
+    //  zactor_new returned after the broker's signal; a failed bind
+    //  left its reason in args
+    if (self->args->error [0]) {
+        snprintf (self->error, sizeof self->error, "%s", self->args->error);
+        zactor_destroy (&self->broker);
+        zlist_purge (self->bound);
+        return -1;
+    }
+    self->started = true;
+    return 0;
+}
+
+size_t
+agd_server_endpoints (agd_server_t *self)
+{
+    return zlist_size (self->bound);
+}
+
+const char *
+agd_server_endpoint (agd_server_t *self, size_t index)
+{
+    const char *endpoint = (const char *) zlist_first (self->bound);
+    while (endpoint && index--)
+        endpoint = (const char *) zlist_next (self->bound);
+    return endpoint;
+}
+
+void
+agd_server_stop (agd_server_t *self)
+{
+    //  write(2) is async-signal-safe; a full pipe means a stop is queued
+    char byte = 'S';
+    ssize_t rc = write (self->stop_pipe [1], &byte, 1);
+    (void) rc;
+}
+
+void
+agd_server_wait (agd_server_t *self)
+{
+    if (!self->started || self->stopped)
+        return;
+    zsock_t *pipe = zactor_sock (self->broker);
+    zpoller_t *poller = zpoller_new (pipe, NULL);
+    while (!self->stopped) {
+        //  Wakes for the broker, or every 100 ms to see whether czmq's
+        //  own handler (if the program installed it) saw a signal
+        void *which = zpoller_wait (poller, 100);
+        if (which == pipe) {
+            char *message = zstr_recv (pipe);
+            if (message && streq (message, "STOPPED"))
+                self->stopped = true;
+            zstr_free (&message);
+        }
+        else
+        if (zsys_interrupted)
+            agd_server_stop (self);
+    }
+    zpoller_destroy (&poller);
+}
+
+const char *
+agd_server_error (agd_server_t *self)
+{
+    return self->error;
+}
+
+//  ---------------------------------------------------------------------
+//  Selftest
+
+void
+agd_server_test (bool verbose)
+{
+    printf (" * agd_server: ");
+    if (verbose)
+        printf ("\n");
+    //  @selftest
+    agd_server_t *server = agd_server_new ();
+    assert (server);
+    assert (agd_server_bind (server, "http://x") == -1);
+    assert (strstr (agd_server_error (server), "http://x"));
+    assert (agd_server_bind (server, "tcp://127.0.0.1:*") == 0);
+    assert (agd_server_start (server) == 0);
+    assert (agd_server_endpoints (server) == 1);
+    const char *endpoint = agd_server_endpoint (server, 0);
+    assert (strncmp (endpoint, "tcp://127.0.0.1:", 16) == 0);
+    assert (!streq (endpoint, "tcp://127.0.0.1:*"));
+    assert (agd_server_bind (server, "tcp://127.0.0.1:*") == -1);
+
+    //  A second server cannot bind the same port, and says so
+    agd_server_t *clash = agd_server_new ();
+    agd_server_bind (clash, endpoint);
+    assert (agd_server_start (clash) == -1);
+    assert (strstr (agd_server_error (clash), "cannot bind"));
+    agd_server_destroy (&clash);
+
+    agd_server_stop (server);
+    agd_server_wait (server);
+    agd_server_destroy (&server);
+    agd_server_destroy (&server);
+    //  @end
+    printf ("OK\n");
+}

@@ -1,0 +1,315 @@
+/*  =========================================================================
+    agd_store - results of calls, kept for FETCH
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  A result is known by the routing id of the client that made the call
+//  and the call's correlation id. It is noted as pending when the call
+//  arrives, so a FETCH that comes first waits for it rather than failing;
+//  once done it stays for the retention time. Results expire in the order
+//  they completed, so expiry is a walk from the head of one list. The
+//  count is bounded too: past it, the oldest results go first.
+//  @end
+
+#include "agd.h"
+
+typedef struct _waiter_t waiter_t;
+struct _waiter_t {
+    waiter_t *next;
+    zmq_msg_t routing;              //  fetcher's routing id
+    uint64_t corr;                  //  fetch request's correlation id
+};
+
+typedef struct _entry_t entry_t;
+struct _entry_t {
+    uint64_t key;                   //  hash of owner and corr
+    entry_t *chain;                 //  entries with the same key
+    entry_t *prev, *next;           //  completion order (done entries)
+    uint64_t corr;                  //  call's correlation id
+    bool done;                      //  result is in
+    int status;                     //  reply status
+    zmq_msg_t body;                 //  reply body
+    int64_t expires;                //  ag_usecs () when it goes
+    waiter_t *waiters;              //  fetchers waiting for it
+    size_t owner_size;
+    uint8_t owner [];               //  caller's routing id
+};
+
+struct _agd_store_t {
+    ag_idmap_t *index;              //  key -> first entry of its chain
+    entry_t *oldest, *newest;       //  done entries, completion order
+    size_t size;                    //  entries held
+    int64_t retention;              //  usecs a done result lives
+    size_t max;                     //  entries at most
+};
+
+static uint64_t
+s_key (const void *owner, size_t size, uint64_t corr)
+{
+    //  FNV-1a over the owner, folded with the correlation id; 0 is
+    //  reserved by the index
+    uint64_t hash = 0xcbf29ce484222325ULL ^ corr;
+    const uint8_t *p = (const uint8_t *) owner;
+    for (size_t i = 0; i < size; i++)
+        hash = (hash ^ p [i]) * 0x100000001b3ULL;
+    hash ^= corr * 0x9e3779b97f4a7c15ULL;
+    return hash? hash: 1;
+}
+
+static entry_t *
+s_find (agd_store_t *self, const void *owner, size_t size, uint64_t corr,
+        uint64_t key)
+{
+    entry_t *entry = (entry_t *) ag_idmap_lookup (self->index, key);
+    while (entry && !(entry->corr == corr && entry->owner_size == size
+                   && memcmp (entry->owner, owner, size) == 0))
+        entry = entry->chain;
+    return entry;
+}
+
+static void
+s_unlink_done (agd_store_t *self, entry_t *entry)
+{
+    if (entry->prev)
+        entry->prev->next = entry->next;
+    else
+        self->oldest = entry->next;
+    if (entry->next)
+        entry->next->prev = entry->prev;
+    else
+        self->newest = entry->prev;
+    entry->prev = entry->next = NULL;
+}
+
+static void
+s_remove (agd_store_t *self, entry_t *entry)
+{
+    entry_t *first = (entry_t *) ag_idmap_lookup (self->index, entry->key);
+    if (first == entry) {
+        if (entry->chain)
+            ag_idmap_insert (self->index, entry->key, entry->chain);
+        else
+            ag_idmap_delete (self->index, entry->key);
+    }
+    else {
+        while (first->chain != entry)
+            first = first->chain;
+        first->chain = entry->chain;
+    }
+    if (entry->done)
+        s_unlink_done (self, entry);
+    while (entry->waiters) {
+        waiter_t *waiter = entry->waiters;
+        entry->waiters = waiter->next;
+        zmq_msg_close (&waiter->routing);
+        free (waiter);
+    }
+    zmq_msg_close (&entry->body);
+    free (entry);
+    self->size--;
+}
+
+agd_store_t *
+agd_store_new (int retention_ms, size_t max)
+{
+    agd_store_t *self = (agd_store_t *) zmalloc (sizeof (agd_store_t));
+    self->index = ag_idmap_new ();
+    self->retention = (int64_t) retention_ms * 1000;
+    self->max = max;
+    return self;
+}
+
+void
+agd_store_destroy (agd_store_t **self_p)
+{
+    if (self_p && *self_p) {
+        agd_store_t *self = *self_p;
+        size_t cursor = 0;
+        entry_t *entry;
+        //  Collect chains first: removing while walking would move slots
+        zlist_t *all = zlist_new ();
+        while ((entry = (entry_t *) ag_idmap_next (self->index, &cursor, NULL)))
+            for (; entry; entry = entry->chain)
+                zlist_append (all, entry);
+        while ((entry = (entry_t *) zlist_pop (all)))
+            s_remove (self, entry);
+        zlist_destroy (&all);
+        ag_idmap_destroy (&self->index);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
+                  uint64_t corr)
+{
+    //  Make room by dropping the oldest finished results
+    while (self->size >= self->max && self->oldest)
+        s_remove (self, self->oldest);
+    if (self->size >= self->max)
+        return -1;
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *old = s_find (self, owner, owner_size, corr, key);
+    if (old)
+        s_remove (self, old);       //  a client reusing an id replaces it
+    entry_t *entry = (entry_t *) calloc (1, sizeof (entry_t) + owner_size);
+    if (!entry)
+        return -1;
+    entry->key = key;
+    entry->corr = corr;
+    entry->owner_size = owner_size;
+    memcpy (entry->owner, owner, owner_size);
+    zmq_msg_init (&entry->body);
+    entry->chain = (entry_t *) ag_idmap_lookup (self->index, key);
+    if (ag_idmap_insert (self->index, key, entry)) {
+        zmq_msg_close (&entry->body);
+        free (entry);
+        return -1;
+    }
+    self->size++;
+    return 0;
+}
+
+void
+agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
+                    uint64_t corr, int status, zmq_msg_t *body,
+                    agd_store_deliver_fn *deliver, void *arg)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    if (!entry || entry->done)
+        return;                     //  evicted while it ran
+    entry->done = true;
+    entry->status = status;
+    zmq_msg_copy (&entry->body, body);
+    entry->expires = ag_usecs () + self->retention;
+    entry->prev = self->newest;
+    if (self->newest)
+        self->newest->next = entry;
+    else
+        self->oldest = entry;
+    self->newest = entry;
+    while (entry->waiters) {
+        waiter_t *waiter = entry->waiters;
+        entry->waiters = waiter->next;
+        zmq_msg_t copy;
+        zmq_msg_init (&copy);
+        zmq_msg_copy (&copy, &entry->body);
+        deliver (arg, &waiter->routing, waiter->corr, status, &copy);
+        zmq_msg_close (&copy);
+        zmq_msg_close (&waiter->routing);
+        free (waiter);
+    }
+}
+
+int
+agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
+                 uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
+                 int *status, zmq_msg_t *body)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    if (!entry)
+        return AG_GONE;
+    if (entry->done) {
+        *status = entry->status;
+        zmq_msg_copy (body, &entry->body);
+        return AG_OK;
+    }
+    waiter_t *waiter = (waiter_t *) calloc (1, sizeof (waiter_t));
+    if (!waiter)
+        return AG_GONE;
+    zmq_msg_init (&waiter->routing);
+    zmq_msg_copy (&waiter->routing, routing);
+    waiter->corr = fetch_corr;
+    waiter->next = entry->waiters;
+    entry->waiters = waiter;
+    return AG_PENDING;
+}
+
+int
+agd_store_expire (agd_store_t *self, int64_t now)
+{
+    while (self->oldest && self->oldest->expires <= now)
+        s_remove (self, self->oldest);
+    if (!self->oldest)
+        return -1;
+    return (int) ((self->oldest->expires - now + 999) / 1000);
+}
+
+size_t
+agd_store_size (agd_store_t *self)
+{
+    return self->size;
+}
+
+//  ---------------------------------------------------------------------
+//  Selftest
+
+static int s_delivered;
+
+static void
+s_deliver (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
+           zmq_msg_t *body)
+{
+    assert (corr == 99);
+    assert (status == AG_OK);
+    assert (zmq_msg_size (body) == 3);
+    s_delivered++;
+}
+
+void
+agd_store_test (bool verbose)
+{
+    printf (" * agd_store: ");
+    if (verbose)
+        printf ("\n");
+    //  @selftest
+    agd_store_t *store = agd_store_new (60000, 3);
+    zmq_msg_t routing, body, copy;
+    zmq_msg_init_size (&routing, 2);
+    zmq_msg_init_size (&body, 3);
+    memcpy (zmq_msg_data (&body), "\xa2hi", 3);
+    zmq_msg_init (&copy);
+    int status;
+
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
+            == AG_GONE);
+    assert (agd_store_expect (store, "A1", 2, 1) == 0);
+    //  A fetch before completion waits, and is answered at completion
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
+            == AG_PENDING);
+    agd_store_complete (store, "A1", 2, 1, AG_OK, &body, s_deliver, NULL);
+    assert (s_delivered == 1);
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
+            == AG_OK);
+    assert (status == AG_OK && zmq_msg_size (&copy) == 3);
+    //  Another owner with the same corr is another result
+    assert (agd_store_fetch (store, "B1", 2, 1, &routing, 98, &status, &copy)
+            == AG_GONE);
+    //  The bound evicts the oldest finished result
+    assert (agd_store_expect (store, "A1", 2, 2) == 0);
+    assert (agd_store_expect (store, "A1", 2, 3) == 0);
+    assert (agd_store_size (store) == 3);
+    assert (agd_store_expect (store, "A1", 2, 4) == 0);
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
+            == AG_GONE);
+    //  All pending and full: refused
+    assert (agd_store_expect (store, "A1", 2, 5) == -1);
+    //  Expiry
+    agd_store_complete (store, "A1", 2, 2, AG_OK, &body, s_deliver, NULL);
+    assert (agd_store_expire (store, ag_usecs ()) > 0);
+    assert (agd_store_expire (store, ag_usecs () + 61000000) == -1);
+    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 98, &status, &copy)
+            == AG_GONE);
+    zmq_msg_close (&copy);
+    zmq_msg_close (&body);
+    zmq_msg_close (&routing);
+    agd_store_destroy (&store);
+    agd_store_destroy (&store);
+    //  @end
+    printf ("OK\n");
+}

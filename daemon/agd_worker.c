@@ -1,0 +1,265 @@
+/*  =========================================================================
+    agd_worker - a pool thread: runs one agent's job at a time
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  A worker is handed a job (a pointer, over inproc) and runs it to the
+//  end: it decodes the request body, finds the method or attribute, runs
+//  the agent's code and leaves the reply in the job. The broker keeps the
+//  agent out of every other worker's hands meanwhile, so agent state
+//  needs no lock. Decoding here rather than in the broker keeps msgpack
+//  work, and any hostile body, off the thread that serves everyone.
+//  @end
+
+#include "agd.h"
+
+static void
+s_free_data (void *data, void *hint)
+{
+    free (data);
+}
+
+//  Replace the job's body with a msgpack string reason
+static void
+s_set_reason (agd_job_t *job, int status, const char *reason)
+{
+    size_t len = strlen (reason);
+    if (len > 1024)
+        len = 1024;
+    zmq_msg_close (&job->body);
+    zmq_msg_init_size (&job->body, len + 5);
+    uint8_t *p = (uint8_t *) zmq_msg_data (&job->body);
+    p [0] = 0xdb;                   //  str 32
+    p [1] = (uint8_t) (len >> 24);
+    p [2] = (uint8_t) (len >> 16);
+    p [3] = (uint8_t) (len >> 8);
+    p [4] = (uint8_t) len;
+    memcpy (p + 5, reason, len);
+    job->status = (uint16_t) status;
+}
+
+void
+agd_job_fail (agd_job_t *job, int status, const char *format, ...)
+{
+    char reason [1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    s_set_reason (job, status, reason);
+}
+
+//  Move the call's result into the job's reply body
+static void
+s_set_result (agd_job_t *job, msgpack_sbuffer *buffer)
+{
+    zmq_msg_close (&job->body);
+    //  Small results are copied (zmq keeps them inline); large ones hand
+    //  their buffer over rather than copy it
+    if (buffer->size <= 4096) {
+        zmq_msg_init_size (&job->body, buffer->size);
+        memcpy (zmq_msg_data (&job->body), buffer->data, buffer->size);
+        msgpack_sbuffer_clear (buffer);
+    }
+    else {
+        size_t size = buffer->size;
+        char *data = msgpack_sbuffer_release (buffer);
+        zmq_msg_init_data (&job->body, data, size, s_free_data, NULL);
+    }
+    job->status = AG_OK;
+}
+
+//  Settle a call context into the job's reply
+static void
+s_finish (agd_job_t *job, ag_call_t *call, int rc, msgpack_sbuffer *buffer)
+{
+    if (ag_call_finish (call, rc) == AG_OK)
+        s_set_result (job, buffer);
+    else
+        s_set_reason (job, call->status, call->reason);
+}
+
+static void
+s_run_create (agd_job_t *job, const msgpack_object *body,
+              msgpack_sbuffer *buffer)
+{
+    agd_agent_t *agent = job->agent;
+    const ag_class_t *cls = agent->cls;
+    agp_create_t create;
+    const char *reason;
+    //  The broker has decoded this body once already; it cannot fail
+    //  here, but a failure is still answered rather than assumed away
+    if (agp_create_decode (&create, body, &reason)) {
+        s_set_reason (job, AG_BAD_REQUEST, reason);
+        return;
+    }
+    agent->state = cls->state_size? calloc (1, cls->state_size): NULL;
+    if (cls->state_size && !agent->state) {
+        s_set_reason (job, AG_INTERNAL, "out of memory for agent state");
+        return;
+    }
+    ag_call_t call;
+    ag_call_init (&call, buffer);
+    msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
+    int rc = cls->init? cls->init (agent->state,
+                                   create.args? create.args: &nil, &call): 0;
+    if (ag_call_finish (&call, rc) != AG_OK) {
+        char text [400];
+        snprintf (text, sizeof text, "%s init failed: %s", cls->name,
+                  call.reason);
+        s_set_reason (job, call.status == AG_BAD_ARGS? AG_BAD_ARGS
+                                                     : AG_INIT_FAILED, text);
+        //  A failed init has released what it took; fini is not run
+        free (agent->state);
+        agent->state = NULL;
+        return;
+    }
+    msgpack_sbuffer_clear (buffer);
+    job->status = AG_OK;            //  the broker writes the reply body
+}
+
+static void
+s_run_call (agd_job_t *job, const msgpack_object *body,
+            msgpack_sbuffer *buffer)
+{
+    agd_agent_t *agent = job->agent;
+    agp_call_t request;
+    const char *reason;
+    if (agp_call_decode (&request, body, &reason)) {
+        s_set_reason (job, AG_BAD_REQUEST, reason);
+        return;
+    }
+    const ag_method_t *method = ag_class_method (agent->cls,
+        request.method.ptr, request.method.len);
+    if (!method) {
+        agd_job_fail (job, AG_NO_METHOD, "%s has no public method '%.*s'",
+                      agent->cls->name, (int) request.method.len,
+                      request.method.ptr);
+        return;
+    }
+    ag_call_t call;
+    ag_call_init (&call, buffer);
+    int rc = method->fn (agent->state, request.args, &call);
+    s_finish (job, &call, rc, buffer);
+}
+
+static void
+s_run_getattr (agd_job_t *job, const msgpack_object *body,
+               msgpack_sbuffer *buffer)
+{
+    agd_agent_t *agent = job->agent;
+    agp_str_t name;
+    const char *reason;
+    if (agp_getattr_decode (&name, body, &reason)) {
+        s_set_reason (job, AG_BAD_REQUEST, reason);
+        return;
+    }
+    const ag_attr_t *attr = ag_class_attr (agent->cls, name.ptr, name.len);
+    if (!attr) {
+        agd_job_fail (job, AG_NO_ATTR, "%s has no public attribute '%.*s'",
+                      agent->cls->name, (int) name.len, name.ptr);
+        return;
+    }
+    ag_call_t call;
+    ag_call_init (&call, buffer);
+    int rc = attr->get (agent->state, &call);
+    s_finish (job, &call, rc, buffer);
+}
+
+void
+agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
+{
+    agd_agent_t *agent = job->agent;
+    int command = job->env.command;
+    if (command == AGP_DELETE) {
+        if (agent->cls->fini && agent->alive)
+            agent->cls->fini (agent->state);
+        free (agent->state);
+        agent->state = NULL;
+        zmq_msg_close (&job->body);
+        zmq_msg_init (&job->body);
+        job->status = AG_OK;
+        return;
+    }
+    msgpack_object body;
+    const char *reason;
+    msgpack_zone_clear (zone);
+    size_t size = zmq_msg_size (&job->body);
+    if (size == 0)
+        body.type = MSGPACK_OBJECT_NIL;
+    else
+    if (ag_msgpack_unpack (zmq_msg_data (&job->body), size, zone, &body,
+                           &reason)) {
+        agd_job_fail (job, AG_BAD_REQUEST, "%s body: %s",
+                      agp_command_name (command), reason);
+        return;
+    }
+    //  The body object borrows the request frame: the handlers replace
+    //  job->body only after they are done reading it
+    if (command == AGP_CREATE)
+        s_run_create (job, &body, buffer);
+    else
+    if (command == AGP_CALL)
+        s_run_call (job, &body, buffer);
+    else
+    if (command == AGP_GETATTR)
+        s_run_getattr (job, &body, buffer);
+    else
+        agd_job_fail (job, AG_INTERNAL, "worker cannot run %s",
+                      agp_command_name (command));
+}
+
+//  ---------------------------------------------------------------------
+//  The thread
+
+void *
+agd_worker_main (void *args_)
+{
+    agd_worker_args_t *args = (agd_worker_args_t *) args_;
+    void *socket = zmq_socket (zsys_init (), ZMQ_DEALER);
+    uint8_t identity [5] = { 'W' };
+    memcpy (identity + 1, &args->id, 4);
+    zmq_setsockopt (socket, ZMQ_ROUTING_ID, identity, sizeof identity);
+    int linger = 0;
+    zmq_setsockopt (socket, ZMQ_LINGER, &linger, sizeof linger);
+    int rc = zmq_connect (socket, args->endpoint);
+    free (args);
+    if (rc) {
+        zsys_error ("worker: cannot connect to broker: %s",
+                    zmq_strerror (zmq_errno ()));
+        zmq_close (socket);
+        return NULL;
+    }
+    char command = AGD_WORKER_READY;
+    zmq_send (socket, &command, 1, 0);
+
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 2048);
+    while (true) {
+        agd_job_t *job;
+        uint8_t frame [sizeof job];
+        int size = zmq_recv (socket, frame, sizeof frame, 0);
+        if (size == sizeof job) {
+            memcpy (&job, frame, sizeof job);
+            agd_job_run (job, &buffer, &zone);
+            if (zmq_send (socket, frame, sizeof frame, 0) == -1)
+                break;
+        }
+        else
+        if (size == 1 && frame [0] == AGD_WORKER_TERM)
+            break;
+        else
+        if (size == -1 && zmq_errno () != EINTR)
+            break;                  //  context terminated
+    }
+    command = AGD_WORKER_BYE;
+    zmq_send (socket, &command, 1, ZMQ_DONTWAIT);
+    msgpack_zone_destroy (&zone);
+    msgpack_sbuffer_destroy (&buffer);
+    zmq_close (socket);
+    return NULL;
+}

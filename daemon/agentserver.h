@@ -1,0 +1,108 @@
+/*  =========================================================================
+    agentserver.h - the embeddable agent server
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  A program serves its own agent classes with this API, as agentd does:
+//
+//      agd_server_t *server = agd_server_new ();
+//      agd_server_add_class (server, &webagent_class);
+//      agd_server_bind (server, "tcp://127.0.0.1:12345");
+//      agd_server_start (server);      //  serves from background threads
+//      agd_server_wait (server);       //  until SIGINT/SIGTERM or stop
+//      agd_server_destroy (&server);
+//
+//  The server never installs signal handlers; agd_server_wait returns
+//  when czmq's handler (if the program installed it) sees a signal, or
+//  when another thread calls agd_server_stop.
+//  @end
+
+#ifndef AGENTSERVER_H_INCLUDED
+#define AGENTSERVER_H_INCLUDED
+
+#include "agent.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct _agd_server_t agd_server_t;
+
+//  Create a server with default settings. NULL if out of memory.
+AG_EXPORT agd_server_t *
+    agd_server_new (void);
+
+//  Stop (if running) and destroy. Agents still alive are finalised.
+//  Accepts NULL; sets *self_p to NULL.
+AG_EXPORT void
+    agd_server_destroy (agd_server_t **self_p);
+
+//  Register a class (borrowed: it must outlive the server). Fails if
+//  the descriptor is invalid or its name is taken. Before start only.
+AG_EXPORT int
+    agd_server_add_class (agd_server_t *self, const ag_class_t *cls);
+
+//  Load every class a plugin shared object lists. Fails, with a reason
+//  from agd_server_error, if the file cannot be loaded, is not a plugin
+//  of this ABI, or names a class already registered. Before start only.
+AG_EXPORT int
+    agd_server_load_plugin (agd_server_t *self, const char *path);
+
+//  Add an endpoint to bind (tcp://host:port, tcp://host:*, ipc://path).
+//  Binding happens in agd_server_start. Before start only.
+AG_EXPORT int
+    agd_server_bind (agd_server_t *self, const char *endpoint);
+
+//  Settings (before start only):
+//  most worker threads (default 512), fewest kept when idle (default 2);
+AG_EXPORT void
+    agd_server_set_threads (agd_server_t *self, int min, int max);
+//  how long results of async calls stay fetchable (default 300000 ms)
+//  and how many are kept at most (default 100000);
+AG_EXPORT void
+    agd_server_set_retention (agd_server_t *self, int msecs, size_t max);
+//  largest accepted request body (default 64 MiB);
+AG_EXPORT void
+    agd_server_set_max_message (agd_server_t *self, size_t bytes);
+//  grace time for running calls at stop (default 10000 ms);
+AG_EXPORT void
+    agd_server_set_grace (agd_server_t *self, int msecs);
+//  log every request (default off).
+AG_EXPORT void
+    agd_server_set_verbose (agd_server_t *self, bool verbose);
+
+//  Bind every endpoint and start serving. Returns 0, or -1 with a reason
+//  from agd_server_error (for example, an endpoint in use). With no
+//  endpoint added, binds tcp://127.0.0.1:* .
+AG_EXPORT int
+    agd_server_start (agd_server_t *self);
+
+//  Number of bound endpoints, and each one as bound (with the real port
+//  where ':*' was asked). Borrowed. After start.
+AG_EXPORT size_t
+    agd_server_endpoints (agd_server_t *self);
+AG_EXPORT const char *
+    agd_server_endpoint (agd_server_t *self, size_t index);
+
+//  Block until the server stops: agd_server_stop from another thread, or
+//  SIGINT/SIGTERM seen by czmq's signal handler.
+AG_EXPORT void
+    agd_server_wait (agd_server_t *self);
+
+//  Ask the server to stop: it refuses new requests, lets running and
+//  queued calls finish within the grace time, and replies to all. Safe
+//  from any thread, and more than once.
+AG_EXPORT void
+    agd_server_stop (agd_server_t *self);
+
+//  Reason for the last failure of a server function. Borrowed.
+AG_EXPORT const char *
+    agd_server_error (agd_server_t *self);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,110 @@
+/*  =========================================================================
+    ag_proto - the AGP wire codec, shared by server and client
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  Every AGP message is two ZeroMQ frames: a 24-octet envelope and a
+//  msgpack body (PROTOCOL.md is normative). The envelope carries all the
+//  broker routes on (signature and version, command, correlation id,
+//  target agent), so dispatch never decodes msgpack. The body decoders
+//  here check every field they return: their output can be trusted,
+//  their input never is.
+//  @end
+
+#ifndef AG_PROTO_H_INCLUDED
+#define AG_PROTO_H_INCLUDED
+
+#define AGP_SIGNATURE       "AGP01"
+#define AGP_SIGNATURE_SIZE  5
+#define AGP_ENVELOPE_SIZE   24
+
+//  Requests. A reply repeats the command with AGP_REPLY set.
+#define AGP_PING            0x01
+#define AGP_INFO            0x02
+#define AGP_CREATE          0x03
+#define AGP_CALL            0x04
+#define AGP_GETATTR         0x05
+#define AGP_DELETE          0x06
+#define AGP_LIST            0x07
+#define AGP_FETCH           0x08
+#define AGP_REPLY           0x80
+
+//  Request flags
+#define AGP_FLAG_KEEP       0x0001  //  keep the result for FETCH
+
+//  Longest name (class, method, attribute, agent) accepted
+#define AGP_MAX_NAME        255
+
+typedef struct {
+    uint8_t command;                //  AGP_ command, AGP_REPLY set on replies
+    uint16_t word;                  //  request flags, or reply status
+    uint64_t corr;                  //  correlation id, chosen by the client
+    uint64_t agent;                 //  target agent id, 0 for none
+} agp_envelope_t;
+
+//  Write an envelope into 24 octets.
+void
+    agp_envelope_encode (const agp_envelope_t *self, uint8_t *buffer);
+
+//  Read an envelope. Returns 0; -1 if this is not AGP at all; -2 if it is
+//  AGP of another version (corr is then read if the frame is long enough,
+//  so an error can still be matched); -3 for a bad size or command.
+int
+    agp_envelope_decode (agp_envelope_t *self, const void *data, size_t size);
+
+//  Name of a command, for logs ("CALL", "CALL-REPLY"), or "?".
+const char *
+    agp_command_name (int command);
+
+//  A length-counted string borrowed from a decoded body.
+typedef struct {
+    const char *ptr;
+    size_t len;
+} agp_str_t;
+
+//  CREATE body: {"class": str, "args": any, "name": str}
+typedef struct {
+    agp_str_t class_name;           //  required
+    agp_str_t name;                 //  ptr NULL when absent
+    const msgpack_object *args;     //  NULL when absent
+} agp_create_t;
+
+//  CALL body: [method: str, args: any]
+typedef struct {
+    agp_str_t method;
+    const msgpack_object *args;
+} agp_call_t;
+
+//  FETCH body: [owner: bin, corr: uint]
+typedef struct {
+    agp_str_t owner;                //  routing id of the caller that made it
+    uint64_t corr;
+} agp_fetch_t;
+
+//  Decode bodies. Each returns 0, or -1 with a reason (static string).
+int
+    agp_create_decode (agp_create_t *self, const msgpack_object *body,
+                       const char **reason);
+int
+    agp_call_decode (agp_call_t *self, const msgpack_object *body,
+                     const char **reason);
+int
+    agp_getattr_decode (agp_str_t *self, const msgpack_object *body,
+                        const char **reason);
+int
+    agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
+                      const char **reason);
+
+//  Send one message: [routing id] envelope body. routing may be NULL
+//  (DEALER side). body is msgpack, or NULL/empty for nil. The body frame
+//  is copied unless body_msg is given, which is sent (and so emptied).
+//  Returns 0, or -1 with errno from zmq_send. Never blocks when
+//  ZMQ_DONTWAIT is in flags.
+int
+    agp_send (void *socket, zmq_msg_t *routing, const agp_envelope_t *env,
+              const void *body, size_t body_size, zmq_msg_t *body_msg,
+              int flags);
+
+#endif

@@ -1,0 +1,1034 @@
+/*  =========================================================================
+    agtest - integration tests against real agentd processes
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  agtest BUILD_DIR [-v] [-n NAME]: each case starts what it needs (an
+//  agentd on an ephemeral port, or an embedded server) and drives it
+//  through libagentclient, or through a raw ZeroMQ socket where the case
+//  is about hostile input. Nothing waits on a sleep: readiness is the
+//  "listening on" line on a pipe, process exit is a pidfd, and replies
+//  are futures with timeouts. With AGTEST_VALGRIND=1 every agentd runs
+//  under valgrind and must exit clean. Ends with "N passed, N failed".
+//  @end
+
+#include "../daemon/agd.h"
+#include "../client/agc.h"
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+extern char **environ;
+extern const ag_class_t counter_class;
+
+static const char *s_build = "build";
+static bool s_verbose;
+static bool s_valgrind;
+static int s_slow = 1;              //  time bounds multiply by this
+static const char *s_failed_check;
+static char s_failed_detail [512];
+
+#define CHECK(cond) do { if (!(cond)) { \
+    s_failed_check = #cond; \
+    snprintf (s_failed_detail, sizeof s_failed_detail, "%s:%d", \
+              __FILE__, __LINE__); \
+    return -1; } } while (0)
+
+//  ---------------------------------------------------------------------
+//  Daemons
+
+typedef struct {
+    pid_t pid;
+    int pidfd;                      //  readable when the process exits
+    int out;                        //  its stdout
+    char endpoint [320];            //  first endpoint it listens on
+} daemon_t;
+
+static int
+s_pidfd (pid_t pid)
+{
+    return (int) syscall (SYS_pidfd_open, pid, 0);
+}
+
+//  Read a line from fd within msecs; returns its length or -1
+static int
+s_read_line (int fd, char *line, size_t size, int msecs)
+{
+    size_t len = 0;
+    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
+    while (len + 1 < size) {
+        int64_t left = (deadline - ag_usecs ()) / 1000;
+        struct pollfd item = { fd, POLLIN, 0 };
+        if (left <= 0 || poll (&item, 1, (int) left) <= 0)
+            return -1;
+        char ch;
+        if (read (fd, &ch, 1) != 1)
+            return -1;
+        if (ch == '\n')
+            break;
+        line [len++] = ch;
+    }
+    line [len] = 0;
+    return (int) len;
+}
+
+//  Start agentd with the test plugins and extra arguments (NULL-ended).
+//  Returns 0 once it has printed its endpoint.
+static int
+s_daemon_start (daemon_t *self, const char *endpoint, ...)
+{
+    const char *argv [64];
+    int argc = 0;
+    char agentd [300], plugin1 [300], plugin2 [300];
+    snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
+    snprintf (plugin1, sizeof plugin1, "%s/plugins/testclasses.so", s_build);
+    snprintf (plugin2, sizeof plugin2, "%s/plugins/seed.so", s_build);
+    if (s_valgrind) {
+        argv [argc++] = "valgrind";
+        argv [argc++] = "-q";
+        argv [argc++] = "--leak-check=full";
+        argv [argc++] = "--errors-for-leak-kinds=definite";
+        argv [argc++] = "--error-exitcode=99";
+    }
+    argv [argc++] = agentd;
+    argv [argc++] = "-f";
+    argv [argc++] = "-e";
+    argv [argc++] = endpoint? endpoint: "tcp://127.0.0.1:*";
+    argv [argc++] = "--plugin";
+    argv [argc++] = plugin1;
+    argv [argc++] = "--plugin";
+    argv [argc++] = plugin2;
+    va_list args;
+    va_start (args, endpoint);
+    const char *arg;
+    while ((arg = va_arg (args, const char *)) && argc < 62)
+        argv [argc++] = arg;
+    va_end (args);
+    argv [argc] = NULL;
+
+    int fds [2];
+    if (pipe (fds))
+        return -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
+    posix_spawn_file_actions_addclose (&actions, fds [0]);
+    if (!s_verbose) {
+        posix_spawn_file_actions_addopen (&actions, 2, "/dev/null",
+                                          O_WRONLY, 0);
+    }
+    int rc = posix_spawnp (&self->pid, argv [0], &actions, NULL,
+                           (char *const *) argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds [1]);
+    if (rc) {
+        close (fds [0]);
+        return -1;
+    }
+    self->out = fds [0];
+    self->pidfd = s_pidfd (self->pid);
+    char line [300];
+    if (s_read_line (self->out, line, sizeof line, 30000 * s_slow) < 0
+    ||  strncmp (line, "listening on ", 13) != 0) {
+        kill (self->pid, SIGKILL);
+        waitpid (self->pid, NULL, 0);
+        close (self->out);
+        close (self->pidfd);
+        return -1;
+    }
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
+    return 0;
+}
+
+//  Wait for the daemon to exit within msecs; returns its exit status,
+//  128+signal, or -1 on timeout
+static int
+s_daemon_reap (daemon_t *self, int msecs)
+{
+    struct pollfd item = { self->pidfd, POLLIN, 0 };
+    if (poll (&item, 1, msecs) <= 0)
+        return -1;
+    int status = 0;
+    waitpid (self->pid, &status, 0);
+    close (self->pidfd);
+    close (self->out);
+    self->pid = 0;
+    if (WIFSIGNALED (status))
+        return 128 + WTERMSIG (status);
+    return WEXITSTATUS (status);
+}
+
+//  SIGTERM, and the exit status (0 expected; 99 is valgrind's verdict)
+static int
+s_daemon_stop (daemon_t *self)
+{
+    if (!self->pid)
+        return -1;
+    kill (self->pid, SIGTERM);
+    int status = s_daemon_reap (self, 30000 * s_slow);
+    if (status == -1) {
+        kill (self->pid, SIGKILL);
+        status = s_daemon_reap (self, 10000);
+    }
+    return status;
+}
+
+static void
+s_daemon_kill (daemon_t *self)
+{
+    if (self->pid) {
+        kill (self->pid, SIGKILL);
+        s_daemon_reap (self, 10000);
+    }
+}
+
+//  Run agentd with arguments and no plugins; return its exit status and
+//  the first line of its stderr
+static int
+s_agentd_run (char *message, size_t size, const char *const *args)
+{
+    const char *argv [16];
+    int argc = 0;
+    char agentd [300];
+    snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
+    argv [argc++] = agentd;
+    while (*args && argc < 15)
+        argv [argc++] = *args++;
+    argv [argc] = NULL;
+    int fds [2];
+    if (pipe (fds))
+        return -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds [1], 2);
+    posix_spawn_file_actions_addopen (&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addclose (&actions, fds [0]);
+    pid_t pid;
+    int rc = posix_spawn (&pid, agentd, &actions, NULL,
+                          (char *const *) argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds [1]);
+    if (rc) {
+        close (fds [0]);
+        return -1;
+    }
+    if (s_read_line (fds [0], message, size, 10000) < 0)
+        message [0] = 0;
+    close (fds [0]);
+    int status;
+    waitpid (pid, &status, 0);
+    return WIFEXITED (status)? WEXITSTATUS (status): 128;
+}
+
+//  ---------------------------------------------------------------------
+//  Helpers
+
+static agc_agent_t *
+s_counter (agc_conn_t *conn, int64_t start)
+{
+    ag_value_t *args = ag_value_new ("{s:i, s:s}", "start", start,
+                                     "label", "c");
+    agc_agent_t *agent = agc_agent_new (conn, "Counter", args, NULL);
+    ag_value_destroy (&args);
+    return agent;
+}
+
+static int64_t
+s_int_result (agc_future_t *future)
+{
+    const ag_value_t *value = agc_future_value (future);
+    return ag_obj_int (ag_value_object (value), INT64_MIN);
+}
+
+static double
+s_seconds_since (int64_t start)
+{
+    return (double) (ag_usecs () - start) / 1e6;
+}
+
+//  ---------------------------------------------------------------------
+//  Cases. Each gets an endpoint of a shared agentd started for the run.
+
+static int
+s_test_lifecycle (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    CHECK (conn);
+    agc_agent_t *agent = s_counter (conn, 5);
+    CHECK (agent);
+    CHECK (agc_agent_id (agent) > 0);
+    CHECK (streq (agc_agent_class (agent), "Counter"));
+    CHECK (!agc_agent_is_async (agent, "add"));
+    CHECK (agc_agent_is_async (agent, "slow"));
+
+    ag_value_t *three = ag_value_new ("i", (int64_t) 3);
+    agc_future_t *future = agc_agent_call (agent, "add", three);
+    //  A sync call has run by the time it returns
+    CHECK (agc_future_ready (future));
+    CHECK (agc_future_status (future) == AG_OK);
+    CHECK (s_int_result (future) == 8);
+    agc_future_destroy (&future);
+    ag_value_destroy (&three);
+
+    ag_value_t *count = agc_agent_getattr (agent, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 8);
+    ag_value_destroy (&count);
+    ag_value_t *label = agc_agent_getattr (agent, "label");
+    CHECK (ag_obj_streq (ag_value_object (label), "c"));
+    ag_value_destroy (&label);
+
+    //  Two agents of one class keep separate state
+    agc_agent_t *other = s_counter (conn, 100);
+    CHECK (other && agc_agent_id (other) != agc_agent_id (agent));
+    count = agc_agent_getattr (other, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 100);
+    ag_value_destroy (&count);
+
+    //  The server lists both
+    ag_value_t *list = agc_conn_list (conn);
+    CHECK (list && ag_obj_count (ag_value_object (list)) >= 2);
+    ag_value_destroy (&list);
+
+    //  After delete, the id is gone for good
+    uint64_t id = agc_agent_id (agent);
+    agc_future_t *late = agc_conn_request (conn, AGP_GETATTR, id, 0,
+                                           "\xa5" "count", 6);
+    CHECK (agc_agent_destroy (&agent) == 0);
+    CHECK (agent == NULL);
+    CHECK (agc_future_wait (late, 5000) == 0);
+    CHECK (agc_future_status (late) == AG_OK);      //  queued before delete
+    agc_future_destroy (&late);
+    late = agc_conn_roundtrip (conn, AGP_GETATTR, id, "\xa5" "count", 6);
+    CHECK (agc_future_status (late) == AG_NO_AGENT);
+    CHECK (strstr (agc_future_reason (late), "no agent"));
+    agc_future_destroy (&late);
+    CHECK (agc_agent_destroy (&other) == 0);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+static int
+s_test_seed_example (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *example = agc_agent_new (conn, "Example", NULL, NULL);
+    CHECK (example);
+    int64_t start = ag_usecs ();
+    agc_future_t *sync = agc_agent_call (example, "sync_method", NULL);
+    double sync_cost = s_seconds_since (start);
+    CHECK (agc_future_ready (sync));
+    CHECK (ag_obj_streq (ag_value_object (agc_future_value (sync)), "sync"));
+    CHECK (sync_cost >= 0.99 && sync_cost < 3.0 * s_slow);
+
+    start = ag_usecs ();
+    agc_future_t *async = agc_agent_call (example, "async_method", NULL);
+    double async_cost = s_seconds_since (start);
+    CHECK (async_cost < 0.5 * s_slow);
+    CHECK (!agc_future_ready (async));
+    ag_value_t *value = agc_future_result (async, 10000 * s_slow);
+    CHECK (ag_obj_streq (ag_value_object (value), "async"));
+    ag_value_destroy (&value);
+
+    agc_future_t *complex = agc_agent_call (example, "complex_result", NULL);
+    CHECK (agc_future_wait (complex, 10000 * s_slow) == 0);
+    const msgpack_object *map = ag_value_object (agc_future_value (complex));
+    CHECK (ag_obj_int (ag_obj_get (map, "a"), 0) == 1);
+    CHECK (ag_obj_int (ag_obj_get (map, "b"), 0) == 2);
+    CHECK (ag_obj_streq (ag_obj_get (map, "c"), "hello world"));
+    if (s_verbose)
+        printf ("    sync %.3f s, async %.6f s\n", sync_cost, async_cost);
+    agc_future_destroy (&sync);
+    agc_future_destroy (&async);
+    agc_future_destroy (&complex);
+    agc_agent_destroy (&example);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  4 calls of 1 s on one agent run one after another (about 4 s); the
+//  same on 4 agents run at once (about 1 s)
+static int
+s_test_actor_semantics (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agents [4];
+    for (int i = 0; i < 4; i++) {
+        agents [i] = s_counter (conn, 0);
+        CHECK (agents [i]);
+    }
+    ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 1000);
+    agc_future_t *futures [4];
+    int64_t start = ag_usecs ();
+    for (int i = 0; i < 4; i++)
+        futures [i] = agc_agent_call (agents [0], "slow", args);
+    CHECK (agc_future_wait_all (futures, 4, 20000 * s_slow) == 0);
+    double one_agent = s_seconds_since (start);
+    for (int i = 0; i < 4; i++)
+        agc_future_destroy (&futures [i]);
+    start = ag_usecs ();
+    for (int i = 0; i < 4; i++)
+        futures [i] = agc_agent_call (agents [i], "slow", args);
+    CHECK (agc_future_wait_all (futures, 4, 20000 * s_slow) == 0);
+    double four_agents = s_seconds_since (start);
+    for (int i = 0; i < 4; i++)
+        agc_future_destroy (&futures [i]);
+    ag_value_destroy (&args);
+    if (s_verbose)
+        printf ("    one agent %.3f s, four agents %.3f s\n", one_agent,
+                four_agents);
+    CHECK (one_agent >= 3.99);
+    CHECK (four_agents >= 0.99 && four_agents < 2.0 * s_slow);
+    ag_value_t *overlaps = agc_agent_getattr (agents [0], "overlaps");
+    CHECK (ag_obj_int (ag_value_object (overlaps), -1) == 0);
+    ag_value_destroy (&overlaps);
+
+    //  Requests to one agent run in the order they arrived
+    agc_future_t *records [50];
+    for (int64_t i = 0; i < 50; i++) {
+        ag_value_t *value = ag_value_new ("i", i);
+        records [i] = agc_agent_call (agents [1], "record", value);
+        ag_value_destroy (&value);
+    }
+    CHECK (agc_future_wait_all (records, 50, 10000 * s_slow) == 0);
+    for (int i = 0; i < 50; i++)
+        agc_future_destroy (&records [i]);
+    ag_value_t *log = agc_agent_getattr (agents [1], "log");
+    CHECK (ag_obj_count (ag_value_object (log)) == 50);
+    for (size_t i = 0; i < 50; i++)
+        CHECK (ag_obj_int (ag_obj_at (ag_value_object (log), i), -1)
+               == (int64_t) i);
+    ag_value_destroy (&log);
+    for (int i = 0; i < 4; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  100 agents each blocking 1 s, called at once: the pool grows
+static int
+s_test_hundred_agents (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agents [100];
+    for (int i = 0; i < 100; i++) {
+        agents [i] = s_counter (conn, i);
+        CHECK (agents [i]);
+    }
+    agc_future_t *futures [100];
+    int64_t start = ag_usecs ();
+    for (int64_t i = 0; i < 100; i++) {
+        ag_value_t *args = ag_value_new ("{s:i, s:i}", "ms", (int64_t) 1000,
+                                         "tag", i);
+        futures [i] = agc_agent_call (agents [i], "slow", args);
+        ag_value_destroy (&args);
+    }
+    CHECK (agc_future_wait_all (futures, 100, 30000 * s_slow) == 0);
+    double elapsed = s_seconds_since (start);
+    if (s_verbose)
+        printf ("    100 agents x 1 s: %.3f s\n", elapsed);
+    CHECK (elapsed < 2.0 * s_slow);
+    for (int i = 0; i < 100; i++) {
+        CHECK (agc_future_status (futures [i]) == AG_OK);
+        CHECK (s_int_result (futures [i]) == i);
+        agc_future_destroy (&futures [i]);
+        agc_agent_destroy (&agents [i]);
+    }
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+static int
+s_expect_status (agc_future_t *future, int status, const char *words)
+{
+    int rc = agc_future_status (future) == status
+          && strstr (agc_future_reason (future), words)? 0: -1;
+    if (rc && s_verbose)
+        printf ("    got %d '%s', wanted %d '%s'\n", agc_future_status (future),
+                agc_future_reason (future), status, words);
+    return rc;
+}
+
+static int
+s_test_errors (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    CHECK (agc_agent_new (conn, "NoSuchClass", NULL, NULL) == NULL);
+    CHECK (agc_status () == AG_NO_CLASS);
+    CHECK (strstr (agc_reason (), "NoSuchClass"));
+
+    CHECK (agc_agent_new (conn, "Broken", NULL, NULL) == NULL);
+    CHECK (agc_status () == AG_INIT_FAILED);
+    CHECK (strstr (agc_reason (), "cannot open the database"));
+
+    ag_value_t *bad = ag_value_new ("{s:i}", "label", (int64_t) 5);
+    CHECK (agc_agent_new (conn, "Counter", bad, NULL) == NULL);
+    CHECK (agc_status () == AG_BAD_ARGS);
+    ag_value_destroy (&bad);
+
+    agc_agent_t *named = agc_agent_new (conn, "Counter", NULL, "unique-1");
+    CHECK (named);
+    CHECK (agc_agent_new (conn, "Counter", NULL, "unique-1") == NULL);
+    CHECK (agc_status () == AG_NAME_TAKEN);
+
+    agc_future_t *future = agc_agent_call (named, "no_such", NULL);
+    CHECK (s_expect_status (future, AG_NO_METHOD, "no public method 'no_such'") == 0);
+    agc_future_destroy (&future);
+    future = agc_agent_call (named, "_secret", NULL);
+    CHECK (s_expect_status (future, AG_NO_METHOD, "_secret") == 0);
+    agc_future_destroy (&future);
+    future = agc_agent_call (named, "fail", NULL);
+    CHECK (s_expect_status (future, AG_AGENT_ERROR, "failed on purpose") == 0);
+    agc_future_destroy (&future);
+    ag_value_t *text = ag_value_new ("s", "three");
+    future = agc_agent_call (named, "add", text);
+    CHECK (s_expect_status (future, AG_BAD_ARGS, "integer") == 0);
+    agc_future_destroy (&future);
+    ag_value_destroy (&text);
+    CHECK (agc_agent_getattr (named, "nothing") == NULL);
+    CHECK (agc_status () == AG_NO_ATTR);
+    CHECK (agc_agent_getattr (named, "_state") == NULL);
+    CHECK (agc_status () == AG_NO_ATTR);
+
+    //  The agent is still fine after all that
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    ag_value_t *sum = agc_agent_call_value (named, "add", one);
+    CHECK (ag_obj_int (ag_value_object (sum), 0) == 1);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&one);
+
+    //  Deleting frees the name
+    CHECK (agc_agent_destroy (&named) == 0);
+    named = agc_agent_new (conn, "Counter", NULL, "unique-1");
+    CHECK (named);
+    agc_agent_destroy (&named);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  Send raw frames on a fresh DEALER and return the reply's status, or
+//  -1 if no reply came within msecs
+static int
+s_raw (void *dealer, const void *env, size_t env_size, const void *body,
+       size_t body_size, int parts, int msecs, char *reason, size_t size)
+{
+    if (parts >= 1)
+        zmq_send (dealer, env, env_size, parts > 1? ZMQ_SNDMORE: 0);
+    if (parts >= 2)
+        zmq_send (dealer, body, body_size, parts > 2? ZMQ_SNDMORE: 0);
+    if (parts >= 3)
+        zmq_send (dealer, "", 0, 0);
+    zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, msecs) <= 0)
+        return -1;
+    uint8_t reply [64];
+    int len = zmq_recv (dealer, reply, sizeof reply, 0);
+    agp_envelope_t renv;
+    if (agp_envelope_decode (&renv, reply, (size_t) len))
+        return -2;
+    zmq_msg_t rbody;
+    zmq_msg_init (&rbody);
+    zmq_msg_recv (&rbody, dealer, 0);
+    if (reason) {
+        ag_value_t *value = ag_value_decode (zmq_msg_data (&rbody),
+                                             zmq_msg_size (&rbody));
+        char *text = ag_obj_strdup (ag_value_object (value));
+        snprintf (reason, size, "%s", text? text: "");
+        free (text);
+        ag_value_destroy (&value);
+    }
+    zmq_msg_close (&rbody);
+    return renv.word;
+}
+
+static int
+s_test_hostile_input (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--max-message", "4096", NULL) == 0);
+    void *context = zmq_ctx_new ();
+    void *dealer = zmq_socket (context, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt (dealer, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_connect (dealer, daemon.endpoint);
+    char reason [256];
+    uint8_t env [AGP_ENVELOPE_SIZE];
+    agp_envelope_t e = { .command = AGP_PING, .corr = 1 };
+
+    //  Not AGP at all: dropped without a reply
+    CHECK (s_raw (dealer, "GET / HTTP/1.1", 14, "", 0, 2, 300, NULL, 0) == -1);
+    CHECK (s_raw (dealer, "x", 1, NULL, 0, 1, 300, NULL, 0) == -1);
+    //  Another version: told so
+    agp_envelope_encode (&e, env);
+    env [4] = '9';
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, reason,
+                  sizeof reason) == AG_BAD_VERSION);
+    CHECK (strstr (reason, AGP_SIGNATURE));
+    //  Unknown command
+    agp_envelope_encode (&e, env);
+    env [5] = 0x55;
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, NULL, 0)
+           == AG_BAD_REQUEST);
+    //  Missing body, extra frame
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (dealer, env, sizeof env, NULL, 0, 1, 5000, NULL, 0)
+           == AG_BAD_REQUEST);
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 3, 5000, NULL, 0)
+           == AG_BAD_REQUEST);
+    //  Bad msgpack bodies for CREATE
+    e.command = AGP_CREATE;
+    agp_envelope_encode (&e, env);
+    const uint8_t lying [] = { 0xdd, 0x7f, 0xff, 0xff, 0xff, 0xc0 };
+    CHECK (s_raw (dealer, env, sizeof env, lying, sizeof lying, 2, 5000,
+                  reason, sizeof reason) == AG_BAD_REQUEST);
+    CHECK (strstr (reason, "count larger than the message"));
+    CHECK (s_raw (dealer, env, sizeof env, "\xc1", 1, 2, 5000, NULL, 0)
+           == AG_BAD_REQUEST);
+    CHECK (s_raw (dealer, env, sizeof env, "\x92\x01", 2, 2, 5000, NULL, 0)
+           == AG_BAD_REQUEST);
+    //  Over the size limit
+    char big [5000];
+    memset (big, 0xc0, sizeof big);
+    CHECK (s_raw (dealer, env, sizeof env, big, sizeof big, 2, 5000, reason,
+                  sizeof reason) == AG_TOO_LARGE);
+    CHECK (strstr (reason, "4096"));
+    //  Calls on agents that do not exist, and a bad CALL body
+    e.command = AGP_CALL;
+    e.agent = 424242;
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (dealer, env, sizeof env, "\x92\xa1x\xc0", 4, 2, 5000,
+                  NULL, 0) == AG_NO_AGENT);
+    //  Random noise in every frame, many times
+    for (int i = 0; i < 2000; i++) {
+        uint8_t noise [40];
+        for (size_t j = 0; j < sizeof noise; j++)
+            noise [j] = (uint8_t) random ();
+        if (i % 3 == 0)
+            memcpy (noise, AGP_SIGNATURE, 5);
+        zmq_send (dealer, noise, (size_t) (random () % 30), ZMQ_SNDMORE);
+        zmq_send (dealer, noise + 10, (size_t) (random () % 30), 0);
+    }
+    //  Still serving: an honest client gets through
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    CHECK (agc_conn_ping (conn) > 0);
+    agc_agent_t *agent = s_counter (conn, 1);
+    CHECK (agent);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    zmq_close (dealer);
+    zmq_ctx_term (context);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  A server killed mid-call: the pending future fails within the timeout
+static int
+s_test_killed_server (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_conn_set_timeout (conn, 1000);
+    agc_agent_t *agent = s_counter (conn, 0);
+    CHECK (agent);
+    ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 30000);
+    agc_future_t *future = agc_agent_call (agent, "slow", args);
+    ag_value_destroy (&args);
+    s_daemon_kill (&daemon);
+    int64_t start = ag_usecs ();
+    CHECK (agc_future_wait (future, 10000) == 0);
+    double elapsed = s_seconds_since (start);
+    CHECK (agc_future_status (future) == AG_UNREACHABLE);
+    CHECK (strstr (agc_future_reason (future), "no reply from"));
+    CHECK (elapsed < 2.0);
+    agc_future_destroy (&future);
+    //  A sync call on the dead server fails too, and does not hang
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    future = agc_agent_call (agent, "add", one);
+    ag_value_destroy (&one);
+    CHECK (agc_future_status (future) == AG_UNREACHABLE);
+    agc_future_destroy (&future);
+    CHECK (agc_agent_destroy (&agent) == -1);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  Results of async calls can be fetched again, by anyone holding the
+//  caller's identity and the call's id, until they expire
+static int
+s_test_fetch (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--retention-ms", "1500", NULL) == 0);
+    void *context = zmq_ctx_new ();
+    void *caller = zmq_socket (context, ZMQ_DEALER);
+    void *other = zmq_socket (context, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt (caller, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (other, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (caller, ZMQ_ROUTING_ID, "Cfetch-test", 11);
+    zmq_connect (caller, daemon.endpoint);
+    zmq_connect (other, daemon.endpoint);
+
+    ag_value_t *create = ag_value_new ("{s:s}", "class", "Counter");
+    uint8_t env [AGP_ENVELOPE_SIZE];
+    agp_envelope_t e = { .command = AGP_CREATE, .corr = 1 };
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (caller, env, sizeof env, ag_value_data (create),
+                  ag_value_size (create), 2, 5000, NULL, 0) == AG_OK);
+    ag_value_destroy (&create);
+    //  The first agent on this daemon has id 1
+    ag_value_t *call = ag_value_new ("[s, {s:i, s:s}]", "slow", "ms",
+                                     (int64_t) 300, "tag", "kept");
+    e = (agp_envelope_t) { .command = AGP_CALL, .corr = 7, .agent = 1,
+                           .word = AGP_FLAG_KEEP };
+    agp_envelope_encode (&e, env);
+    zmq_send (caller, env, sizeof env, ZMQ_SNDMORE);
+    zmq_send (caller, ag_value_data (call), ag_value_size (call), 0);
+    ag_value_destroy (&call);
+
+    //  Another socket fetches it while it still runs: the fetch waits
+    ag_value_t *fetch = ag_value_new ("[B, u]", "Cfetch-test", (size_t) 11,
+                                      (uint64_t) 7);
+    e = (agp_envelope_t) { .command = AGP_FETCH, .corr = 1 };
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (other, env, sizeof env, ag_value_data (fetch),
+                  ag_value_size (fetch), 2, 5000, NULL, 0) == AG_OK);
+    //  And again, now that it is done
+    CHECK (s_raw (other, env, sizeof env, ag_value_data (fetch),
+                  ag_value_size (fetch), 2, 5000, NULL, 0) == AG_OK);
+    //  The caller got its own reply too
+    zmq_pollitem_t item = { caller, 0, ZMQ_POLLIN, 0 };
+    CHECK (zmq_poll (&item, 1, 5000) == 1);
+    //  Unknown call: gone
+    ag_value_t *unknown = ag_value_new ("[B, u]", "Cfetch-test", (size_t) 11,
+                                        (uint64_t) 8);
+    char reason [256];
+    CHECK (s_raw (other, env, sizeof env, ag_value_data (unknown),
+                  ag_value_size (unknown), 2, 5000, reason, sizeof reason)
+           == AG_GONE);
+    ag_value_destroy (&unknown);
+    //  After the retention time it is gone too: ask until it is
+    int status = AG_OK;
+    int64_t deadline = ag_usecs () + 10000000;
+    while (status == AG_OK && ag_usecs () < deadline) {
+        zmq_pollitem_t none = { other, 0, ZMQ_POLLIN, 0 };
+        zmq_poll (&none, 1, 200);   //  pace the questions, nothing comes
+        status = s_raw (other, env, sizeof env, ag_value_data (fetch),
+                        ag_value_size (fetch), 2, 5000, NULL, 0);
+    }
+    CHECK (status == AG_GONE);
+    ag_value_destroy (&fetch);
+    zmq_close (caller);
+    zmq_close (other);
+    zmq_ctx_term (context);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  SIGTERM lets a running call finish and answers it
+static int
+s_test_graceful_stop (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_conn_set_timeout (conn, 1000);
+    agc_agent_t *agent = s_counter (conn, 0);
+    CHECK (agent);
+    ag_value_t *args = ag_value_new ("{s:i, s:s}", "ms", (int64_t) 700,
+                                     "tag", "finished");
+    agc_future_t *future = agc_agent_call (agent, "slow", args);
+    ag_value_destroy (&args);
+    //  Make sure it has started before the signal
+    ag_value_t *list = agc_conn_list (conn);
+    ag_value_destroy (&list);
+    kill (daemon.pid, SIGTERM);
+    CHECK (agc_future_wait (future, 10000 * s_slow) == 0);
+    CHECK (agc_future_status (future) == AG_OK);
+    CHECK (ag_obj_streq (ag_value_object (agc_future_value (future)),
+                         "finished"));
+    agc_future_destroy (&future);
+    CHECK (s_daemon_reap (&daemon, 20000 * s_slow) == 0);
+    //  The server is gone: deleting fails, within the timeout
+    CHECK (agc_agent_destroy (&agent) == -1);
+    CHECK (agc_status () == AG_UNREACHABLE);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+typedef struct {
+    agc_agent_t *agent;
+    int calls;
+    int failures;
+} thread_args_t;
+
+static void *
+s_adder (void *arg)
+{
+    thread_args_t *args = (thread_args_t *) arg;
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    for (int i = 0; i < args->calls; i++) {
+        agc_future_t *future = agc_agent_call (args->agent, "add", one);
+        if (!future || agc_future_status (future) != AG_OK)
+            args->failures++;
+        agc_future_destroy (&future);
+    }
+    ag_value_destroy (&one);
+    return NULL;
+}
+
+//  Many threads share one connection
+static int
+s_test_threads (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agents [2] = { s_counter (conn, 0), s_counter (conn, 0) };
+    CHECK (agents [0] && agents [1]);
+    pthread_t threads [6];
+    thread_args_t args [6];
+    for (int i = 0; i < 6; i++) {
+        args [i] = (thread_args_t) { agents [i % 2], 300, 0 };
+        pthread_create (&threads [i], NULL, s_adder, &args [i]);
+    }
+    for (int i = 0; i < 6; i++) {
+        pthread_join (threads [i], NULL);
+        CHECK (args [i].failures == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        ag_value_t *count = agc_agent_getattr (agents [i], "count");
+        CHECK (ag_obj_int (ag_value_object (count), 0) == 900);
+        ag_value_destroy (&count);
+        agc_agent_destroy (&agents [i]);
+    }
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  A deep pipeline: nothing lost, each reply matched to its own call
+static int
+s_test_deep_burst (const char *endpoint)
+{
+    enum { CALLS = 20000 };
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agent = s_counter (conn, 0);
+    CHECK (agent);
+    agc_future_t **futures = (agc_future_t **) calloc (CALLS, sizeof *futures);
+    for (int64_t i = 0; i < CALLS; i++) {
+        ag_value_t *args = ag_value_new ("{s:i, s:i}", "ms", (int64_t) 0,
+                                         "tag", i);
+        futures [i] = agc_agent_call (agent, "slow", args);
+        ag_value_destroy (&args);
+    }
+    CHECK (agc_future_wait_all (futures, CALLS, 120000 * s_slow) == 0);
+    for (int64_t i = 0; i < CALLS; i++) {
+        CHECK (agc_future_status (futures [i]) == AG_OK);
+        CHECK (s_int_result (futures [i]) == i);
+        agc_future_destroy (&futures [i]);
+    }
+    free (futures);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  A 1 MiB argument goes there and back intact
+static int
+s_test_big_value (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agent = s_counter (conn, 0);
+    size_t size = 1024 * 1024;
+    char *data = (char *) malloc (size);
+    for (size_t i = 0; i < size; i++)
+        data [i] = (char) (i * 7);
+    ag_value_t *args = ag_value_new ("B", data, size);
+    ag_value_t *back = agc_agent_call_value (agent, "echo", args);
+    CHECK (back);
+    const msgpack_object *object = ag_value_object (back);
+    CHECK (object->type == MSGPACK_OBJECT_BIN);
+    CHECK (object->via.bin.size == size);
+    CHECK (memcmp (object->via.bin.ptr, data, size) == 0);
+    ag_value_destroy (&back);
+    ag_value_destroy (&args);
+    free (data);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+static int
+s_test_ipc (const char *unused)
+{
+    char endpoint [128];
+    snprintf (endpoint, sizeof endpoint, "ipc:///tmp/agtest-%d.sock",
+              getpid ());
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, endpoint, NULL) == 0);
+    CHECK (streq (daemon.endpoint, endpoint));
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agent = s_counter (conn, 41);
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    ag_value_t *sum = agc_agent_call_value (agent, "add", one);
+    CHECK (ag_obj_int (ag_value_object (sum), 0) == 42);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&one);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+static int
+s_test_command_line (const char *unused)
+{
+    char message [512];
+    char plugin [300];
+    snprintf (plugin, sizeof plugin, "%s/plugins/seed.so", s_build);
+    const char *missing [] = { "-f", "--plugin", "/nonexistent/x.so", NULL };
+    CHECK (s_agentd_run (message, sizeof message, missing) == 1);
+    CHECK (strstr (message, "/nonexistent/x.so"));
+    const char *twice [] = { "-f", "--plugin", plugin, "--plugin", plugin,
+                             NULL };
+    CHECK (s_agentd_run (message, sizeof message, twice) == 1);
+    CHECK (strstr (message, "already registered"));
+    const char *not_plugin [] = { "-f", "--plugin", "/lib/x86_64-linux-gnu/libc.so.6",
+                                  NULL };
+    if (access (not_plugin [2], R_OK) == 0) {
+        CHECK (s_agentd_run (message, sizeof message, not_plugin) == 1);
+        CHECK (strstr (message, "not an agent plugin"));
+    }
+    const char *bogus [] = { "--bogus", NULL };
+    CHECK (s_agentd_run (message, sizeof message, bogus) == 2);
+    const char *endpoint [] = { "-f", "-e", "http://nope", NULL };
+    CHECK (s_agentd_run (message, sizeof message, endpoint) == 2);
+    CHECK (strstr (message, "http://nope"));
+    const char *number [] = { "-f", "--threads-max", "lots", NULL };
+    CHECK (s_agentd_run (message, sizeof message, number) == 2);
+    CHECK (strstr (message, "threads-max"));
+    //  A port already in use stops the start, naming the endpoint
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    const char *clash [] = { "-f", "-e", daemon.endpoint, NULL };
+    CHECK (s_agentd_run (message, sizeof message, clash) == 1);
+    CHECK (strstr (message, "cannot bind"));
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  The embedded server: a program serving classes linked into it
+static int
+s_test_embedded (const char *unused)
+{
+    agd_server_t *server = agd_server_new ();
+    CHECK (agd_server_add_class (server, &counter_class) == 0);
+    CHECK (agd_server_add_class (server, &counter_class) == -1);
+    CHECK (agd_server_start (server) == 0);
+    agc_conn_t *conn = agc_conn_new (agd_server_endpoint (server, 0));
+    ag_value_t *info = agc_conn_info (conn);
+    const msgpack_object *classes = ag_obj_get (ag_value_object (info),
+                                                "classes");
+    CHECK (ag_obj_count (classes) == 1);
+    CHECK (ag_obj_streq (ag_obj_get (ag_obj_at (classes, 0), "name"),
+                         "Counter"));
+    const msgpack_object *methods = ag_obj_get (ag_obj_at (classes, 0),
+                                                "methods");
+    CHECK (ag_obj_streq (ag_obj_get (methods, "slow"), "async"));
+    CHECK (ag_obj_streq (ag_obj_get (methods, "add"), "sync"));
+    ag_value_destroy (&info);
+    agc_agent_t *agent = s_counter (conn, 1);
+    CHECK (agent);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    agd_server_stop (server);
+    agd_server_wait (server);
+    agd_server_destroy (&server);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+
+typedef struct {
+    const char *name;
+    int (*test) (const char *endpoint);
+} case_t;
+
+static const case_t s_cases [] = {
+    { "lifecycle", s_test_lifecycle },
+    { "seed_example", s_test_seed_example },
+    { "actor_semantics", s_test_actor_semantics },
+    { "hundred_agents", s_test_hundred_agents },
+    { "errors", s_test_errors },
+    { "threads", s_test_threads },
+    { "deep_burst", s_test_deep_burst },
+    { "big_value", s_test_big_value },
+    { "hostile_input", s_test_hostile_input },
+    { "killed_server", s_test_killed_server },
+    { "fetch", s_test_fetch },
+    { "graceful_stop", s_test_graceful_stop },
+    { "ipc", s_test_ipc },
+    { "command_line", s_test_command_line },
+    { "embedded", s_test_embedded },
+    { NULL, NULL }
+};
+
+int
+main (int argc, char *argv [])
+{
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (streq (argv [i], "-v"))
+            s_verbose = true;
+        else
+        if (streq (argv [i], "-n") && i + 1 < argc)
+            only = argv [++i];
+        else
+        if (argv [i][0] != '-')
+            s_build = argv [i];
+        else {
+            fprintf (stderr, "usage: agtest [BUILD_DIR] [-v] [-n NAME]\n");
+            return 2;
+        }
+    }
+    s_valgrind = getenv ("AGTEST_VALGRIND") != NULL;
+    if (s_valgrind)
+        s_slow = 4;
+    //  The shared daemon most cases use
+    daemon_t shared;
+    if (s_daemon_start (&shared, NULL, NULL)) {
+        fprintf (stderr, "agtest: cannot start %s/agentd\n", s_build);
+        printf ("0 passed, 1 failed\n");
+        return 1;
+    }
+    int passed = 0, failed = 0;
+    for (const case_t *test = s_cases; test->name; test++) {
+        if (only && !streq (only, test->name))
+            continue;
+        printf (" * %s: ", test->name);
+        if (s_verbose)
+            printf ("\n");
+        fflush (stdout);
+        int64_t start = ag_usecs ();
+        if (test->test (shared.endpoint) == 0) {
+            printf ("OK (%.2f s)\n", s_seconds_since (start));
+            passed++;
+        }
+        else {
+            printf ("FAILED: %s at %s\n", s_failed_check, s_failed_detail);
+            failed++;
+        }
+    }
+    int status = s_daemon_stop (&shared);
+    printf (" * shared daemon exit: %s (%d)\n", status == 0? "OK": "FAILED",
+            status);
+    if (status == 0)
+        passed++;
+    else
+        failed++;
+    printf ("%d passed, %d failed\n", passed, failed);
+    return failed? 1: 0;
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+#   Run the unit selftests and the integration tests; print one total.
+#   AGTEST_VALGRIND=1 runs the selftests and every agentd under valgrind.
+B=${1:-build}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+if [ -n "$AGTEST_VALGRIND" ]; then
+    valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+        --error-exitcode=99 "$B/tests/selftest" | tee "$out" || status=1
+else
+    "$B/tests/selftest" | tee -a "$out" || status=1
+fi
+"$B/tests/agtest" "$B" | tee -a "$out" || status=1
+passed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
+failed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$out" | awk '{s+=$1} END {print s+0}')
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+    failed=1                        #  a runner died before counting
+fi
+echo "check: $passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,211 @@
+/*  =========================================================================
+    testclasses - agent classes the integration tests drive
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  Counter: a stateful agent with sync and async methods, attributes, a
+//  method that fails, a private method that must stay unreachable, and a
+//  probe that notices if two calls ever run on one agent at once.
+//  Broken: its init always fails. Inits: counts how often init ran in
+//  this process (so a test can tell where init ran).
+//  @end
+
+#include <agent.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void
+s_sleep_ms (int64_t msecs)
+{
+    struct timespec ts = { msecs / 1000, (msecs % 1000) * 1000000 };
+    while (nanosleep (&ts, &ts) == -1)
+        ;
+}
+
+typedef struct {
+    int64_t count;                  //  running total
+    char label [32];                //  from init args
+    atomic_int running;             //  calls inside the agent right now
+    int64_t overlaps;               //  times a call found another running
+    int64_t log [64];               //  values given to record, in order
+    int log_size;
+} counter_t;
+
+static int
+s_init (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    counter_t *self = (counter_t *) state;
+    self->count = ag_obj_int (ag_obj_get (args, "start"), 0);
+    const msgpack_object *label = ag_obj_get (args, "label");
+    if (label && !ag_obj_is_str (label))
+        return ag_call_error (call, AG_BAD_ARGS, "label must be a string");
+    if (label)
+        snprintf (self->label, sizeof self->label, "%.*s",
+                  (int) label->via.str.size, label->via.str.ptr);
+    return 0;
+}
+
+//  Note entry and exit, so overlapping calls on one agent show up
+static void
+s_enter (counter_t *self)
+{
+    if (atomic_fetch_add (&self->running, 1) != 0)
+        self->overlaps++;
+}
+
+static void
+s_leave (counter_t *self)
+{
+    atomic_fetch_sub (&self->running, 1);
+}
+
+//  add (sync): n -> new total
+static int
+s_add (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    counter_t *self = (counter_t *) state;
+    if (!args || (args->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+               && args->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
+        return ag_call_error (call, AG_BAD_ARGS, "add needs an integer");
+    s_enter (self);
+    self->count += ag_obj_int (args, 0);
+    s_leave (self);
+    return ag_call_return (call, "i", self->count);
+}
+
+//  echo (sync): returns its argument as it came
+static int
+s_echo (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    return ag_call_return_object (call, args);
+}
+
+//  nap (sync) and slow (async): {"ms": N, "tag": any} -> tag, after N ms
+static int
+s_nap (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    counter_t *self = (counter_t *) state;
+    int64_t ms = ag_obj_int (ag_obj_get (args, "ms"), 0);
+    if (ms < 0 || ms > 60000)
+        return ag_call_error (call, AG_BAD_ARGS, "ms must be 0..60000");
+    s_enter (self);
+    s_sleep_ms (ms);
+    s_leave (self);
+    const msgpack_object *tag = ag_obj_get (args, "tag");
+    return tag? ag_call_return_object (call, tag): 0;
+}
+
+//  record (async): appends an integer to the log, in arrival order
+static int
+s_record (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    counter_t *self = (counter_t *) state;
+    s_enter (self);
+    if (self->log_size < 64)
+        self->log [self->log_size++] = ag_obj_int (args, -1);
+    s_leave (self);
+    return 0;
+}
+
+//  fail (sync): always reports an agent error
+static int
+s_fail (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    return ag_call_error (call, AG_AGENT_ERROR, "failed on purpose");
+}
+
+//  blob (sync): {"size": N} -> N bytes of binary
+static int
+s_blob (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    int64_t size = ag_obj_int (ag_obj_get (args, "size"), 0);
+    if (size < 0 || size > 16 * 1024 * 1024)
+        return ag_call_error (call, AG_BAD_ARGS, "size must be 0..16 MiB");
+    char *data = (char *) calloc (1, (size_t) size + 1);
+    if (!data)
+        return ag_call_error (call, AG_AGENT_ERROR, "out of memory");
+    memset (data, 'x', (size_t) size);
+    int rc = ag_call_return (call, "B", data, (size_t) size);
+    free (data);
+    return rc;
+}
+
+//  A method of the class in C, deliberately left out of its public table
+static int __attribute__ ((unused))
+s_secret (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    return ag_call_return (call, "s", "should never be reachable");
+}
+
+static int
+s_get_count (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((counter_t *) state)->count);
+}
+
+static int
+s_get_label (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "s", ((counter_t *) state)->label);
+}
+
+static int
+s_get_overlaps (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((counter_t *) state)->overlaps);
+}
+
+static int
+s_get_log (void *state, ag_call_t *call)
+{
+    counter_t *self = (counter_t *) state;
+    msgpack_packer *pk = ag_call_packer (call);
+    msgpack_pack_array (pk, (size_t) self->log_size);
+    for (int i = 0; i < self->log_size; i++)
+        msgpack_pack_int64 (pk, self->log [i]);
+    return 0;
+}
+
+static const ag_method_t s_counter_methods [] = {
+    { "add", s_add, AG_SYNC },
+    { "echo", s_echo, AG_SYNC },
+    { "nap", s_nap, AG_SYNC },
+    { "slow", s_nap, AG_ASYNC },
+    { "record", s_record, AG_ASYNC },
+    { "fail", s_fail, AG_SYNC },
+    { "blob", s_blob, AG_SYNC },
+    { NULL }
+};
+
+static const ag_attr_t s_counter_attrs [] = {
+    { "count", s_get_count },
+    { "label", s_get_label },
+    { "overlaps", s_get_overlaps },
+    { "log", s_get_log },
+    { NULL }
+};
+
+const ag_class_t counter_class = {
+    .name = "Counter",
+    .state_size = sizeof (counter_t),
+    .init = s_init,
+    .methods = s_counter_methods,
+    .attrs = s_counter_attrs
+};
+
+static int
+s_broken_init (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    return ag_call_error (call, AG_AGENT_ERROR, "cannot open the database");
+}
+
+const ag_class_t broken_class = {
+    .name = "Broken",
+    .init = s_broken_init
+};
+
+AG_PLUGIN (&counter_class, &broken_class)
