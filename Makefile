@@ -139,7 +139,8 @@ $(B)/examples/%: $(B)/contrib/examples/%.o $(CLIENT_A)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/selftest: $(B)/tests/selftest.o $(CLIENT_OBJ) $(SERVER_OBJ) \
+$(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
+                     $(CLIENT_OBJ) $(SERVER_OBJ) \
                      $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
@@ -168,7 +169,7 @@ memcheck: all
 	@AGTEST_VALGRIND=1 sh tests/check.sh $(B)
 
 demo: all
-	$(B)/examples/dist_main --demo $(B)
+	@sh contrib/examples/demo.sh $(B)
 
 bench: all
 	@echo "make bench: not built yet"

@@ -169,6 +169,12 @@ agd_server_set_threads (agd_server_t *self, int min, int max)
 }
 
 void
+agd_server_set_idle (agd_server_t *self, int msecs)
+{
+    self->config.idle_ms = msecs < 0? 0: msecs;
+}
+
+void
 agd_server_set_retention (agd_server_t *self, int msecs, size_t max)
 {
     self->config.retention_ms = msecs < 0? 0: msecs;
@@ -206,7 +212,18 @@ agd_server_start (agd_server_t *self)
     self->args->endpoints = self->endpoints;
     self->args->bound = self->bound;
     self->args->stop_fd = self->stop_pipe [0];
+    //  The server's threads take no asynchronous signals: those belong
+    //  to the program. The broker, and the workers it starts, inherit
+    //  this mask.
+    sigset_t all, old;
+    sigfillset (&all);
+    sigdelset (&all, SIGSEGV);
+    sigdelset (&all, SIGBUS);
+    sigdelset (&all, SIGFPE);
+    sigdelset (&all, SIGILL);
+    pthread_sigmask (SIG_BLOCK, &all, &old);
     self->broker = zactor_new (agd_broker, self->args);
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
     if (!self->broker) {
         snprintf (self->error, sizeof self->error, "cannot start broker");
         return -1;

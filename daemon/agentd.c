@@ -33,6 +33,7 @@ s_usage (FILE *file)
 "  -v, --verbose            log every request\n"
 "      --threads-min N      worker threads kept when idle (default 2)\n"
 "      --threads-max N      worker threads at most (default 512)\n"
+"      --idle-ms N          idle time before a spare thread exits (30000)\n"
 "      --retention-ms N     keep async results N ms (default 300000)\n"
 "      --max-message N      largest request body in bytes (default 64 MiB)\n"
 "      --grace-ms N         time running calls get at stop (default 10000)\n"
@@ -97,6 +98,7 @@ main (int argc, char *argv [])
         { "retention-ms", required_argument, NULL, 3 },
         { "max-message", required_argument, NULL, 4 },
         { "grace-ms", required_argument, NULL, 5 },
+        { "idle-ms", required_argument, NULL, 6 },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -115,6 +117,7 @@ main (int argc, char *argv [])
         fprintf (stderr, "agentd: out of memory\n");
         return 1;
     }
+    int status = 0;
     bool foreground = false;
     bool verbose = false;
     int endpoints = 0;
@@ -123,27 +126,30 @@ main (int argc, char *argv [])
     while ((option = getopt_long (argc, argv, "e:p:fvVh", options, NULL))
            != -1) {
         long value = 0;
-        if (option >= 1 && option <= 5) {
+        if (option >= 1 && option <= 6) {
             value = s_number (optarg);
             if (value < 0 || value > INT32_MAX) {
                 fprintf (stderr, "agentd: --%s: '%s' is not a whole number"
                          " from 0 to %d\n", options [option + 3].name,
                          optarg, INT32_MAX);
-                return 2;
+                status = 2;
+                goto done;
             }
         }
         switch (option) {
             case 'e':
                 if (agd_server_bind (server, optarg)) {
                     fprintf (stderr, "agentd: %s\n", agd_server_error (server));
-                    return 2;
+                    status = 2;
+                    goto done;
                 }
                 endpoints++;
                 break;
             case 'p':
                 if (agd_server_load_plugin (server, optarg)) {
                     fprintf (stderr, "agentd: %s\n", agd_server_error (server));
-                    return 1;
+                    status = 1;
+                    goto done;
                 }
                 break;
             case 'f': foreground = true; break;
@@ -153,26 +159,32 @@ main (int argc, char *argv [])
             case 3: agd_server_set_retention (server, (int) value, 100000); break;
             case 4: agd_server_set_max_message (server, (size_t) value); break;
             case 5: agd_server_set_grace (server, (int) value); break;
+            case 6: agd_server_set_idle (server, (int) value); break;
             case 'V':
                 printf ("agentd %s\n", AG_VERSION_STRING);
-                return 0;
+                status = 0;
+                goto done;
             case 'h':
                 s_usage (stdout);
-                return 0;
+                status = 0;
+                goto done;
             default:
                 s_usage (stderr);
-                return 2;
+                status = 2;
+                goto done;
         }
     }
     if (optind < argc) {
         fprintf (stderr, "agentd: unexpected argument '%s'\n", argv [optind]);
         s_usage (stderr);
-        return 2;
+        status = 2;
+        goto done;
     }
     if (threads_max < 1 || threads_min > threads_max) {
         fprintf (stderr, "agentd: need 1 <= --threads-max and"
                  " --threads-min <= --threads-max\n");
-        return 2;
+        status = 2;
+        goto done;
     }
     agd_server_set_threads (server, (int) threads_min, (int) threads_max);
     agd_server_set_verbose (server, verbose);
@@ -185,7 +197,8 @@ main (int argc, char *argv [])
         //  Detach before any thread starts: fork only copies this one
         if (s_detach (&report_fd)) {
             fprintf (stderr, "agentd: cannot detach: %s\n", strerror (errno));
-            return 1;
+            status = 1;
+            goto done;
         }
         zsys_set_logsystem (true);
     }
@@ -194,8 +207,8 @@ main (int argc, char *argv [])
 
     if (agd_server_start (server)) {
         fprintf (stderr, "agentd: %s\n", agd_server_error (server));
-        agd_server_destroy (&server);
-        return 1;
+        status = 1;
+        goto done;
     }
     for (size_t i = 0; i < agd_server_endpoints (server); i++)
         printf ("listening on %s\n", agd_server_endpoint (server, i));
@@ -227,7 +240,8 @@ main (int argc, char *argv [])
     }
     agd_server_stop (server);
     agd_server_wait (server);
-    agd_server_destroy (&server);
     zsys_notice ("stopped");
-    return 0;
+done:
+    agd_server_destroy (&server);
+    return status;
 }

@@ -59,6 +59,10 @@ AG_EXPORT int
 //  most worker threads (default 512), fewest kept when idle (default 2);
 AG_EXPORT void
     agd_server_set_threads (agd_server_t *self, int min, int max);
+//  how long a thread above the minimum may idle before it exits
+//  (default 30000 ms);
+AG_EXPORT void
+    agd_server_set_idle (agd_server_t *self, int msecs);
 //  how long results of async calls stay fetchable (default 300000 ms)
 //  and how many are kept at most (default 100000);
 AG_EXPORT void

@@ -92,6 +92,7 @@ s_daemon_start (daemon_t *self, const char *endpoint, ...)
         argv [argc++] = "valgrind";
         argv [argc++] = "-q";
         argv [argc++] = "--leak-check=full";
+        argv [argc++] = "--show-leak-kinds=definite";
         argv [argc++] = "--errors-for-leak-kinds=definite";
         argv [argc++] = "--error-exitcode=99";
     }
@@ -950,6 +951,128 @@ s_test_embedded (const char *unused)
     return 0;
 }
 
+
+//  Waiting with a timeout; a call longer than the heartbeat timeout on a
+//  live server; wait_any across two servers
+static int
+s_test_waiting (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_conn_set_timeout (conn, 300);
+    agc_agent_t *agent = s_counter (conn, 0);
+    CHECK (agent);
+    ag_value_t *args = ag_value_new ("{s:i, s:s}", "ms", (int64_t) 1200,
+                                     "tag", "late");
+    agc_future_t *future = agc_agent_call (agent, "slow", args);
+    int64_t start = ag_usecs ();
+    CHECK (agc_future_wait (future, 100) == -1);
+    CHECK (agc_status () == AG_TIMEOUT);
+    CHECK (s_seconds_since (start) < 1.0 * s_slow);
+    CHECK (!agc_future_ready (future));
+    CHECK (agc_future_status (future) == AG_PENDING);
+    CHECK (agc_future_value (future) == NULL);
+    //  The server is alive and answers pings: four timeouts' worth of
+    //  waiting is fine
+    ag_value_t *value = agc_future_result (future, AGC_FOREVER);
+    CHECK (value && ag_obj_streq (ag_value_object (value), "late"));
+    CHECK (agc_future_result (future, 0) == NULL);      //  taken already
+    ag_value_destroy (&value);
+    agc_future_destroy (&future);
+    ag_value_destroy (&args);
+
+    //  wait_any across two servers returns the first to finish
+    daemon_t other;
+    CHECK (s_daemon_start (&other, NULL, NULL) == 0);
+    agc_conn_t *conn2 = agc_conn_new (other.endpoint);
+    agc_agent_t *agent2 = s_counter (conn2, 0);
+    CHECK (agent2);
+    ag_value_t *slow = ag_value_new ("{s:i}", "ms", (int64_t) 2000);
+    ag_value_t *quick = ag_value_new ("{s:i}", "ms", (int64_t) 200);
+    agc_future_t *futures [2] = {
+        agc_agent_call (agent, "slow", slow),
+        agc_agent_call (agent2, "slow", quick)
+    };
+    CHECK (agc_future_wait_any (futures, 2, 10000 * s_slow) == 1);
+    CHECK (!agc_future_ready (futures [0]));
+    CHECK (agc_future_wait_all (futures, 2, 10000 * s_slow) == 0);
+    CHECK (agc_future_status (futures [0]) == AG_OK);
+    for (int i = 0; i < 2; i++)
+        agc_future_destroy (&futures [i]);
+    //  Destroying a pending future is safe; its late reply is dropped
+    future = agc_agent_call (agent, "slow", quick);
+    agc_future_destroy (&future);
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    ag_value_t *sum = agc_agent_call_value (agent, "add", one);
+    CHECK (ag_obj_int (ag_value_object (sum), 0) == 1);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&one);
+    ag_value_destroy (&slow);
+    ag_value_destroy (&quick);
+    agc_agent_destroy (&agent2);
+    agc_conn_destroy (&conn2);
+    CHECK (s_daemon_stop (&other) == 0);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+static int64_t
+s_threads_total (agc_conn_t *conn)
+{
+    ag_value_t *info = agc_conn_info (conn);
+    int64_t total = ag_obj_int (ag_obj_get (ag_obj_get (ag_value_object (info),
+                                "threads"), "total"), -1);
+    ag_value_destroy (&info);
+    return total;
+}
+
+//  The pool grows while every thread is busy and shrinks when idle
+static int
+s_test_pool (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--threads-min", "1",
+                           "--threads-max", "8", "--idle-ms", "300",
+                           NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *agents [12];
+    for (int i = 0; i < 12; i++) {
+        agents [i] = s_counter (conn, 0);
+        CHECK (agents [i]);
+    }
+    ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 500);
+    agc_future_t *futures [12];
+    int64_t start = ag_usecs ();
+    for (int i = 0; i < 12; i++)
+        futures [i] = agc_agent_call (agents [i], "slow", args);
+    CHECK (s_threads_total (conn) <= 8);                //  never past the max
+    CHECK (agc_future_wait_all (futures, 12, 20000 * s_slow) == 0);
+    double elapsed = s_seconds_since (start);
+    //  12 calls of 0.5 s on 8 threads: two rounds, not twelve (one thread)
+    //  nor one (no maximum)
+    CHECK (elapsed >= 0.99 && elapsed < 2.5 * s_slow);
+    for (int i = 0; i < 12; i++) {
+        CHECK (agc_future_status (futures [i]) == AG_OK);
+        agc_future_destroy (&futures [i]);
+    }
+    ag_value_destroy (&args);
+    //  Idle threads go, down to the minimum: ask until they have
+    int64_t total = 8;
+    int64_t deadline = ag_usecs () + 20000000LL * s_slow;
+    while (total > 1 && ag_usecs () < deadline) {
+        agc_future_t *pause = agc_agent_call (agents [0], "nap",
+                                              NULL);      //  a round trip
+        agc_future_destroy (&pause);
+        total = s_threads_total (conn);
+    }
+    CHECK (total == 1);
+    for (int i = 0; i < 12; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 //  ---------------------------------------------------------------------
 
 typedef struct {
@@ -964,6 +1087,8 @@ static const case_t s_cases [] = {
     { "hundred_agents", s_test_hundred_agents },
     { "errors", s_test_errors },
     { "threads", s_test_threads },
+    { "waiting", s_test_waiting },
+    { "pool", s_test_pool },
     { "deep_burst", s_test_deep_burst },
     { "big_value", s_test_big_value },
     { "hostile_input", s_test_hostile_input },

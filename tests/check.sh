@@ -6,7 +6,8 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 if [ -n "$AGTEST_VALGRIND" ]; then
-    valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+    valgrind -q --leak-check=full --show-leak-kinds=definite \
+        --errors-for-leak-kinds=definite \
         --error-exitcode=99 "$B/tests/selftest" | tee "$out" || status=1
 else
     "$B/tests/selftest" | tee -a "$out" || status=1
