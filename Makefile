@@ -82,13 +82,14 @@ PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
 EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main
 PROGRAMS    = $(B)/agentd
 TESTS       = $(B)/tests/selftest $(B)/tests/agtest
+BENCH       = $(B)/bench/agentbench
 
 HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
               daemon/agentserver.h
 
 .PHONY: all check memcheck demo install uninstall clean dep bench
 all: $(CLIENT_A) $(CLIENT_SO) $(SERVER_A) $(SERVER_SO) $(PROGRAMS) \
-     $(PLUGINS) $(EXAMPLES) $(TESTS) $(B)/agentclient.pc
+     $(PLUGINS) $(EXAMPLES) $(TESTS) $(BENCH) $(B)/agentclient.pc
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -139,6 +140,10 @@ $(B)/examples/%: $(B)/contrib/examples/%.o $(CLIENT_A)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(B)/bench/agentbench: $(B)/contrib/bench/agentbench.o $(CLIENT_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
 $(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
                      $(CLIENT_OBJ) $(SERVER_OBJ) \
                      $(COMMON_OBJ)
@@ -172,7 +177,7 @@ demo: all
 	@sh contrib/examples/demo.sh $(B)
 
 bench: all
-	@echo "make bench: not built yet"
+	$(B)/bench/agentbench $(B)
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \

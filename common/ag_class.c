@@ -137,7 +137,8 @@ ag_call_packer (ag_call_t *self)
 int
 ag_call_error (ag_call_t *self, int status, const char *format, ...)
 {
-    if (status < 300 || status > 599)
+    //  Codes from 590 up belong to the client library, never the wire
+    if (status < 300 || status >= AG_UNREACHABLE)
         status = AG_AGENT_ERROR;
     self->status = status;
     va_list args;

@@ -131,9 +131,12 @@ s_send_reply (self_t *self, zmq_msg_t *routing, uint8_t command,
     if (agp_send (self->frontend, &copy, &env, body, size, body_msg,
                   ZMQ_DONTWAIT)) {
         int error = zmq_errno ();
-        if (error == EHOSTUNREACH)
-            zsys_debug ("reply dropped: client gone command=%s corr=%" PRIu64,
-                        agp_command_name (env.command), corr);
+        if (error == EHOSTUNREACH) {
+            if (self->config.verbose)
+                zsys_debug ("reply dropped: client gone command=%s"
+                            " corr=%" PRIu64, agp_command_name (env.command),
+                            corr);
+        }
         else
             zsys_warning ("reply dropped: %s command=%s corr=%" PRIu64,
                           zmq_strerror (error),
@@ -607,9 +610,12 @@ s_handle_request (self_t *self, agd_job_t *job)
         }
     }
     else
-    if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP))
-        agd_store_expect (self->store, zmq_msg_data (&job->routing),
-                          zmq_msg_size (&job->routing), env->corr);
+    if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP)
+    &&  agd_store_expect (self->store, zmq_msg_data (&job->routing),
+                          zmq_msg_size (&job->routing), env->corr))
+        zsys_warning ("result store full (%zu pending): call %" PRIu64
+                      " runs but its result is not kept",
+                      agd_store_size (self->store), env->corr);
     s_enqueue (self, agent, job);
 }
 
@@ -888,6 +894,10 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
     msgpack_zone_init (&self->zone, 2048);
     self->started = ag_usecs ();
+    //  Agent ids are never reused, not even across restarts: they start
+    //  from the start time, so a handle from before a restart finds no
+    //  agent rather than somebody else's
+    self->next_agent_id = (uint64_t) time (NULL) << 20;
     return self;
 }
 

@@ -153,8 +153,10 @@ agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
         return -1;
     uint64_t key = s_key (owner, owner_size, corr);
     entry_t *old = s_find (self, owner, owner_size, corr, key);
+    if (old && !old->done)
+        return 0;                   //  id reused while pending: first wins
     if (old)
-        s_remove (self, old);       //  a client reusing an id replaces it
+        s_remove (self, old);       //  reused after completion: replaced
     entry_t *entry = (entry_t *) calloc (1, sizeof (entry_t) + owner_size);
     if (!entry)
         return -1;

@@ -57,8 +57,13 @@ agp_envelope_decode (agp_envelope_t *self, const void *data, size_t size)
             self->corr = s_get_be (p + 8, 8);
         return -2;
     }
-    if (size != AGP_ENVELOPE_SIZE)
+    if (size != AGP_ENVELOPE_SIZE) {
+        //  Wrong size: still read the correlation id when it is there,
+        //  so the error can be matched to the request
+        if (size >= 16)
+            self->corr = s_get_be (p + 8, 8);
         return -3;
+    }
     self->command = p [5];
     self->word = (uint16_t) s_get_be (p + 6, 2);
     self->corr = s_get_be (p + 8, 8);
@@ -246,6 +251,7 @@ ag_proto_test (bool verbose)
     assert (agp_envelope_decode (&back, "HTTP/1.1", 8) == -1);
     agp_envelope_encode (&env, buffer);
     assert (agp_envelope_decode (&back, buffer, sizeof buffer) == -3);
+    assert (back.corr == 77);
     buffer [5] = 0x42;              //  unknown command
     assert (agp_envelope_decode (&back, buffer, AGP_ENVELOPE_SIZE) == -3);
     buffer [5] = 0;

@@ -574,6 +574,11 @@ s_test_hostile_input (const char *unused)
     env [5] = 0x55;
     CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, NULL, 0)
            == AG_BAD_REQUEST);
+    //  Envelope of the wrong size, with a readable correlation id
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (dealer, env, 20, "", 0, 2, 5000, reason, sizeof reason)
+           == AG_BAD_REQUEST);
+    CHECK (strstr (reason, "wrong size"));
     //  Missing body, extra frame
     agp_envelope_encode (&e, env);
     CHECK (s_raw (dealer, env, sizeof env, NULL, 0, 1, 5000, NULL, 0)
@@ -675,18 +680,16 @@ s_test_fetch (const char *unused)
     zmq_connect (caller, daemon.endpoint);
     zmq_connect (other, daemon.endpoint);
 
-    ag_value_t *create = ag_value_new ("{s:s}", "class", "Counter");
+    //  An agent made through the library, called through the raw socket
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *agent = s_counter (conn, 0);
+    CHECK (agent);
     uint8_t env [AGP_ENVELOPE_SIZE];
-    agp_envelope_t e = { .command = AGP_CREATE, .corr = 1 };
-    agp_envelope_encode (&e, env);
-    CHECK (s_raw (caller, env, sizeof env, ag_value_data (create),
-                  ag_value_size (create), 2, 5000, NULL, 0) == AG_OK);
-    ag_value_destroy (&create);
-    //  The first agent on this daemon has id 1
     ag_value_t *call = ag_value_new ("[s, {s:i, s:s}]", "slow", "ms",
                                      (int64_t) 300, "tag", "kept");
-    e = (agp_envelope_t) { .command = AGP_CALL, .corr = 7, .agent = 1,
-                           .word = AGP_FLAG_KEEP };
+    agp_envelope_t e = { .command = AGP_CALL, .corr = 7,
+                         .agent = agc_agent_id (agent),
+                         .word = AGP_FLAG_KEEP };
     agp_envelope_encode (&e, env);
     zmq_send (caller, env, sizeof env, ZMQ_SNDMORE);
     zmq_send (caller, ag_value_data (call), ag_value_size (call), 0);
@@ -724,6 +727,8 @@ s_test_fetch (const char *unused)
     }
     CHECK (status == AG_GONE);
     ag_value_destroy (&fetch);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
     zmq_close (caller);
     zmq_close (other);
     zmq_ctx_term (context);

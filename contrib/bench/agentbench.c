@@ -1,0 +1,461 @@
+/*  =========================================================================
+    agentbench - agentd's speed, against raw ZeroMQ measured in the same run
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  agentbench [--quick] [--csv FILE] [BUILD_DIR]
+//
+//  Absolute times drift on shared machines, so each figure is printed
+//  next to a baseline measured in the same run: a raw ZeroMQ DEALER ->
+//  ROUTER broker -> inproc worker echo (2 workers, 64-byte payload, same
+//  transport), served by this program re-executed as a separate process,
+//  just as agentd is. Each scenario runs after a warm-up, several times;
+//  a line gives the median, the min-max, the baseline, the ratio, the
+//  target and PASS or FAIL. The last line is "bench: K of N targets met".
+//  @end
+
+#include <agentclient.h>
+#include <zmq.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static const char *s_build = "build";
+static bool s_quick;
+static FILE *s_csv;
+static int s_met, s_targets;
+
+static int64_t
+s_usecs (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int
+s_compare (const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return x < y? -1: x > y;
+}
+
+static double
+s_percentile (double *values, size_t count, double p)
+{
+    qsort (values, count, sizeof *values, s_compare);
+    size_t index = (size_t) (p * (double) (count - 1) + 0.5);
+    return values [index];
+}
+
+//  ---------------------------------------------------------------------
+//  Baseline server: ROUTER broker with two inproc echo workers
+
+static void *
+s_echo_worker (void *context)
+{
+    void *socket = zmq_socket (context, ZMQ_DEALER);
+    zmq_connect (socket, "inproc://baseline-workers");
+    while (true) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        if (zmq_msg_recv (&part, socket, 0) == -1)
+            break;
+        int more = zmq_msg_more (&part);
+        zmq_msg_send (&part, socket, more? ZMQ_SNDMORE: 0);
+    }
+    zmq_close (socket);
+    return NULL;
+}
+
+//  Forward one whole message from one socket to another
+static void
+s_forward (void *from, void *to)
+{
+    while (true) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        zmq_msg_recv (&part, from, 0);
+        int more = zmq_msg_more (&part);
+        zmq_msg_send (&part, to, more? ZMQ_SNDMORE: 0);
+        if (!more)
+            break;
+    }
+}
+
+static int
+s_serve_baseline (const char *endpoint)
+{
+    void *context = zmq_ctx_new ();
+    void *frontend = zmq_socket (context, ZMQ_ROUTER);
+    void *backend = zmq_socket (context, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt (frontend, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (frontend, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (backend, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (backend, ZMQ_RCVHWM, &zero, sizeof zero);
+    if (zmq_bind (frontend, endpoint) || zmq_bind (backend,
+                                                   "inproc://baseline-workers"))
+        return 1;
+    pthread_t workers [2];
+    for (int i = 0; i < 2; i++)
+        pthread_create (&workers [i], NULL, s_echo_worker, context);
+    char bound [256];
+    size_t size = sizeof bound;
+    zmq_getsockopt (frontend, ZMQ_LAST_ENDPOINT, bound, &size);
+    printf ("listening on %s\n", bound);
+    fflush (stdout);
+    //  A broker in the Majordomo shape: requests to workers, replies back
+    zmq_pollitem_t items [] = {
+        { frontend, 0, ZMQ_POLLIN, 0 }, { backend, 0, ZMQ_POLLIN, 0 }
+    };
+    while (zmq_poll (items, 2, -1) >= 0) {
+        if (items [0].revents & ZMQ_POLLIN)
+            s_forward (frontend, backend);
+        if (items [1].revents & ZMQ_POLLIN)
+            s_forward (backend, frontend);
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Child processes
+
+typedef struct {
+    pid_t pid;
+    char endpoint [300];
+} child_t;
+
+static int
+s_child_start (child_t *self, char *const argv [])
+{
+    int fds [2];
+    if (pipe (fds))
+        return -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
+    posix_spawn_file_actions_addclose (&actions, fds [0]);
+    posix_spawn_file_actions_addopen (&actions, 2, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn (&self->pid, argv [0], &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds [1]);
+    if (rc) {
+        close (fds [0]);
+        return -1;
+    }
+    FILE *out = fdopen (fds [0], "r");
+    char line [300];
+    struct pollfd item = { fds [0], POLLIN, 0 };
+    if (poll (&item, 1, 20000) <= 0 || !fgets (line, sizeof line, out)
+    ||  strncmp (line, "listening on ", 13) != 0) {
+        kill (self->pid, SIGKILL);
+        waitpid (self->pid, NULL, 0);
+        fclose (out);
+        return -1;
+    }
+    line [strcspn (line, "\n")] = 0;
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
+    fclose (out);
+    return 0;
+}
+
+static void
+s_child_stop (child_t *self)
+{
+    kill (self->pid, SIGTERM);
+    waitpid (self->pid, NULL, 0);
+}
+
+//  ---------------------------------------------------------------------
+//  Measurements
+
+#define PAYLOAD 64
+
+//  Raw sync round trips: returns p50 (p99 in *p99), in usecs
+static double
+s_raw_roundtrip (const char *endpoint, int count, double *p99)
+{
+    void *context = zmq_ctx_new ();
+    void *socket = zmq_socket (context, ZMQ_DEALER);
+    zmq_connect (socket, endpoint);
+    char payload [PAYLOAD];
+    memset (payload, 'p', sizeof payload);
+    double *times = (double *) malloc (sizeof (double) * (size_t) count);
+    for (int i = -count / 10; i < count; i++) {
+        int64_t start = s_usecs ();
+        zmq_send (socket, payload, sizeof payload, 0);
+        char reply [PAYLOAD];
+        zmq_recv (socket, reply, sizeof reply, 0);
+        if (i >= 0)
+            times [i] = (double) (s_usecs () - start);
+    }
+    double p50 = s_percentile (times, (size_t) count, 0.5);
+    *p99 = s_percentile (times, (size_t) count, 0.99);
+    free (times);
+    zmq_close (socket);
+    zmq_ctx_term (context);
+    return p50;
+}
+
+//  Raw pipelined requests per second with a window
+static double
+s_raw_pipelined (const char *endpoint, int count, int window)
+{
+    void *context = zmq_ctx_new ();
+    void *socket = zmq_socket (context, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt (socket, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (socket, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_connect (socket, endpoint);
+    char payload [PAYLOAD];
+    memset (payload, 'p', sizeof payload);
+    int64_t start = s_usecs ();
+    int sent = 0, received = 0;
+    while (received < count) {
+        while (sent < count && sent - received < window) {
+            zmq_send (socket, payload, sizeof payload, 0);
+            sent++;
+        }
+        char reply [PAYLOAD];
+        zmq_recv (socket, reply, sizeof reply, 0);
+        received++;
+    }
+    double rate = (double) count * 1e6 / (double) (s_usecs () - start);
+    zmq_close (socket);
+    zmq_ctx_term (context);
+    return rate;
+}
+
+static double
+s_agent_roundtrip (agc_agent_t *agent, int count, double *p99)
+{
+    char payload [PAYLOAD + 1];
+    memset (payload, 'p', PAYLOAD);
+    payload [PAYLOAD] = 0;
+    ag_value_t *args = ag_value_new ("s", payload);
+    double *times = (double *) malloc (sizeof (double) * (size_t) count);
+    for (int i = -count / 10; i < count; i++) {
+        int64_t start = s_usecs ();
+        agc_future_t *future = agc_agent_call (agent, "echo", args);
+        if (agc_future_status (future) != AG_OK) {
+            fprintf (stderr, "agentbench: echo failed: %s\n",
+                     agc_future_reason (future));
+            exit (1);
+        }
+        agc_future_destroy (&future);
+        if (i >= 0)
+            times [i] = (double) (s_usecs () - start);
+    }
+    ag_value_destroy (&args);
+    double p50 = s_percentile (times, (size_t) count, 0.5);
+    *p99 = s_percentile (times, (size_t) count, 0.99);
+    free (times);
+    return p50;
+}
+
+//  Async calls pipelined with a window, spread over agents
+static double
+s_agent_pipelined (agc_agent_t **agents, int agent_count, int count,
+                   int window)
+{
+    char payload [PAYLOAD + 1];
+    memset (payload, 'p', PAYLOAD);
+    payload [PAYLOAD] = 0;
+    ag_value_t *args = ag_value_new ("{s:i, s:s}", "ms", (int64_t) 0,
+                                     "tag", payload);
+    agc_future_t **ring = (agc_future_t **) calloc ((size_t) window,
+                                                    sizeof *ring);
+    int64_t start = s_usecs ();
+    for (int i = 0; i < count + window; i++) {
+        agc_future_t **slot = &ring [i % window];
+        if (*slot) {
+            if (agc_future_wait (*slot, 30000)
+            ||  agc_future_status (*slot) != AG_OK) {
+                fprintf (stderr, "agentbench: pipelined call failed\n");
+                exit (1);
+            }
+            agc_future_destroy (slot);
+        }
+        if (i < count)
+            *slot = agc_agent_call (agents [i % agent_count], "slow", args);
+    }
+    double rate = (double) count * 1e6 / (double) (s_usecs () - start);
+    free (ring);
+    ag_value_destroy (&args);
+    return rate;
+}
+
+static double
+s_create_delete (agc_conn_t *conn, int count)
+{
+    double *times = (double *) malloc (sizeof (double) * (size_t) count);
+    for (int i = -count / 10; i < count; i++) {
+        int64_t start = s_usecs ();
+        agc_agent_t *agent = agc_agent_new (conn, "Counter", NULL, NULL);
+        agc_agent_destroy (&agent);
+        if (i >= 0)
+            times [i] = (double) (s_usecs () - start);
+    }
+    double p50 = s_percentile (times, (size_t) count, 0.5);
+    free (times);
+    return p50;
+}
+
+//  ---------------------------------------------------------------------
+//  Reporting
+
+static double
+s_median (double *runs, int count, double *min, double *max)
+{
+    double sorted [16];
+    memcpy (sorted, runs, sizeof (double) * (size_t) count);
+    qsort (sorted, (size_t) count, sizeof (double), s_compare);
+    *min = sorted [0];
+    *max = sorted [count - 1];
+    return sorted [count / 2];
+}
+
+//  One line. lower_is_better: the figure must be at most target (times
+//  ratio to the baseline, or absolute when baseline is 0).
+static void
+s_report (const char *scenario, const char *unit, double *runs, int count,
+          double baseline, double target, bool lower_is_better)
+{
+    double min, max;
+    double median = s_median (runs, count, &min, &max);
+    double ratio = baseline > 0? median / baseline: 0;
+    bool pass;
+    char target_text [64];
+    if (baseline > 0) {
+        pass = lower_is_better? ratio <= target: ratio >= target;
+        snprintf (target_text, sizeof target_text, "%s%.2fx",
+                  lower_is_better? "<=": ">=", target);
+    }
+    else {
+        pass = lower_is_better? median <= target: median >= target;
+        snprintf (target_text, sizeof target_text, "%s%g %s",
+                  lower_is_better? "<=": ">=", target, unit);
+    }
+    s_targets++;
+    if (pass)
+        s_met++;
+    printf ("%-38s %10.1f %-6s [%.1f-%.1f]", scenario, median, unit, min, max);
+    if (baseline > 0)
+        printf ("  baseline %.1f  ratio %.2f", baseline, ratio);
+    printf ("  target %s  %s\n", target_text, pass? "PASS": "FAIL");
+    if (s_csv)
+        fprintf (s_csv, "%s,%s,%.3f,%.3f,%.3f,%.3f,%.3f,%s,%s\n", scenario,
+                 unit, median, min, max, baseline, ratio, target_text,
+                 pass? "PASS": "FAIL");
+    fflush (stdout);
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (argc == 3 && strcmp (argv [1], "--serve-baseline") == 0)
+        return s_serve_baseline (argv [2]);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp (argv [i], "--quick") == 0)
+            s_quick = true;
+        else
+        if (strcmp (argv [i], "--csv") == 0 && i + 1 < argc) {
+            s_csv = fopen (argv [++i], "w");
+            if (!s_csv) {
+                fprintf (stderr, "agentbench: cannot write %s\n", argv [i]);
+                return 2;
+            }
+            fprintf (s_csv, "scenario,unit,median,min,max,baseline,ratio,"
+                     "target,result\n");
+        }
+        else
+        if (argv [i][0] != '-')
+            s_build = argv [i];
+        else {
+            fprintf (stderr, "usage: agentbench [--quick] [--csv FILE]"
+                     " [BUILD_DIR]\n");
+            return 2;
+        }
+    }
+    char self [300], agentd [300], plugin [300];
+    snprintf (self, sizeof self, "%s/bench/agentbench", s_build);
+    snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
+    snprintf (plugin, sizeof plugin, "%s/plugins/testclasses.so", s_build);
+    child_t baseline, daemon;
+    char *baseline_argv [] = { self, "--serve-baseline",
+                               "tcp://127.0.0.1:*", NULL };
+    char *daemon_argv [] = { agentd, "-f", "-e", "tcp://127.0.0.1:*",
+                             "--plugin", plugin, NULL };
+    if (s_child_start (&baseline, baseline_argv)
+    ||  s_child_start (&daemon, daemon_argv)) {
+        fprintf (stderr, "agentbench: cannot start %s or %s\n", self, agentd);
+        return 1;
+    }
+    int runs = s_quick? 3: 5;
+    int calls = s_quick? 2000: 20000;
+    int piped = s_quick? 20000: 200000;
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *agents [64];
+    for (int i = 0; i < 64; i++)
+        agents [i] = agc_agent_new (conn, "Counter", NULL, NULL);
+    if (!agents [63]) {
+        fprintf (stderr, "agentbench: cannot create agents: %s\n",
+                 agc_reason ());
+        return 1;
+    }
+    printf ("agentbench: %d runs each; baseline: raw ZeroMQ ROUTER broker"
+            " + 2 inproc workers, tcp loopback, %d-byte payload\n",
+            runs, PAYLOAD);
+
+    double base [16], ours [16], base99 [16], ours99 [16];
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_raw_roundtrip (baseline.endpoint, calls, &base99 [r]);
+        ours [r] = s_agent_roundtrip (agents [0], calls, &ours99 [r]);
+    }
+    double min, max;
+    double base_p50 = s_median (base, runs, &min, &max);
+    double base_p99 = s_median (base99, runs, &min, &max);
+    s_report ("sync call round trip p50 (tcp)", "us", ours, runs, base_p50,
+              1.15, true);
+    s_report ("sync call round trip p99 (tcp)", "us", ours99, runs, base_p99,
+              2.0, true);
+
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_raw_pipelined (baseline.endpoint, piped, 1000);
+        ours [r] = s_agent_pipelined (agents, 1, piped, 1000);
+    }
+    double base_rate = s_median (base, runs, &min, &max);
+    s_report ("async pipelined, 1 agent (window 1000)", "req/s", ours, runs,
+              base_rate, 0.60, false);
+    for (int r = 0; r < runs; r++)
+        ours [r] = s_agent_pipelined (agents, 64, piped, 1000);
+    s_report ("async pipelined, 64 agents", "req/s", ours, runs, base_rate,
+              0.60, false);
+
+    for (int r = 0; r < runs; r++)
+        ours [r] = s_create_delete (conn, calls / 4);
+    s_report ("create + delete an agent p50", "us", ours, runs, 0, 100,
+              true);
+
+    for (int i = 0; i < 64; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    s_child_stop (&daemon);
+    s_child_stop (&baseline);
+    printf ("bench: %d of %d targets met\n", s_met, s_targets);
+    if (s_csv)
+        fclose (s_csv);
+    return 0;
+}
