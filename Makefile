@@ -56,16 +56,18 @@ endif
 PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-ALL_CFLAGS  = -std=gnu11 -fPIC -fvisibility=hidden -pthread \
+ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread \
               $(WARNINGS) $(WERROR) $(OPTIMIZE) $(SANFLAGS) $(CFLAGS) \
               -Icommon -Iprotocol -Iclient -Idaemon $(PKG_CFLAGS) \
-              -DAG_PLUGINDIR='"$(PLUGINDIR)"'
+              -DAG_PLUGINDIR='"$(PLUGINDIR)"' \
+              -DAG_AGENTD_PATH='"$(SBINDIR)/agentd"'
 ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 LIBS        = $(PKG_LIBS) -ldl -lm
 
 COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
+              common/ag_msg.c \
               protocol/ag_proto.c protocol/ag_status.c
-CLIENT_SRC  = client/agc_conn.c client/agc_agent.c
+CLIENT_SRC  = client/agc_conn.c client/agc_agent.c client/agc_spawn.c
 SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_worker.c \
               daemon/agd_registry.c daemon/agd_store.c
 
@@ -79,7 +81,8 @@ SERVER_A    = $(B)/libagentserver.a
 SERVER_SO   = $(B)/libagentserver.so.$(VERSION)
 
 PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
-EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main
+EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
+              $(B)/examples/example
 PROGRAMS    = $(B)/agentd
 TESTS       = $(B)/tests/selftest $(B)/tests/agtest
 BENCH       = $(B)/bench/agentbench
@@ -89,7 +92,7 @@ HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
 
 .PHONY: all check memcheck demo install uninstall clean dep bench
 all: $(CLIENT_A) $(CLIENT_SO) $(SERVER_A) $(SERVER_SO) $(PROGRAMS) \
-     $(PLUGINS) $(EXAMPLES) $(TESTS) $(BENCH) $(B)/agentclient.pc
+     $(PLUGINS) $(EXAMPLES) $(TESTS) $(BENCH) $(B)/agentclient.pc $(B)/agentserver.pc
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -118,9 +121,14 @@ $(SERVER_SO): $(COMMON_OBJ) $(SERVER_OBJ)
 	ln -sf libagentserver.so.$(VERSION) $(B)/libagentserver.so.$(SOVERSION)
 	ln -sf libagentserver.so.$(SOVERSION) $(B)/libagentserver.so
 
-#   Programs that load plugins export the ag_ API to them (-rdynamic)
+#   Programs that load plugins export the whole ag_ API to them: all of
+#   the library goes in (--whole-archive), exported (-rdynamic)
+WHOLE       = -Wl,--whole-archive
+NOWHOLE     = -Wl,--no-whole-archive
+
 $(B)/agentd: $(B)/daemon/agentd.o $(SERVER_A)
-	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $< $(WHOLE) $(SERVER_A) $(NOWHOLE) \
+	    $(LIBS)
 
 #   Plugins leave the ag_ API undefined: the host program provides it
 $(B)/plugins/%.so: contrib/plugins/%.c common/agent.h
@@ -134,11 +142,13 @@ $(B)/plugins/%.so: tests/plugins/%.c common/agent.h
 $(B)/examples/dist_server: $(B)/contrib/examples/dist_server.o \
                            $(B)/contrib/plugins/seed.o $(SERVER_A)
 	@mkdir -p $(dir $@)
-	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $(filter %.o,$^) \
+	    $(WHOLE) $(SERVER_A) $(NOWHOLE) $(LIBS)
 
 $(B)/examples/%: $(B)/contrib/examples/%.o $(CLIENT_A)
 	@mkdir -p $(dir $@)
-	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $< $(WHOLE) $(CLIENT_A) $(NOWHOLE) \
+	    $(LIBS)
 
 $(B)/bench/agentbench: $(B)/contrib/bench/agentbench.o $(CLIENT_A)
 	@mkdir -p $(dir $@)
@@ -155,15 +165,28 @@ $(B)/tests/agtest: $(B)/tests/agtest.o $(B)/tests/plugins/testclasses.o \
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/agentclient.pc: Makefile
+#   pkg-config files, written from this Makefile's own variables; install
+#   writes them again so they carry the PREFIX in force then
+define pc_text
+prefix=$(PREFIX)
+libdir=$(LIBDIR)
+includedir=$(INCLUDEDIR)
+
+Name: agent$(1)
+Description: $(2) of the agentd actor runtime
+Version: $(VERSION)
+Requires: $(MSGPACK_PC)
+Requires.private: $(PKGS)
+Libs: -L$${libdir} -lagent$(1)
+Cflags: -I$${includedir}
+endef
+export CLIENT_PC = $(call pc_text,client,client library)
+export SERVER_PC = $(call pc_text,server,embeddable agent server)
+
+$(B)/agentclient.pc $(B)/agentserver.pc: Makefile
 	@mkdir -p $(B)
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
-	    'includedir=$(INCLUDEDIR)' '' 'Name: agentclient' \
-	    'Description: client library of the agentd actor runtime' \
-	    'Version: $(VERSION)' 'Requires.private: $(PKGS)' \
-	    'Requires: $(MSGPACK_PC)' \
-	    'Libs: -L$${libdir} -lagentclient' \
-	    'Cflags: -I$${includedir}' > $@
+	@echo "$$CLIENT_PC" > $(B)/agentclient.pc
+	@echo "$$SERVER_PC" > $(B)/agentserver.pc
 
 #   Tests: unit selftests, then integration tests with real agentd
 #   processes. tests/check.sh prints the one closing count.
@@ -173,8 +196,10 @@ check: all
 memcheck: all
 	@AGTEST_VALGRIND=1 sh tests/check.sh $(B)
 
+#   The guide's example, child mode: local agents, then each moved to a
+#   child server of its own
 demo: all
-	@sh contrib/examples/demo.sh $(B)
+	AGENTD=$(B)/agentd $(B)/examples/dist_main --plugin $(B)/plugins/seed.so
 
 bench: all
 	$(B)/bench/agentbench $(B)
@@ -190,18 +215,22 @@ install: all
 	cp -P $(B)/libagentclient.so.$(SOVERSION) $(B)/libagentclient.so \
 	    $(B)/libagentserver.so.$(SOVERSION) $(B)/libagentserver.so \
 	    $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(B)/agentclient.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	echo "$$CLIENT_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc
+	echo "$$SERVER_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/agentserver.pc
 	install -m 755 $(B)/agentd $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/plugins/seed.so $(DESTDIR)$(PLUGINDIR)/
 	install -m 644 man/agentd.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 644 man/libagentclient.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 644 man/libagentclient.3 man/agent.3 man/agentserver.3 \
+	    $(DESTDIR)$(MANDIR)/man3/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS)))
 	rm -f $(DESTDIR)$(LIBDIR)/libagentclient.* $(DESTDIR)$(LIBDIR)/libagentserver.*
-	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/agentserver.pc
 	rm -f $(DESTDIR)$(SBINDIR)/agentd $(DESTDIR)$(PLUGINDIR)/seed.so
-	rm -f $(DESTDIR)$(MANDIR)/man8/agentd.8 $(DESTDIR)$(MANDIR)/man3/libagentclient.3
+	rm -f $(DESTDIR)$(MANDIR)/man8/agentd.8 \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,libagentclient.3 agent.3 agentserver.3)
 
 dep:
 	@sh contrib/deps.sh

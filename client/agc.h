@@ -51,6 +51,26 @@ agc_future_t *
     agc_conn_roundtrip (agc_conn_t *self, uint8_t command, uint64_t agent,
                         const void *body, size_t size);
 
+//  Take a reference to a connection (each agent handle holds one).
+agc_conn_t *
+    agc_conn_ref (agc_conn_t *self);
+
+//  A connection made by the library for an endpoint, shared by the
+//  agents moved there: one reference, released with agc_conn_destroy.
+agc_conn_t *
+    agc_conn_shared (const char *endpoint);
+
+//  The connection owns a child server: stop it when the connection
+//  closes. watch_fd is the write end of the pipe the child watches.
+void
+    agc_conn_adopt_child (agc_conn_t *self, int pid, int watch_fd);
+
+//  Start a child agentd loading plugin. Returns its pid, the endpoint it
+//  listens on and the write end of its watch pipe, or -1.
+int
+    agc_spawn_agentd (const char *plugin, char *endpoint, size_t size,
+                      int *watch_fd);
+
 void agc_conn_test (bool verbose);
 
 #endif

@@ -1,26 +1,423 @@
 /*  =========================================================================
-    agc_agent - a handle on an agent that lives on a server
+    agc_agent - a handle on an agent, local or on a server
 
     Copyright (c) the agentd authors. MIT licence; see LICENSE.
     =========================================================================
 */
 //  @header
-//  The handle keeps what the server said when it created the agent: its
-//  id, and its class's public face (methods with their sync/async mark,
-//  attributes). A call to a sync method waits for its reply; a call to
-//  an async method returns the future at once and asks the server to
-//  keep the result, so it can be fetched again.
+//  One handle type for both kinds of agent, so code written for local
+//  agents runs unchanged on distributed ones. A local agent's state
+//  lives here and its calls run in the caller's thread, one at a time;
+//  its futures come back resolved. A distributed agent's handle keeps
+//  what the server said when it created the agent: its id, and its
+//  class's public face (methods with their sync/async mark). A call to
+//  a sync method waits for its reply; a call to an async method returns
+//  the future at once and asks the server to keep the result.
+//
+//  to_dist re-creates a local agent on a server from its init arguments
+//  (and its saved state, when the class can save it) and turns the
+//  handle into a proxy, as the guide's to_dist () does.
 //  @end
 
 #include "agc.h"
+#include <dlfcn.h>
+#include <pthread.h>
 
 struct _agc_agent_t {
-    agc_conn_t *conn;               //  the server's connection
+    //  Distributed
+    agc_conn_t *conn;               //  server connection (a reference)
     uint64_t id;                    //  id on the server
-    char *class_name;               //  class
     ag_value_t *face;               //  CREATE reply
     const msgpack_object *methods;  //  name -> "sync"/"async", in face
+    bool made_remote;               //  created on the server directly
+    //  Local
+    const ag_class_t *cls;          //  class, while local
+    void *state;                    //  state, while local
+    ag_value_t *init_args;          //  init arguments, kept for to_dist
+    pthread_mutex_t lock;           //  one local call at a time
+    //  Both
+    char *class_name;               //  class name
 };
+
+//  ---------------------------------------------------------------------
+//  Classes
+
+const ag_class_t *
+agc_class_load (const char *plugin, const char *name)
+{
+    if (!plugin || !name) {
+        agc_set_error (AG_BAD_REQUEST, "agc_class_load needs a plugin and"
+                       " a class name");
+        return NULL;
+    }
+    //  Loaded for good: classes must outlive every agent made from them
+    void *handle = dlopen (plugin, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        agc_set_error (AG_NO_CLASS, "plugin %s: %s", plugin, dlerror ());
+        return NULL;
+    }
+    const int *abi = (const int *) dlsym (handle, "ag_plugin_abi");
+    const ag_class_t *const *classes =
+        (const ag_class_t *const *) dlsym (handle, "ag_plugin_classes");
+    if (!abi || !classes || *abi != AG_ABI_VERSION) {
+        agc_set_error (AG_NO_CLASS, "plugin %s: not an agent plugin of ABI"
+                       " %d", plugin, AG_ABI_VERSION);
+        return NULL;
+    }
+    for (size_t i = 0; classes [i]; i++)
+        if (streq (classes [i]->name, name))
+            return classes [i];
+    agc_set_error (AG_NO_CLASS, "plugin %s has no class '%s'", plugin, name);
+    return NULL;
+}
+
+//  The plugin a class comes from, so a child server can load it too
+static int
+s_plugin_of (const ag_class_t *cls, char *path, size_t size)
+{
+    Dl_info info;
+    if (!dladdr (cls, &info) || !info.dli_fname)
+        return agc_set_error (AG_NO_CLASS, "cannot tell where class %s is"
+                              " defined", cls->name);
+    void *handle = dlopen (info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+    const ag_class_t *const *classes = handle?
+        (const ag_class_t *const *) dlsym (handle, "ag_plugin_classes"): NULL;
+    bool listed = false;
+    for (size_t i = 0; classes && classes [i]; i++)
+        if (classes [i] == cls)
+            listed = true;
+    if (handle)
+        dlclose (handle);           //  drops only the NOLOAD reference
+    if (!listed)
+        return agc_set_error (AG_NO_CLASS, "class %s is defined in %s, which"
+                              " is not an agent plugin listing it; a child"
+                              " server loads classes from plugins only: build"
+                              " the class into a shared object with"
+                              " AG_PLUGIN and get it with agc_class_load",
+                              cls->name, info.dli_fname);
+    snprintf (path, size, "%s", info.dli_fname);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Construction
+
+static agc_agent_t *
+s_new (const char *class_name)
+{
+    agc_agent_t *self = (agc_agent_t *) calloc (1, sizeof (agc_agent_t));
+    if (!self)
+        return NULL;
+    self->class_name = strdup (class_name);
+    pthread_mutex_init (&self->lock, NULL);
+    return self;
+}
+
+static void
+s_free (agc_agent_t *self)
+{
+    ag_value_destroy (&self->face);
+    ag_value_destroy (&self->init_args);
+    pthread_mutex_destroy (&self->lock);
+    free (self->class_name);
+    free (self);
+}
+
+//  Create the agent on the server: body {class, args, name, state}.
+//  Fills in the remote half of the handle. Returns 0 or -1.
+static int
+s_create_remote (agc_agent_t *self, agc_conn_t *conn, const char *class_name,
+                 const ag_value_t *args, const char *name,
+                 const ag_value_t *state)
+{
+    ag_value_t *body = state?
+        ag_value_new ("{s:s, s:v, s:s, s:v}", "class", class_name,
+                      "args", args, "name", name, "state", state):
+        ag_value_new ("{s:s, s:v, s:s}", "class", class_name,
+                      "args", args, "name", name);
+    if (!body)
+        return agc_set_error (AG_INTERNAL, "out of memory");
+    agc_future_t *future = agc_conn_roundtrip (conn, AGP_CREATE, 0,
+        ag_value_data (body), ag_value_size (body));
+    ag_value_destroy (&body);
+    if (!future)
+        return agc_set_error (AG_INTERNAL, "out of memory");
+    ag_value_t *face = agc_future_result (future, 0);
+    agc_future_destroy (&future);
+    if (!face)
+        return -1;
+    const msgpack_object *root = ag_value_object (face);
+    const msgpack_object *id = ag_obj_get (root, "id");
+    const msgpack_object *cls = ag_obj_get (root, "class");
+    if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || !cls) {
+        ag_value_destroy (&face);
+        return agc_set_error (AG_INTERNAL, "server sent a malformed CREATE"
+                              " reply");
+    }
+    self->conn = agc_conn_ref (conn);
+    self->id = id->via.u64;
+    self->face = face;
+    self->methods = ag_obj_get (cls, "methods");
+    return 0;
+}
+
+agc_agent_t *
+agc_agent_new (agc_conn_t *conn, const char *class_name,
+               const ag_value_t *args, const char *name)
+{
+    if (!conn || !class_name) {
+        agc_set_error (AG_BAD_REQUEST, "agc_agent_new needs a connection"
+                       " and a class name");
+        return NULL;
+    }
+    agc_agent_t *self = s_new (class_name);
+    if (!self || s_create_remote (self, conn, class_name, args, name, NULL)) {
+        if (self)
+            s_free (self);
+        return NULL;
+    }
+    self->made_remote = true;
+    return self;
+}
+
+//  Run user code of a local agent with a fresh call context. Returns the
+//  status; on success *value gets the result (if value is not NULL).
+static int
+s_run_local (ag_call_t *call, msgpack_sbuffer *buffer, int rc,
+             ag_value_t **value)
+{
+    int status = ag_call_finish (call, rc);
+    if (status == AG_OK && value) {
+        *value = ag_value_decode (buffer->data, buffer->size);
+        if (!*value) {
+            ag_call_error (call, AG_INTERNAL, "out of memory");
+            status = AG_INTERNAL;
+        }
+    }
+    return status;
+}
+
+agc_agent_t *
+agc_agent_new_local (const ag_class_t *cls, const ag_value_t *args)
+{
+    char reason [256];
+    if (!cls || ag_class_check (cls, reason, sizeof reason)) {
+        agc_set_error (AG_NO_CLASS, "%s", cls? reason: "no class given");
+        return NULL;
+    }
+    agc_agent_t *self = s_new (cls->name);
+    if (!self) {
+        agc_set_error (AG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    self->init_args = args? ag_value_dup (args): ag_value_new ("n");
+    self->state = cls->state_size? calloc (1, cls->state_size): NULL;
+    if (cls->state_size && !self->state) {
+        s_free (self);
+        agc_set_error (AG_INTERNAL, "out of memory");
+        return NULL;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    ag_call_t call;
+    ag_call_init (&call, &buffer);
+    ag_init_fn *init = ag_class_init (cls);
+    int rc = init? init (self->state, ag_value_object (self->init_args), &call)
+                 : 0;
+    int status = s_run_local (&call, &buffer, rc, NULL);
+    msgpack_sbuffer_destroy (&buffer);
+    if (status != AG_OK) {
+        agc_set_error (status == AG_BAD_ARGS? AG_BAD_ARGS: AG_INIT_FAILED,
+                       "%s init failed: %s", cls->name, call.reason);
+        free (self->state);
+        s_free (self);
+        return NULL;
+    }
+    self->cls = cls;
+    return self;
+}
+
+//  Finalise a local agent's state
+static void
+s_local_fini (agc_agent_t *self)
+{
+    ag_fini_fn *fini = ag_class_fini (self->cls);
+    if (fini)
+        fini (self->state);
+    free (self->state);
+    self->state = NULL;
+    self->cls = NULL;
+}
+
+int
+agc_agent_to_conn (agc_agent_t *self, agc_conn_t *conn)
+{
+    if (!self->cls)
+        return agc_set_error (AG_BAD_REQUEST, "agent of class %s is already"
+                              " distributed%s", self->class_name,
+                              self->made_remote? " (it was created on a"
+                              " server)": "");
+    if (!conn)
+        return agc_set_error (AG_BAD_REQUEST, "no connection given");
+    pthread_mutex_lock (&self->lock);
+    //  The state moves too when the class can save it
+    ag_value_t *state = NULL;
+    ag_save_fn *save = ag_class_save (self->cls);
+    if (save) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        ag_call_t call;
+        ag_call_init (&call, &buffer);
+        int status = s_run_local (&call, &buffer, save (self->state, &call),
+                                  &state);
+        msgpack_sbuffer_destroy (&buffer);
+        if (status != AG_OK) {
+            pthread_mutex_unlock (&self->lock);
+            return agc_set_error (status, "%s save failed: %s",
+                                  self->class_name, call.reason);
+        }
+    }
+    int rc = s_create_remote (self, conn, self->class_name, self->init_args,
+                              NULL, state);
+    ag_value_destroy (&state);
+    if (rc == 0)
+        s_local_fini (self);
+    pthread_mutex_unlock (&self->lock);
+    return rc;
+}
+
+int
+agc_agent_to_dist (agc_agent_t *self, const char *endpoint)
+{
+    if (!self->cls)
+        return agc_agent_to_conn (self, NULL);      //  says why
+    char plugin [1024];
+    if (!endpoint && s_plugin_of (self->cls, plugin, sizeof plugin))
+        return -1;
+    agc_conn_t *conn = endpoint? agc_conn_shared (endpoint)
+                               : agc_conn_spawn (plugin);
+    if (!conn)
+        return -1;
+    int rc = agc_agent_to_conn (self, conn);
+    agc_conn_destroy (&conn);       //  the agent holds its own reference
+    return rc;
+}
+
+agc_agent_t *
+agc_agent_new_dist (const ag_class_t *cls, const ag_value_t *args,
+                    const char *endpoint)
+{
+    if (!cls) {
+        agc_set_error (AG_NO_CLASS, "no class given");
+        return NULL;
+    }
+    char plugin [1024];
+    if (!endpoint && s_plugin_of (cls, plugin, sizeof plugin))
+        return NULL;
+    agc_conn_t *conn = endpoint? agc_conn_shared (endpoint)
+                               : agc_conn_spawn (plugin);
+    if (!conn)
+        return NULL;
+    agc_agent_t *self = agc_agent_new (conn, cls->name, args, NULL);
+    agc_conn_destroy (&conn);
+    return self;
+}
+
+int
+agc_agent_destroy (agc_agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return 0;
+    agc_agent_t *self = *self_p;
+    *self_p = NULL;
+    int rc = 0;
+    if (self->cls) {
+        pthread_mutex_lock (&self->lock);
+        s_local_fini (self);
+        pthread_mutex_unlock (&self->lock);
+    }
+    else {
+        agc_future_t *future = agc_conn_roundtrip (self->conn, AGP_DELETE,
+                                                   self->id, NULL, 0);
+        if (!future || agc_future_status (future) != AG_OK) {
+            if (future)
+                agc_set_error_from (future);
+            rc = -1;
+        }
+        agc_future_destroy (&future);
+        agc_conn_destroy (&self->conn);
+    }
+    s_free (self);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------
+//  Properties
+
+uint64_t
+agc_agent_id (agc_agent_t *self)
+{
+    return self->id;
+}
+
+const char *
+agc_agent_class (agc_agent_t *self)
+{
+    return self->class_name;
+}
+
+bool
+agc_agent_is_local (agc_agent_t *self)
+{
+    return self->cls != NULL;
+}
+
+agc_conn_t *
+agc_agent_conn (agc_agent_t *self)
+{
+    return self->conn;
+}
+
+bool
+agc_agent_is_async (agc_agent_t *self, const char *method)
+{
+    if (!method)
+        return false;
+    if (self->cls) {
+        const ag_method_t *m = ag_class_method (self->cls, method,
+                                                strlen (method));
+        return m && m->mode == AG_ASYNC;
+    }
+    return ag_obj_streq (ag_obj_get (self->methods, method), "async");
+}
+
+//  ---------------------------------------------------------------------
+//  Calls
+
+static agc_future_t *
+s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args)
+{
+    const ag_method_t *m = ag_class_method (self->cls, method, strlen (method));
+    if (!m) {
+        char reason [320];
+        snprintf (reason, sizeof reason, "%s has no public method '%s'",
+                  self->class_name, method);
+        return agc_future_resolved (AG_NO_METHOD, reason, NULL);
+    }
+    msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    ag_call_t call;
+    ag_call_init (&call, &buffer);
+    ag_value_t *value = NULL;
+    pthread_mutex_lock (&self->lock);
+    int rc = m->fn (self->state, args? ag_value_object (args): &nil, &call);
+    int status = s_run_local (&call, &buffer, rc, &value);
+    pthread_mutex_unlock (&self->lock);
+    msgpack_sbuffer_destroy (&buffer);
+    return agc_future_resolved (status, status == AG_OK? "": call.reason,
+                                value);
+}
 
 //  Pack [method, args] for a CALL
 static void
@@ -40,99 +437,14 @@ s_pack_call (msgpack_sbuffer *buffer, const char *method,
         msgpack_pack_nil (&pk);
 }
 
-agc_agent_t *
-agc_agent_new (agc_conn_t *conn, const char *class_name,
-               const ag_value_t *args, const char *name)
-{
-    if (!conn || !class_name) {
-        agc_set_error (AG_BAD_REQUEST, "agc_agent_new needs a connection"
-                       " and a class name");
-        return NULL;
-    }
-    ag_value_t *body = ag_value_new ("{s:s, s:v, s:s}", "class", class_name,
-                                     "args", args, "name", name);
-    if (!body) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    agc_future_t *future = agc_conn_roundtrip (conn, AGP_CREATE, 0,
-        ag_value_data (body), ag_value_size (body));
-    ag_value_destroy (&body);
-    if (!future) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    ag_value_t *face = agc_future_result (future, 0);
-    agc_future_destroy (&future);
-    if (!face)
-        return NULL;
-
-    const msgpack_object *root = ag_value_object (face);
-    const msgpack_object *id = ag_obj_get (root, "id");
-    const msgpack_object *cls = ag_obj_get (root, "class");
-    if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER || !cls) {
-        ag_value_destroy (&face);
-        agc_set_error (AG_INTERNAL, "server sent a malformed CREATE reply");
-        return NULL;
-    }
-    agc_agent_t *self = (agc_agent_t *) calloc (1, sizeof (agc_agent_t));
-    self->conn = conn;
-    self->id = id->via.u64;
-    self->class_name = ag_obj_strdup (ag_obj_get (cls, "name"));
-    if (!self->class_name)
-        self->class_name = strdup (class_name);
-    self->face = face;
-    self->methods = ag_obj_get (cls, "methods");
-    return self;
-}
-
-int
-agc_agent_destroy (agc_agent_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return 0;
-    agc_agent_t *self = *self_p;
-    *self_p = NULL;
-    int rc = 0;
-    agc_future_t *future = agc_conn_roundtrip (self->conn, AGP_DELETE,
-                                               self->id, NULL, 0);
-    if (!future || agc_future_status (future) != AG_OK) {
-        if (future)
-            agc_set_error_from (future);
-        rc = -1;
-    }
-    agc_future_destroy (&future);
-    ag_value_destroy (&self->face);
-    free (self->class_name);
-    free (self);
-    return rc;
-}
-
-uint64_t
-agc_agent_id (agc_agent_t *self)
-{
-    return self->id;
-}
-
-const char *
-agc_agent_class (agc_agent_t *self)
-{
-    return self->class_name;
-}
-
-bool
-agc_agent_is_async (agc_agent_t *self, const char *method)
-{
-    return method && ag_obj_streq (ag_obj_get (self->methods, method),
-                                   "async");
-}
-
 agc_future_t *
 agc_agent_call (agc_agent_t *self, const char *method, const ag_value_t *args)
 {
     if (!method || !*method)
         return agc_future_resolved (AG_NO_METHOD, "no method name given",
                                     NULL);
+    if (self->cls)
+        return s_local_call (self, method, args);
     bool async = agc_agent_is_async (self, method);
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -160,6 +472,30 @@ agc_agent_call_value (agc_agent_t *self, const char *method,
     return value;
 }
 
+static ag_value_t *
+s_local_getattr (agc_agent_t *self, const char *name)
+{
+    const ag_attr_t *attr = ag_class_attr (self->cls, name, strlen (name));
+    if (!attr) {
+        agc_set_error (AG_NO_ATTR, "%s has no public attribute '%s'",
+                       self->class_name, name);
+        return NULL;
+    }
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    ag_call_t call;
+    ag_call_init (&call, &buffer);
+    ag_value_t *value = NULL;
+    pthread_mutex_lock (&self->lock);
+    int status = s_run_local (&call, &buffer, attr->get (self->state, &call),
+                              &value);
+    pthread_mutex_unlock (&self->lock);
+    msgpack_sbuffer_destroy (&buffer);
+    if (status != AG_OK)
+        agc_set_error (status, "%s", call.reason);
+    return value;
+}
+
 ag_value_t *
 agc_agent_getattr (agc_agent_t *self, const char *attr)
 {
@@ -167,6 +503,8 @@ agc_agent_getattr (agc_agent_t *self, const char *attr)
         agc_set_error (AG_NO_ATTR, "no attribute name given");
         return NULL;
     }
+    if (self->cls)
+        return s_local_getattr (self, attr);
     ag_value_t *body = ag_value_new ("s", attr);
     if (!body) {
         agc_set_error (AG_INTERNAL, "out of memory");

@@ -25,7 +25,10 @@
 #include "agc.h"
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sodium.h>
 
 #define DEFAULT_TIMEOUT_MS  10000
@@ -55,7 +58,17 @@ struct _agc_conn_t {
     uint64_t ping_corr;             //  outstanding ping, or 0
     int64_t ping_sent;              //  usecs it went out
     uint8_t identity [16];          //  our routing id
+    int refs;                       //  the creator's, plus one per handle
+    bool shared;                    //  listed in s_shared
+    int child;                      //  child server's pid, or 0
+    int watch_fd;                   //  child's watch pipe, or -1
 };
+
+//  Connections the library made for endpoints, shared by the agents
+//  moved there
+static pthread_mutex_t s_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static agc_conn_t *s_shared [256];
+static size_t s_shared_count;
 
 //  ---------------------------------------------------------------------
 //  Process-wide: the ZeroMQ context, and each thread's waiter and error
@@ -579,6 +592,8 @@ agc_conn_new (const char *endpoint)
         return NULL;
     }
     agc_conn_t *self = (agc_conn_t *) calloc (1, sizeof (agc_conn_t));
+    self->refs = 1;
+    self->watch_fd = -1;
     self->endpoint = strdup (endpoint);
     self->socket = zmq_socket (context, ZMQ_DEALER);
     self->pending = ag_idmap_new ();
@@ -611,13 +626,28 @@ agc_conn_new (const char *endpoint)
     return self;
 }
 
-void
-agc_conn_destroy (agc_conn_t **self_p)
+//  Stop a child server: it sees its watch pipe close, and gets SIGTERM;
+//  wait for it to exit (SIGKILL if it has not within 5 s)
+static void
+s_stop_child (agc_conn_t *self)
 {
-    if (!self_p || !*self_p)
+    if (!self->child)
         return;
-    agc_conn_t *self = *self_p;
-    *self_p = NULL;
+    close (self->watch_fd);
+    kill (self->child, SIGTERM);
+    int pidfd = (int) syscall (SYS_pidfd_open, self->child, 0);
+    struct pollfd item = { pidfd, POLLIN, 0 };
+    if (pidfd < 0 || poll (&item, 1, 5000) <= 0)
+        kill (self->child, SIGKILL);
+    if (pidfd >= 0)
+        close (pidfd);
+    waitpid (self->child, NULL, 0);
+    self->child = 0;
+}
+
+static void
+s_close (agc_conn_t *self)
+{
     pthread_mutex_lock (&self->lock);
     //  Futures outlive the connection: fail and detach them
     size_t cursor = 0;
@@ -628,6 +658,7 @@ agc_conn_destroy (agc_conn_t **self_p)
     s_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);
+    s_stop_child (self);
     ag_idmap_destroy (&self->pending);
     pthread_mutex_destroy (&self->lock);
     free (self->endpoint);
@@ -638,6 +669,90 @@ agc_conn_destroy (agc_conn_t **self_p)
         s_context = NULL;
     }
     pthread_mutex_unlock (&s_context_lock);
+}
+
+agc_conn_t *
+agc_conn_ref (agc_conn_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    self->refs++;
+    pthread_mutex_unlock (&self->lock);
+    return self;
+}
+
+void
+agc_conn_destroy (agc_conn_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    agc_conn_t *self = *self_p;
+    *self_p = NULL;
+    //  A shared connection leaves the list under the list's lock, so no
+    //  one finds it again between the last release and the close
+    pthread_mutex_lock (&s_shared_lock);
+    pthread_mutex_lock (&self->lock);
+    bool last = --self->refs == 0;
+    pthread_mutex_unlock (&self->lock);
+    if (last && self->shared)
+        for (size_t i = 0; i < s_shared_count; i++)
+            if (s_shared [i] == self) {
+                s_shared [i] = s_shared [--s_shared_count];
+                break;
+            }
+    pthread_mutex_unlock (&s_shared_lock);
+    if (last)
+        s_close (self);
+}
+
+agc_conn_t *
+agc_conn_shared (const char *endpoint)
+{
+    pthread_mutex_lock (&s_shared_lock);
+    for (size_t i = 0; i < s_shared_count; i++)
+        if (streq (s_shared [i]->endpoint, endpoint)) {
+            agc_conn_t *conn = agc_conn_ref (s_shared [i]);
+            pthread_mutex_unlock (&s_shared_lock);
+            return conn;
+        }
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    if (conn && s_shared_count < sizeof s_shared / sizeof *s_shared) {
+        conn->shared = true;
+        s_shared [s_shared_count++] = conn;
+    }
+    pthread_mutex_unlock (&s_shared_lock);
+    return conn;
+}
+
+void
+agc_conn_adopt_child (agc_conn_t *self, int pid, int watch_fd)
+{
+    self->child = pid;
+    self->watch_fd = watch_fd;
+}
+
+agc_conn_t *
+agc_conn_spawn (const char *plugin)
+{
+    char endpoint [256];
+    int watch_fd;
+    int pid = agc_spawn_agentd (plugin, endpoint, sizeof endpoint, &watch_fd);
+    if (pid < 0)
+        return NULL;
+    agc_conn_t *self = agc_conn_new (endpoint);
+    if (!self) {
+        close (watch_fd);
+        kill (pid, SIGKILL);
+        waitpid (pid, NULL, 0);
+        return NULL;
+    }
+    agc_conn_adopt_child (self, pid, watch_fd);
+    return self;
+}
+
+int
+agc_conn_pid (agc_conn_t *self)
+{
+    return self->child;
 }
 
 const char *

@@ -58,8 +58,24 @@ AG_EXPORT const char *
 AG_EXPORT agc_conn_t *
     agc_conn_new (const char *endpoint);
 
-//  Close a connection. Pending futures fail with AG_CLOSED. Handles made
-//  on it must be destroyed first. Accepts NULL; sets *self_p to NULL.
+//  Start a child agent server for this process (child mode): an agentd
+//  that loads the given plugin (NULL: none) and listens on an ephemeral
+//  loopback port, and connect to it. Returns once the child is ready.
+//  The child dies with this process, even if it is killed, and stops
+//  when the connection and every handle made on it are destroyed. The
+//  agentd program is $AGENTD if set, else the installed one, else agentd
+//  on the PATH. NULL on failure (agc_status tells why).
+AG_EXPORT agc_conn_t *
+    agc_conn_spawn (const char *plugin);
+
+//  The child server's process id, or 0 if this connection has none.
+AG_EXPORT int
+    agc_conn_pid (agc_conn_t *self);
+
+//  Give up this reference to a connection. It closes (and its child
+//  server, if any, stops) once no agent handle made on it remains;
+//  futures still pending then fail with AG_CLOSED. Accepts NULL; sets
+//  *self_p to NULL.
 AG_EXPORT void
     agc_conn_destroy (agc_conn_t **self_p);
 
@@ -87,7 +103,54 @@ AG_EXPORT ag_value_t *
     agc_conn_list (agc_conn_t *self);
 
 //  ---------------------------------------------------------------------
-//  Agent handles.
+//  Classes.
+
+//  Load a plugin into this process (once; it stays loaded) and find a
+//  class in it, for local agents and child servers. Returns the class
+//  (borrowed, valid for the life of the process), or NULL.
+AG_EXPORT const ag_class_t *
+    agc_class_load (const char *plugin, const char *name);
+
+//  ---------------------------------------------------------------------
+//  Agent handles. One handle type for local and distributed agents:
+//  agc_agent_call, agc_agent_getattr and agc_agent_destroy work the same
+//  on both, so code written for local agents runs unchanged on
+//  distributed ones.
+
+//  Create a local agent: its class's init runs here, now, and calls run
+//  in the calling thread (one at a time). NULL if init fails.
+AG_EXPORT agc_agent_t *
+    agc_agent_new_local (const ag_class_t *cls, const ag_value_t *args);
+
+//  Move a local agent to a server, the guide's to_dist (): the agent is
+//  re-created there from the init arguments it was created with, plus
+//  its current state when its class can save and load it; the local
+//  object is finalised, and the handle becomes a proxy. endpoint NULL:
+//  child mode, a new child server for this agent (its class must come
+//  from a plugin); otherwise independent mode, the server at endpoint.
+//  Fails (the agent stays local) if the agent is already distributed.
+AG_EXPORT int
+    agc_agent_to_dist (agc_agent_t *self, const char *endpoint);
+
+//  Move a local agent onto a connection, as above (for example, a child
+//  from agc_conn_spawn that several agents share).
+AG_EXPORT int
+    agc_agent_to_conn (agc_agent_t *self, agc_conn_t *conn);
+
+//  Create an agent directly on a server, the guide's to_dist init
+//  argument: init runs once, there, never here. endpoint NULL: a new
+//  child server. NULL on failure.
+AG_EXPORT agc_agent_t *
+    agc_agent_new_dist (const ag_class_t *cls, const ag_value_t *args,
+                        const char *endpoint);
+
+//  True if the agent runs in this process.
+AG_EXPORT bool
+    agc_agent_is_local (agc_agent_t *self);
+
+//  The connection of a distributed agent (borrowed), NULL if local.
+AG_EXPORT agc_conn_t *
+    agc_agent_conn (agc_agent_t *self);
 
 //  Create an agent of a class on the server. The class's init runs once,
 //  there, with args (borrowed; NULL means nil). name, if not NULL, must
@@ -98,10 +161,11 @@ AG_EXPORT agc_agent_t *
     agc_agent_new (agc_conn_t *conn, const char *class_name,
                    const ag_value_t *args, const char *name);
 
-//  Destroy a handle and delete its agent on the server (the agent's fini
-//  runs after the calls already queued for it). Accepts NULL; sets
-//  *self_p to NULL. Returns 0, or -1 if the server did not confirm the
-//  delete (the handle is freed in any case).
+//  Destroy a handle and its agent: a local agent's fini runs now; a
+//  distributed one is deleted on its server (fini runs after the calls
+//  already queued for it). Accepts NULL; sets *self_p to NULL. Returns
+//  0, or -1 if the server did not confirm the delete (the handle is
+//  freed in any case).
 AG_EXPORT int
     agc_agent_destroy (agc_agent_t **self_p);
 

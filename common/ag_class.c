@@ -36,6 +36,37 @@ ag_class_attr (const ag_class_t *self, const char *name, size_t len)
     return NULL;
 }
 
+//  The nearest hook in the class chain
+#define S_INHERITED(hook) \
+    for (const ag_class_t *cls = self; cls; cls = cls->base) \
+        if (cls->hook) \
+            return cls->hook; \
+    return NULL;
+
+ag_init_fn *
+ag_class_init (const ag_class_t *self)
+{
+    S_INHERITED (init)
+}
+
+ag_fini_fn *
+ag_class_fini (const ag_class_t *self)
+{
+    S_INHERITED (fini)
+}
+
+ag_save_fn *
+ag_class_save (const ag_class_t *self)
+{
+    S_INHERITED (save)
+}
+
+ag_load_fn *
+ag_class_load (const ag_class_t *self)
+{
+    S_INHERITED (load)
+}
+
 static bool
 s_name_ok (const char *name)
 {

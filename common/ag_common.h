@@ -61,6 +61,7 @@ void ag_value_test (bool verbose);
 void ag_idmap_test (bool verbose);
 void ag_proto_test (bool verbose);
 void ag_class_test (bool verbose);
+void ag_msg_test (bool verbose);
 
 #include "ag_idmap.h"
 #include "../protocol/ag_proto.h"

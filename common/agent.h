@@ -201,6 +201,14 @@ typedef void (ag_fini_fn) (void *state);
 //  Attribute getter: write the attribute's value with ag_call_return ().
 typedef int (ag_getattr_fn) (void *state, ag_call_t *call);
 
+//  Save: pack the agent's current state (one object) with
+//  ag_call_return (), so it can move to a server with the agent.
+typedef int (ag_save_fn) (void *state, ag_call_t *call);
+
+//  Load: after init, restore what save packed. Returns 0 or -1.
+typedef int (ag_load_fn) (void *state, const msgpack_object *saved,
+                          ag_call_t *call);
+
 //  A sync method blocks its caller until it returns; an async method
 //  returns a future at once.
 typedef enum {
@@ -220,14 +228,19 @@ typedef struct {
 } ag_attr_t;
 
 typedef struct _ag_class_t ag_class_t;
+//  A class that names a base inherits its methods and attributes (its
+//  own entries override), and its init, fini, save and load where it
+//  leaves them NULL. Its state must begin with the base's state.
 struct _ag_class_t {
     const char *name;               //  unique class name
     const ag_class_t *base;         //  inherited class, or NULL
     size_t state_size;              //  bytes of state per agent (>= base's)
-    ag_init_fn *init;               //  may be NULL
-    ag_fini_fn *fini;               //  may be NULL
+    ag_init_fn *init;               //  NULL: the base's, or none
+    ag_fini_fn *fini;               //  NULL: the base's, or none
     const ag_method_t *methods;     //  NULL-terminated table, or NULL
     const ag_attr_t *attrs;         //  NULL-terminated table, or NULL
+    ag_save_fn *save;               //  NULL: the base's, or state can't move
+    ag_load_fn *load;               //  NULL: the base's, or none
 };
 
 //  Find a public method, searching base classes after the class itself.
@@ -239,11 +252,75 @@ AG_EXPORT const ag_method_t *
 AG_EXPORT const ag_attr_t *
     ag_class_attr (const ag_class_t *self, const char *name, size_t len);
 
+//  The init, fini, save and load that apply to a class: its own, else
+//  the nearest base's. NULL if none in the chain.
+AG_EXPORT ag_init_fn *
+    ag_class_init (const ag_class_t *self);
+AG_EXPORT ag_fini_fn *
+    ag_class_fini (const ag_class_t *self);
+AG_EXPORT ag_save_fn *
+    ag_class_save (const ag_class_t *self);
+AG_EXPORT ag_load_fn *
+    ag_class_load (const ag_class_t *self);
+
 //  Check a descriptor for mistakes (no name, private or duplicate method
 //  names, state smaller than the base's). Returns 0, or -1 with a reason
 //  in reason (at least 128 bytes).
 AG_EXPORT int
     ag_class_check (const ag_class_t *self, char *reason, size_t size);
+
+//  ---------------------------------------------------------------------
+//  Msg: the message agents pass each other, a msgpack map with the keys
+//  id (str), name (str), role (str), content (any), url (str or nil),
+//  metadata (any), timestamp (str, "YYYY-MM-DD HH:MM:SS").
+
+//  Build a Msg: name and role as given (NULL: nil), content (borrowed;
+//  NULL: nil), a fresh random id and the current time. url and metadata
+//  are nil. Caller owns the value.
+AG_EXPORT ag_value_t *
+    ag_msg_new (const char *name, const char *role, const ag_value_t *content);
+
+//  Same, with content from a picture (as ag_value_new).
+AG_EXPORT ag_value_t *
+    ag_msg_newf (const char *name, const char *role, const char *picture, ...);
+
+//  Check that an object is a well-formed Msg: a map whose name and role
+//  are strings, whose id and timestamp (when present) are strings and
+//  whose url is a string or nil. Returns 0, or -1 with a reason.
+AG_EXPORT int
+    ag_msg_check (const msgpack_object *msg, char *reason, size_t size);
+
+//  A field of a Msg (one of the keys above); NULL if absent or not a map.
+AG_EXPORT const msgpack_object *
+    ag_msg_field (const msgpack_object *msg, const char *field);
+
+//  ---------------------------------------------------------------------
+//  AgentBase: the base class of agents (the guide's AgentBase). It has a
+//  name and a memory of Msgs. Methods: observe (sync: add a Msg, or an
+//  array of Msgs, to memory) and reply (async: derived classes override
+//  it; the base's reports that it is not implemented). Attributes: name,
+//  memory. Init args: "NAME" or {"name": NAME}. A derived class sets
+//  .base = &ag_agentbase_class, starts its state with an ag_agentbase_t
+//  and, if it has an init of its own, calls ag_agentbase_init first.
+
+typedef struct {
+    char name [64];                 //  the agent's name
+    ag_value_t **memory;            //  Msgs observed, oldest first
+    size_t memory_size;             //  Msgs held
+    size_t memory_room;             //  room allocated
+} ag_agentbase_t;
+
+AG_EXPORT extern const ag_class_t ag_agentbase_class;
+
+AG_EXPORT int
+    ag_agentbase_init (void *state, const msgpack_object *args,
+                       ag_call_t *call);
+AG_EXPORT void
+    ag_agentbase_fini (void *state);
+
+//  Add a copy of a Msg to an agent's memory. Returns 0 or -1.
+AG_EXPORT int
+    ag_agentbase_remember (ag_agentbase_t *self, const msgpack_object *msg);
 
 //  ---------------------------------------------------------------------
 //  Plugins. In a plugin's source, after its class descriptors:

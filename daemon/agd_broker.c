@@ -867,8 +867,9 @@ s_teardown (self_t *self)
     while ((agent = (agd_agent_t *) zlist_pop (agents))) {
         if (agent->busy)
             continue;               //  still in a worker's hands
-        if (agent->alive && agent->cls->fini)
-            agent->cls->fini (agent->state);
+        ag_fini_fn *fini = ag_class_fini (agent->cls);
+        if (agent->alive && fini)
+            fini (agent->state);
         free (agent->state);
         s_agent_free (self, agent);
     }

@@ -103,8 +103,9 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
     ag_call_t call;
     ag_call_init (&call, buffer);
     msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
-    int rc = cls->init? cls->init (agent->state,
-                                   create.args? create.args: &nil, &call): 0;
+    ag_init_fn *init = ag_class_init (cls);
+    int rc = init? init (agent->state, create.args? create.args: &nil, &call)
+                 : 0;
     if (ag_call_finish (&call, rc) != AG_OK) {
         char text [400];
         snprintf (text, sizeof text, "%s init failed: %s", cls->name,
@@ -115,6 +116,28 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
         free (agent->state);
         agent->state = NULL;
         return;
+    }
+    if (create.state) {
+        //  The agent moves with its state: load it over the fresh init
+        ag_load_fn *load = ag_class_load (cls);
+        ag_call_init (&call, buffer);
+        rc = load? load (agent->state, create.state, &call)
+                 : ag_call_error (&call, AG_BAD_ARGS, "class %s cannot load"
+                                  " a saved state (no load hook)", cls->name);
+        if (ag_call_finish (&call, rc) != AG_OK) {
+            char text [400];
+            snprintf (text, sizeof text, "%s load failed: %s", cls->name,
+                      call.reason);
+            ag_fini_fn *fini = ag_class_fini (cls);
+            if (fini)
+                fini (agent->state);
+            free (agent->state);
+            agent->state = NULL;
+            s_set_reason (job, call.status == AG_BAD_ARGS? AG_BAD_ARGS
+                                                         : AG_INIT_FAILED,
+                          text);
+            return;
+        }
     }
     msgpack_sbuffer_clear (buffer);
     job->status = AG_OK;            //  the broker writes the reply body
@@ -174,8 +197,9 @@ agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
     agd_agent_t *agent = job->agent;
     int command = job->env.command;
     if (command == AGP_DELETE) {
-        if (agent->cls->fini && agent->alive)
-            agent->cls->fini (agent->state);
+        ag_fini_fn *fini = ag_class_fini (agent->cls);
+        if (fini && agent->alive)
+            fini (agent->state);
         free (agent->state);
         agent->state = NULL;
         zmq_msg_close (&job->body);

@@ -14,6 +14,7 @@
 #include "agentserver.h"
 #include <czmq.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -37,6 +38,7 @@ s_usage (FILE *file)
 "      --retention-ms N     keep async results N ms (default 300000)\n"
 "      --max-message N      largest request body in bytes (default 64 MiB)\n"
 "      --grace-ms N         time running calls get at stop (default 10000)\n"
+"      --parent-fd FD       stop when FD (a pipe from the parent) closes\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
 "\n"
@@ -55,6 +57,26 @@ s_number (const char *text)
     if (errno || end == text || *end || value < 0)
         return -1;
     return value;
+}
+
+//  A child server watches a pipe from its parent: when the parent goes,
+//  the pipe closes, and the server stops as if sent SIGTERM
+static void *
+s_watch_parent (void *arg)
+{
+    int fd = (int) (intptr_t) arg;
+    while (true) {
+        struct pollfd item = { fd, POLLIN, 0 };
+        if (poll (&item, 1, -1) < 0 && errno == EINTR)
+            continue;
+        char byte;
+        ssize_t rc = read (fd, &byte, 1);
+        if (rc == 0 || (rc < 0 && errno != EINTR && errno != EAGAIN))
+            break;
+    }
+    zsys_notice ("parent gone: stopping");
+    kill (getpid (), SIGTERM);
+    return NULL;
 }
 
 //  Detach from the terminal. The parent stays until the child reports
@@ -99,6 +121,7 @@ main (int argc, char *argv [])
         { "max-message", required_argument, NULL, 4 },
         { "grace-ms", required_argument, NULL, 5 },
         { "idle-ms", required_argument, NULL, 6 },
+        { "parent-fd", required_argument, NULL, 7 },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -122,11 +145,12 @@ main (int argc, char *argv [])
     bool verbose = false;
     int endpoints = 0;
     long threads_min = 2, threads_max = 512;
+    int parent_fd = -1;
     int option;
     while ((option = getopt_long (argc, argv, "e:p:fvVh", options, NULL))
            != -1) {
         long value = 0;
-        if (option >= 1 && option <= 6) {
+        if (option >= 1 && option <= 7) {
             value = s_number (optarg);
             if (value < 0 || value > INT32_MAX) {
                 fprintf (stderr, "agentd: --%s: '%s' is not a whole number"
@@ -160,6 +184,7 @@ main (int argc, char *argv [])
             case 4: agd_server_set_max_message (server, (size_t) value); break;
             case 5: agd_server_set_grace (server, (int) value); break;
             case 6: agd_server_set_idle (server, (int) value); break;
+            case 7: parent_fd = (int) value; break;
             case 'V':
                 printf ("agentd %s\n", AG_VERSION_STRING);
                 status = 0;
@@ -209,6 +234,18 @@ main (int argc, char *argv [])
         fprintf (stderr, "agentd: %s\n", agd_server_error (server));
         status = 1;
         goto done;
+    }
+    if (parent_fd >= 0) {
+        pthread_t watcher;
+        if (fcntl (parent_fd, F_GETFD) == -1
+        ||  pthread_create (&watcher, NULL, s_watch_parent,
+                            (void *) (intptr_t) parent_fd)) {
+            fprintf (stderr, "agentd: --parent-fd %d: cannot watch it\n",
+                     parent_fd);
+            status = 2;
+            goto done;
+        }
+        pthread_detach (watcher);
     }
     for (size_t i = 0; i < agd_server_endpoints (server); i++)
         printf ("listening on %s\n", agd_server_endpoint (server, i));

@@ -123,6 +123,9 @@ agp_create_decode (agp_create_t *self, const msgpack_object *body,
         return -1;
     }
     self->args = ag_obj_get (body, "args");
+    self->state = ag_obj_get (body, "state");
+    if (self->state && self->state->type == MSGPACK_OBJECT_NIL)
+        self->state = NULL;
     return 0;
 }
 

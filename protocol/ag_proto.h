@@ -64,11 +64,12 @@ typedef struct {
     size_t len;
 } agp_str_t;
 
-//  CREATE body: {"class": str, "args": any, "name": str}
+//  CREATE body: {"class": str, "args": any, "name": str, "state": any}
 typedef struct {
     agp_str_t class_name;           //  required
     agp_str_t name;                 //  ptr NULL when absent
     const msgpack_object *args;     //  NULL when absent
+    const msgpack_object *state;    //  saved state to load; NULL if absent
 } agp_create_t;
 
 //  CALL body: [method: str, args: any]

@@ -13,6 +13,7 @@ else
     "$B/tests/selftest" | tee -a "$out" || status=1
 fi
 "$B/tests/agtest" "$B" | tee -a "$out" || status=1
+sh tests/install.sh "$B" | tee -a "$out" || status=1
 passed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
 failed=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$out" | awk '{s+=$1} END {print s+0}')
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then

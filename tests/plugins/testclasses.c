@@ -8,8 +8,10 @@
 //  Counter: a stateful agent with sync and async methods, attributes, a
 //  method that fails, a private method that must stay unreachable, and a
 //  probe that notices if two calls ever run on one agent at once.
-//  Broken: its init always fails. Inits: counts how often init ran in
-//  this process (so a test can tell where init ran).
+//  Keeper: a Counter whose state moves with it (save/load), inheriting
+//  everything else. Once: counts how often its init ran in this process,
+//  so a test can tell where init ran. Echoer: an AgentBase whose reply
+//  answers with what it has seen. Broken: its init always fails.
 //  @end
 
 #include <agent.h>
@@ -208,4 +210,93 @@ const ag_class_t broken_class = {
     .init = s_broken_init
 };
 
-AG_PLUGIN (&counter_class, &broken_class)
+//  Keeper: Counter plus save and load
+static int
+s_keeper_save (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "{s:i}", "count", ((counter_t *) state)->count);
+}
+
+static int
+s_keeper_load (void *state, const msgpack_object *saved, ag_call_t *call)
+{
+    const msgpack_object *count = ag_obj_get (saved, "count");
+    if (!count)
+        return ag_call_error (call, AG_BAD_ARGS, "saved state has no count");
+    ((counter_t *) state)->count = ag_obj_int (count, 0);
+    return 0;
+}
+
+const ag_class_t keeper_class = {
+    .name = "Keeper",
+    .base = &counter_class,
+    .state_size = sizeof (counter_t),
+    .save = s_keeper_save,
+    .load = s_keeper_load
+};
+
+//  Once: inits in this process, readable by the test through dlsym
+AG_EXPORT int testclasses_inits;
+
+static int
+s_once_init (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    __atomic_add_fetch (&testclasses_inits, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static int
+s_once_inits (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", (int64_t) __atomic_load_n (
+                           &testclasses_inits, __ATOMIC_SEQ_CST));
+}
+
+static const ag_attr_t s_once_attrs [] = {
+    { "inits", s_once_inits }, { NULL }
+};
+
+const ag_class_t once_class = {
+    .name = "Once",
+    .init = s_once_init,
+    .attrs = s_once_attrs
+};
+
+//  Echoer: AgentBase with a reply that reports what it has observed
+typedef struct {
+    ag_agentbase_t base;            //  first: the base class's state
+    int64_t replies;
+} echoer_t;
+
+static int
+s_echoer_reply (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    echoer_t *self = (echoer_t *) state;
+    char reason [128];
+    if (ag_msg_check (args, reason, sizeof reason))
+        return ag_call_error (call, AG_BAD_ARGS, "reply: %s", reason);
+    if (ag_agentbase_remember (&self->base, args))
+        return ag_call_error (call, AG_AGENT_ERROR, "memory full");
+    self->replies++;
+    msgpack_packer *pk = ag_call_packer (call);
+    msgpack_pack_map (pk, 3);
+    ag_pack (pk, "s:s, s:s, s", "name", self->base.name, "role", "assistant",
+             "content");
+    ag_pack (pk, "{s:u, s:o}", "seen", (uint64_t) self->base.memory_size,
+             "last", ag_msg_field (args, "content"));
+    return 0;
+}
+
+static const ag_method_t s_echoer_methods [] = {
+    { "reply", s_echoer_reply, AG_ASYNC }, { NULL }
+};
+
+const ag_class_t echoer_class = {
+    .name = "Echoer",
+    .base = &ag_agentbase_class,
+    .state_size = sizeof (echoer_t),
+    .methods = s_echoer_methods
+};
+
+AG_PLUGIN (&counter_class, &broken_class, &keeper_class, &once_class,
+           &echoer_class)
