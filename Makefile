@@ -160,7 +160,7 @@ $(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/agtest: $(B)/tests/agtest.o $(B)/tests/plugins/testclasses.o \
+$(B)/tests/agtest: $(B)/tests/agtest.o \
                    $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
@@ -178,6 +178,7 @@ Version: $(VERSION)
 Requires: $(MSGPACK_PC)
 Requires.private: $(PKGS)
 Libs: -L$${libdir} -lagent$(1)
+Libs.private: -ldl -lm -pthread
 Cflags: -I$${includedir}
 endef
 export CLIENT_PC = $(call pc_text,client,client library)
@@ -191,7 +192,7 @@ $(B)/agentclient.pc $(B)/agentserver.pc: Makefile
 #   Tests: unit selftests, then integration tests with real agentd
 #   processes. tests/check.sh prints the one closing count.
 check: all
-	@sh tests/check.sh $(B)
+	@SANFLAGS="$(SANFLAGS)" sh tests/check.sh $(B)
 
 memcheck: all
 	@AGTEST_VALGRIND=1 sh tests/check.sh $(B)

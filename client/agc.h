@@ -9,17 +9,17 @@
 #define AGC_H_INCLUDED
 
 #include "../common/ag_common.h"
+#include <stdatomic.h>
 #include "agentclient.h"
 #include "../daemon/agentserver.h"
 
 typedef struct _agc_waiter_t agc_waiter_t;
 
 struct _agc_future_t {
-    agc_conn_t *conn;               //  NULL once resolved locally
+    agc_conn_t *conn;               //  used only while not done
     uint64_t corr;                  //  correlation id
     uint8_t command;                //  request command
-    bool done;                      //  resolved (written under conn lock)
-    bool orphaned;                  //  owner destroyed it while pending
+    atomic_bool done;               //  resolved: the fields below are set
     int status;                     //  AG_ status once done
     char *reason;                   //  reason for a failed status
     ag_value_t *value;              //  value when status is AG_OK

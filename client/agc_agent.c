@@ -50,6 +50,12 @@ agc_class_load (const char *plugin, const char *name)
                        " a class name");
         return NULL;
     }
+    //  A bare name is a plugin in the plugin directory
+    char full [1024];
+    if (!strchr (plugin, '/')) {
+        snprintf (full, sizeof full, "%s/%s", AG_PLUGINDIR, plugin);
+        plugin = full;
+    }
     //  Loaded for good: classes must outlive every agent made from them
     void *handle = dlopen (plugin, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
@@ -456,6 +462,12 @@ agc_agent_call (agc_agent_t *self, const char *method, const ag_value_t *args)
     if (future && !async)
         agc_future_wait (future, AGC_FOREVER);
     return future;
+}
+
+agc_future_t *
+agc_agent_reply (agc_agent_t *self, const ag_value_t *msg)
+{
+    return agc_agent_call (self, "reply", msg);
 }
 
 ag_value_t *

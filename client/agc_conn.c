@@ -165,10 +165,10 @@ agc_future_resolved (int status, const char *reason, ag_value_t *value)
         ag_value_destroy (&value);
         return NULL;
     }
-    self->done = true;
     self->status = status;
     self->reason = strdup (reason? reason: "");
     self->value = value;
+    atomic_store (&self->done, true);
     return self;
 }
 
@@ -180,15 +180,12 @@ s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
     future->status = status;
     future->reason = reason? reason: strdup ("");
     future->value = value;
-    future->done = true;
-    if (future->orphaned) {
-        ag_value_destroy (&future->value);
-        free (future->reason);
-        free (future);
-    }
-    else
-    if (future->waiter && future->waiter != s_me)
-        s_wake (future->waiter);
+    //  Once done is seen, nothing touches the connection again: a future
+    //  may outlive it
+    agc_waiter_t *waiter = future->waiter;
+    atomic_store (&future->done, true);
+    if (waiter && waiter != s_me)
+        s_wake (waiter);
 }
 
 static void
@@ -347,12 +344,7 @@ typedef struct {
 static bool
 s_is_done (agc_future_t *future)
 {
-    if (!future->conn)
-        return true;
-    pthread_mutex_lock (&future->conn->lock);
-    bool done = future->done;
-    pthread_mutex_unlock (&future->conn->lock);
-    return done;
+    return atomic_load (&future->done);
 }
 
 //  Wait for all (or any) of the futures. Returns 0 or the index found
@@ -375,9 +367,9 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
             return agc_set_error (AG_INTERNAL, "out of memory");
     }
     for (size_t i = 0; i < count; i++) {
-        agc_conn_t *conn = futures [i]? futures [i]->conn: NULL;
-        if (!conn)
+        if (!futures [i] || s_is_done (futures [i]))
             continue;
+        agc_conn_t *conn = futures [i]->conn;
         size_t s;
         for (s = 0; s < slot_count && slots [s].conn != conn; s++)
             ;
@@ -404,8 +396,8 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
             agc_conn_t *conn = slots [s].conn;
             pthread_mutex_lock (&conn->lock);
             for (size_t i = 0; i < count; i++)
-                if (futures [i] && futures [i]->conn == conn
-                &&  !futures [i]->done)
+                if (futures [i] && !s_is_done (futures [i])
+                &&  futures [i]->conn == conn)
                     futures [i]->waiter = me;
             if (!conn->reader) {
                 conn->reader = me;
@@ -554,13 +546,13 @@ agc_future_destroy (agc_future_t **self_p)
         return;
     agc_future_t *self = *self_p;
     *self_p = NULL;
-    agc_conn_t *conn = self->conn;
-    if (conn) {
+    if (!s_is_done (self)) {
+        //  Still pending, so its connection is open: forget the future
+        //  there, so a late reply finds nothing
+        agc_conn_t *conn = self->conn;
         pthread_mutex_lock (&conn->lock);
-        if (!self->done) {
-            //  Still pending: forget it, so a late reply finds nothing
+        if (!s_is_done (self))
             ag_idmap_delete (conn->pending, self->corr);
-        }
         pthread_mutex_unlock (&conn->lock);
     }
     ag_value_destroy (&self->value);
@@ -649,12 +641,7 @@ static void
 s_close (agc_conn_t *self)
 {
     pthread_mutex_lock (&self->lock);
-    //  Futures outlive the connection: fail and detach them
-    size_t cursor = 0;
-    agc_future_t *future;
-    while ((future = (agc_future_t *) ag_idmap_next (self->pending, &cursor,
-                                                     NULL)))
-        future->conn = NULL;
+    //  Futures outlive the connection: the pending ones fail now
     s_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);

@@ -85,7 +85,8 @@ AG_EXPORT const char *
 
 //  How long a server may stay silent while replies are awaited before
 //  every pending future on this connection fails with AG_UNREACHABLE.
-//  The client pings the server at a third of this. Default 10000 ms.
+//  The client pings the server after a quarter of this without word
+//  from it. Default 10000 ms.
 AG_EXPORT void
     agc_conn_set_timeout (agc_conn_t *self, int msecs);
 
@@ -106,8 +107,10 @@ AG_EXPORT ag_value_t *
 //  Classes.
 
 //  Load a plugin into this process (once; it stays loaded) and find a
-//  class in it, for local agents and child servers. Returns the class
-//  (borrowed, valid for the life of the process), or NULL.
+//  class in it, for local agents and child servers. A path without a
+//  '/' is looked for in the plugin directory (PREFIX/lib/agentd).
+//  Returns the class (borrowed, valid for the life of the process), or
+//  NULL.
 AG_EXPORT const ag_class_t *
     agc_class_load (const char *plugin, const char *name);
 
@@ -169,7 +172,7 @@ AG_EXPORT agc_agent_t *
 AG_EXPORT int
     agc_agent_destroy (agc_agent_t **self_p);
 
-//  The agent's id on its server.
+//  The agent's id on its server; 0 for a local agent.
 AG_EXPORT uint64_t
     agc_agent_id (agc_agent_t *self);
 
@@ -191,6 +194,11 @@ AG_EXPORT agc_future_t *
     agc_agent_call (agc_agent_t *self, const char *method,
                     const ag_value_t *args);
 
+//  The guide's agent (x): call the agent's reply method with a Msg (as
+//  agc_agent_call (self, "reply", msg)).
+AG_EXPORT agc_future_t *
+    agc_agent_reply (agc_agent_t *self, const ag_value_t *msg);
+
 //  Call a method and wait for its value, whatever its mode. Returns the
 //  value (caller owns), or NULL on failure (agc_status tells why).
 AG_EXPORT ag_value_t *
@@ -207,7 +215,9 @@ AG_EXPORT ag_value_t *
 
 //  Wait until the future is resolved or msecs pass (AGC_FOREVER: no
 //  limit; a dead server still fails it after the connection timeout).
-//  Returns 0 when resolved (successfully or not), -1 on timeout.
+//  Returns 0 when resolved (successfully or not), -1 on timeout
+//  (agc_status AG_TIMEOUT) or if the thread cannot wait (AG_INTERNAL).
+//  A future stays readable after its connection has closed.
 AG_EXPORT int
     agc_future_wait (agc_future_t *self, int msecs);
 

@@ -14,7 +14,10 @@
 //
 //  A plugin is a shared object that lists its classes with AG_PLUGIN ().
 //  It leaves the ag_ functions undefined: the host (agentd, an embedded
-//  server, or an application using libagentclient) provides them.
+//  server, or an application using libagentclient) provides them. A host
+//  linked with the shared library does so as it is; a host linked with
+//  a static one must take all of it and export it (-Wl,--whole-archive
+//  and -rdynamic).
 //  @end
 
 #ifndef AGENT_H_INCLUDED
@@ -67,8 +70,11 @@ AG_EXPORT ag_value_t *
     ag_value_newv (const char *picture, va_list args);
 
 //  Copy msgpack bytes into a new value. The bytes must hold exactly one
-//  msgpack object within the limits below; returns NULL otherwise (a
-//  malformed or hostile buffer is never trusted). An empty buffer is nil.
+//  well-formed msgpack object nested at most 32 deep, with at most
+//  1048576 objects in all, and no count larger than the bytes left;
+//  returns NULL otherwise (a malformed or hostile buffer is never
+//  trusted, and is refused before anything is allocated for it). An
+//  empty buffer is nil.
 AG_EXPORT ag_value_t *
     ag_value_decode (const void *data, size_t size);
 
@@ -284,9 +290,9 @@ AG_EXPORT ag_value_t *
 AG_EXPORT ag_value_t *
     ag_msg_newf (const char *name, const char *role, const char *picture, ...);
 
-//  Check that an object is a well-formed Msg: a map whose name and role
-//  are strings, whose id and timestamp (when present) are strings and
-//  whose url is a string or nil. Returns 0, or -1 with a reason.
+//  Check that an object is a well-formed Msg: a map with name and role
+//  strings and a content key, whose id, timestamp and url (when present)
+//  are strings or nil. Returns 0, or -1 with a reason.
 AG_EXPORT int
     ag_msg_check (const msgpack_object *msg, char *reason, size_t size);
 

@@ -95,6 +95,13 @@ int
 agd_registry_load (agd_registry_t *self, const char *path,
                    char *reason, size_t size)
 {
+    //  A bare name is a plugin in the plugin directory, never one found
+    //  through the library search path
+    char full [1024];
+    if (!strchr (path, '/')) {
+        snprintf (full, sizeof full, "%s/%s", AG_PLUGINDIR, path);
+        path = full;
+    }
     void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         snprintf (reason, size, "plugin %s: %s", path, dlerror ());
@@ -119,7 +126,7 @@ agd_registry_load (agd_registry_t *self, const char *path,
     }
     //  All or nothing: a plugin half loaded is worse than none
     size_t before = self->size;
-    char origin [300];
+    char origin [1100];
     snprintf (origin, sizeof origin, "plugin %s", path);
     for (size_t i = 0; classes [i]; i++)
         if (agd_registry_add (self, classes [i], origin, reason, size)) {

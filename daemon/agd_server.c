@@ -142,13 +142,11 @@ agd_server_bind (agd_server_t *self, const char *endpoint)
 {
     if (s_not_started (self, "bind"))
         return -1;
-    if (!endpoint || !(strneq (endpoint, "") && (
-        strncmp (endpoint, "tcp://", 6) == 0
-    ||  strncmp (endpoint, "ipc://", 6) == 0
-    ||  strncmp (endpoint, "inproc://", 9) == 0))) {
+    if (!endpoint || !(strncmp (endpoint, "tcp://", 6) == 0
+                    || strncmp (endpoint, "ipc://", 6) == 0)) {
         snprintf (self->error, sizeof self->error,
-                  "endpoint '%s' is not tcp://host:port, ipc://path or"
-                  " inproc://name", endpoint? endpoint: "(null)");
+                  "endpoint '%s' is not tcp://host:port or ipc://path",
+                  endpoint? endpoint: "(null)");
         return -1;
     }
     zlist_append (self->endpoints, (void *) endpoint);
@@ -271,6 +269,10 @@ agd_server_wait (agd_server_t *self)
         return;
     zsock_t *pipe = zactor_sock (self->broker);
     zpoller_t *poller = zpoller_new (pipe, NULL);
+    //  A signal must not end the wait early: it asks for a stop, and the
+    //  wait goes on until the broker has finished stopping
+    zpoller_set_nonstop (poller, true);
+    bool asked = false;
     while (!self->stopped) {
         //  Wakes for the broker, or every 100 ms to see whether czmq's
         //  own handler (if the program installed it) saw a signal
@@ -282,8 +284,10 @@ agd_server_wait (agd_server_t *self)
             zstr_free (&message);
         }
         else
-        if (zsys_interrupted)
+        if (zsys_interrupted && !asked) {
             agd_server_stop (self);
+            asked = true;
+        }
     }
     zpoller_destroy (&poller);
 }

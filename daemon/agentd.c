@@ -184,7 +184,15 @@ main (int argc, char *argv [])
             case 4: agd_server_set_max_message (server, (size_t) value); break;
             case 5: agd_server_set_grace (server, (int) value); break;
             case 6: agd_server_set_idle (server, (int) value); break;
-            case 7: parent_fd = (int) value; break;
+            case 7:
+                parent_fd = (int) value;
+                if (fcntl (parent_fd, F_GETFD) == -1) {
+                    fprintf (stderr, "agentd: --parent-fd %d: not an open"
+                             " file descriptor\n", parent_fd);
+                    status = 2;
+                    goto done;
+                }
+                break;
             case 'V':
                 printf ("agentd %s\n", AG_VERSION_STRING);
                 status = 0;
@@ -237,8 +245,7 @@ main (int argc, char *argv [])
     }
     if (parent_fd >= 0) {
         pthread_t watcher;
-        if (fcntl (parent_fd, F_GETFD) == -1
-        ||  pthread_create (&watcher, NULL, s_watch_parent,
+        if (pthread_create (&watcher, NULL, s_watch_parent,
                             (void *) (intptr_t) parent_fd)) {
             fprintf (stderr, "agentd: --parent-fd %d: cannot watch it\n",
                      parent_fd);

@@ -11,12 +11,16 @@
 //      agd_server_add_class (server, &webagent_class);
 //      agd_server_bind (server, "tcp://127.0.0.1:12345");
 //      agd_server_start (server);      //  serves from background threads
-//      agd_server_wait (server);       //  until SIGINT/SIGTERM or stop
+//      agd_server_wait (server);       //  until agd_server_stop
 //      agd_server_destroy (&server);
 //
-//  The server never installs signal handlers; agd_server_wait returns
-//  when czmq's handler (if the program installed it) sees a signal, or
-//  when another thread calls agd_server_stop.
+//  The server never installs signal handlers, and its threads block
+//  asynchronous signals, which belong to the program. A program that
+//  wants SIGINT/SIGTERM to stop the server blocks them before starting
+//  it, takes them with sigwait, and calls agd_server_stop (agentd does
+//  this), or calls agd_server_stop from its own handler: it is
+//  async-signal-safe. If the program installed czmq's handler, a signal
+//  it records also stops a server that is in agd_server_wait.
 //  @end
 
 #ifndef AGENTSERVER_H_INCLUDED
@@ -44,7 +48,9 @@ AG_EXPORT void
 AG_EXPORT int
     agd_server_add_class (agd_server_t *self, const ag_class_t *cls);
 
-//  Load every class a plugin shared object lists. Fails, with a reason
+//  Load every class a plugin shared object lists. A path without a '/'
+//  is looked for in the plugin directory (PREFIX/lib/agentd). Fails, with
+//  a reason
 //  from agd_server_error, if the file cannot be loaded, is not a plugin
 //  of this ABI, or names a class already registered. Before start only.
 AG_EXPORT int
@@ -95,9 +101,11 @@ AG_EXPORT const char *
 AG_EXPORT void
     agd_server_wait (agd_server_t *self);
 
-//  Ask the server to stop: it refuses new requests, lets running and
-//  queued calls finish within the grace time, and replies to all. Safe
-//  from any thread, and more than once.
+//  Ask the server to stop: it refuses new requests (status 303), lets
+//  running and queued calls finish within the grace time and replies to
+//  them; calls still queued at the end of the grace time get 303, and a
+//  call still running then gets no reply. Safe from any thread, from a
+//  signal handler, and more than once.
 AG_EXPORT void
     agd_server_stop (agd_server_t *self);
 

@@ -25,7 +25,43 @@
 #include <sys/wait.h>
 
 extern char **environ;
-extern const ag_class_t counter_class;
+
+//  A class linked into this program (not a plugin): for the embedded
+//  server, and to show a child server cannot load such a class
+typedef struct {
+    int64_t count;
+} tally_t;
+
+static int
+s_tally_add (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    tally_t *self = (tally_t *) state;
+    self->count += ag_obj_int (args, 0);
+    return ag_call_return (call, "i", self->count);
+}
+
+static int
+s_tally_count (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((tally_t *) state)->count);
+}
+
+static const ag_method_t s_tally_methods [] = {
+    { "add", s_tally_add, AG_SYNC },
+    { "later", s_tally_add, AG_ASYNC },
+    { NULL }
+};
+
+static const ag_attr_t s_tally_attrs [] = {
+    { "count", s_tally_count }, { NULL }
+};
+
+static const ag_class_t s_tally_class = {
+    .name = "Tally",
+    .state_size = sizeof (tally_t),
+    .methods = s_tally_methods,
+    .attrs = s_tally_attrs
+};
 
 static const char *s_build = "build";
 static bool s_verbose;
@@ -309,8 +345,25 @@ s_test_lifecycle (const char *endpoint)
     CHECK (agc_future_status (late) == AG_NO_AGENT);
     CHECK (strstr (agc_future_reason (late), "no agent"));
     agc_future_destroy (&late);
+    //  Futures stay readable after their connection has closed: one
+    //  resolved before, and one still pending when it closed
+    agc_conn_t *conn2 = agc_conn_new (endpoint);
+    agc_agent_t *sleeper = s_counter (conn2, 0);
+    ag_value_t *nap = ag_value_new ("[s, {s:i}]", "slow", "ms", (int64_t) 2000);
+    agc_future_t *done = agc_agent_call (other, "add", NULL);
+    agc_future_t *pending = agc_conn_request (conn, AGP_CALL,
+        agc_agent_id (sleeper), 0, ag_value_data (nap), ag_value_size (nap));
+    ag_value_destroy (&nap);
     CHECK (agc_agent_destroy (&other) == 0);
     agc_conn_destroy (&conn);
+    agc_agent_destroy (&sleeper);
+    agc_conn_destroy (&conn2);
+    CHECK (agc_future_ready (done) && agc_future_ready (pending));
+    CHECK (agc_future_status (done) == AG_BAD_ARGS);
+    CHECK (agc_future_status (pending) == AG_CLOSED);
+    CHECK (agc_future_wait (pending, 0) == 0);
+    agc_future_destroy (&done);
+    agc_future_destroy (&pending);
     return 0;
 }
 
@@ -932,8 +985,8 @@ static int
 s_test_embedded (const char *unused)
 {
     agd_server_t *server = agd_server_new ();
-    CHECK (agd_server_add_class (server, &counter_class) == 0);
-    CHECK (agd_server_add_class (server, &counter_class) == -1);
+    CHECK (agd_server_add_class (server, &s_tally_class) == 0);
+    CHECK (agd_server_add_class (server, &s_tally_class) == -1);
     CHECK (agd_server_start (server) == 0);
     agc_conn_t *conn = agc_conn_new (agd_server_endpoint (server, 0));
     ag_value_t *info = agc_conn_info (conn);
@@ -941,14 +994,19 @@ s_test_embedded (const char *unused)
                                                 "classes");
     CHECK (ag_obj_count (classes) == 1);
     CHECK (ag_obj_streq (ag_obj_get (ag_obj_at (classes, 0), "name"),
-                         "Counter"));
+                         "Tally"));
     const msgpack_object *methods = ag_obj_get (ag_obj_at (classes, 0),
                                                 "methods");
-    CHECK (ag_obj_streq (ag_obj_get (methods, "slow"), "async"));
+    CHECK (ag_obj_streq (ag_obj_get (methods, "later"), "async"));
     CHECK (ag_obj_streq (ag_obj_get (methods, "add"), "sync"));
     ag_value_destroy (&info);
-    agc_agent_t *agent = s_counter (conn, 1);
+    agc_agent_t *agent = agc_agent_new (conn, "Tally", NULL, NULL);
     CHECK (agent);
+    ag_value_t *two = ag_value_new ("i", (int64_t) 2);
+    ag_value_t *sum = agc_agent_call_value (agent, "add", two);
+    CHECK (ag_obj_int (ag_value_object (sum), 0) == 2);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&two);
     agc_agent_destroy (&agent);
     agc_conn_destroy (&conn);
     agd_server_stop (server);
@@ -1311,7 +1369,7 @@ static int
 s_test_child_errors (const char *unused)
 {
     //  A class linked into this program: a child server cannot load it
-    agc_agent_t *agent = agc_agent_new_local (&counter_class, NULL);
+    agc_agent_t *agent = agc_agent_new_local (&s_tally_class, NULL);
     CHECK (agent);
     CHECK (agc_agent_to_dist (agent, NULL) == -1);
     CHECK (agc_status () == AG_NO_CLASS);
@@ -1411,7 +1469,7 @@ s_test_agentbase (const char *endpoint)
         CHECK (agc_future_status (future) == AG_OK);
         agc_future_destroy (&future);
         CHECK (agc_agent_is_async (agent, "reply"));
-        future = agc_agent_call (agent, "reply", hello);
+        future = agc_agent_reply (agent, hello);      //  agent (hello)
         CHECK (agc_future_wait (future, 5000) == 0);
         const msgpack_object *reply = ag_value_object (
             agc_future_value (future));

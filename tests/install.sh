@@ -32,7 +32,7 @@ main (int argc, char *argv [])
 PROG
 flags=$(PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_PATH="$root/usr/lib/pkgconfig" \
         pkg-config --cflags --libs agentclient) || fail "pkg-config agentclient"
-cc -o "$root/app" "$root/app.c" $flags 2>"$root/log" || fail "cc: $(head -3 "$root/log")"
+cc $SANFLAGS -o "$root/app" "$root/app.c" $flags 2>"$root/log" || fail "cc: $(head -3 "$root/log")"
 fifo="$root/out"
 mkfifo "$fifo"
 "$root/usr/sbin/agentd" -f -e "ipc://$root/sock" --plugin "$root/usr/lib/agentd/seed.so" \

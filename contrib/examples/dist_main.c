@@ -49,7 +49,7 @@ s_run (agc_agent_t **agents)
     for (int i = 0; i < AGENTS; i++) {
         ag_value_t *msg = ag_msg_newf ("system", "system", "{s:s, s:s}",
                                        "url", URLS [i], "query", QUERY);
-        results [i] = agc_agent_call (agents [i], "reply", msg);
+        results [i] = agc_agent_reply (agents [i], msg);
         ag_value_destroy (&msg);
     }
     for (int i = 0; i < AGENTS; i++) {
