@@ -69,7 +69,8 @@ struct _agd_agent_t {
     agd_job_t *head;                //  mailbox: jobs in arrival order
     agd_job_t *tail;
     size_t queued;                  //  jobs in the mailbox
-    bool busy;                      //  a worker holds one of its jobs
+    bool busy;                      //  a worker holds some of its jobs
+    uint32_t running;               //  jobs handed out, not yet returned
     bool ready;                     //  on the broker's ready queue
     bool alive;                     //  init has succeeded
     bool deleting;                  //  DELETE queued: refuse new requests
@@ -112,8 +113,11 @@ void *
     agd_worker_main (void *args);
 
 //  Commands between broker and worker, one frame each:
-//  worker -> broker: "R" ready, "B" bye, or an 8-byte job pointer
-//  broker -> worker: "T" terminate, or an 8-byte job pointer
+//  worker -> broker: "R" ready, "B" bye, or an 8-byte job pointer (one
+//  per job, as each finishes)
+//  broker -> worker: "T" terminate, or an 8-byte pointer to the first
+//  of a chain of jobs (linked by next), all for one agent, to run in
+//  order
 #define AGD_WORKER_READY    'R'
 #define AGD_WORKER_BYE      'B'
 #define AGD_WORKER_TERM     'T'

@@ -21,6 +21,7 @@
 #include <pthread.h>
 
 #define BATCH           256         //  messages per socket per wakeup
+#define CHAIN           256         //  jobs of one agent per hand-off
 #define TICK_MS         1000        //  housekeeping interval
 
 typedef struct _worker_t worker_t;
@@ -28,6 +29,7 @@ struct _worker_t {
     uint32_t id;                    //  routing id is 'W' + id
     bool idle;                      //  on the idle list
     bool leaving;                   //  told to terminate
+    uint32_t outstanding;           //  jobs handed to it, not yet back
     int64_t idle_since;             //  ag_usecs () when it went idle
     worker_t *prev, *next;          //  idle list (most recent first)
 };
@@ -267,16 +269,30 @@ s_dispatch (self_t *self)
         agent->ready = false;
         agent->next_ready = NULL;
 
+        //  Hand over the agent's calls in a chain: one hop to the
+        //  worker for many jobs. CREATE and DELETE go alone, since they
+        //  change whether the agent exists at all.
         agd_job_t *job = agent->head;
-        agent->head = job->next;
+        agd_job_t *last = job;
+        uint32_t count = 1;
+        if (job->env.command == AGP_CALL || job->env.command == AGP_GETATTR)
+            while (last->next && count < CHAIN
+            &&    (last->next->env.command == AGP_CALL
+               ||  last->next->env.command == AGP_GETATTR)) {
+                last = last->next;
+                count++;
+            }
+        agent->head = last->next;
         if (!agent->head)
             agent->tail = NULL;
-        agent->queued--;
-        job->next = NULL;
+        last->next = NULL;
+        agent->queued -= count;
+        agent->running = count;
         agent->busy = true;
 
         worker_t *worker = self->idle_head;
         s_idle_remove (self, worker);
+        worker->outstanding = count;
         self->workers_busy++;
         s_worker_send (self, worker, &job, sizeof job);
     }
@@ -704,7 +720,7 @@ static void
 s_job_done (self_t *self, agd_job_t *job)
 {
     agd_agent_t *agent = job->agent;
-    agent->busy = false;
+    agent->busy = --agent->running > 0;
     self->jobs_pending--;
     int command = job->env.command;
     if (command == AGP_CREATE) {
@@ -768,9 +784,11 @@ s_backend_recv (self_t *self)
     if (frame_size == sizeof (agd_job_t *)) {
         agd_job_t *job;
         memcpy (&job, frame, sizeof job);
-        self->workers_busy--;
         s_job_done (self, job);
-        s_idle_push (self, worker);
+        if (--worker->outstanding == 0) {
+            self->workers_busy--;
+            s_idle_push (self, worker);
+        }
     }
     else
     if (frame_size == 1 && frame [0] == AGD_WORKER_READY) {

@@ -268,9 +268,19 @@ agd_worker_main (void *args_)
         uint8_t frame [sizeof job];
         int size = zmq_recv (socket, frame, sizeof frame, 0);
         if (size == sizeof job) {
+            //  A chain of jobs for one agent: each goes back as soon as
+            //  it is done, so its reply leaves at once; the link is read
+            //  first, as the broker may recycle a job it has back
             memcpy (&job, frame, sizeof job);
-            agd_job_run (job, &buffer, &zone);
-            if (zmq_send (socket, frame, sizeof frame, 0) == -1)
+            bool failed = false;
+            while (job && !failed) {
+                agd_job_t *next = job->next;
+                agd_job_run (job, &buffer, &zone);
+                memcpy (frame, &job, sizeof job);
+                failed = zmq_send (socket, frame, sizeof frame, 0) == -1;
+                job = next;
+            }
+            if (failed)
                 break;
         }
         else

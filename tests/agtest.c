@@ -255,8 +255,14 @@ s_agentd_run (char *message, size_t size, const char *const *args)
         close (fds [0]);
         return -1;
     }
+    //  Read all it says (a closed pipe would kill it with SIGPIPE), keep
+    //  the first line
     if (s_read_line (fds [0], message, size, 10000) < 0)
         message [0] = 0;
+    char rest [512];
+    struct pollfd item = { fds [0], POLLIN, 0 };
+    while (poll (&item, 1, 10000) == 1 && read (fds [0], rest, sizeof rest) > 0)
+        ;
     close (fds [0]);
     int status;
     waitpid (pid, &status, 0);

@@ -20,13 +20,17 @@ int
 main (int argc, char *argv [])
 {
     agc_conn_t *conn = agc_conn_new (argv [1]);
-    agc_agent_t *agent = agc_agent_new (conn, "Example",
-        ag_value_new ("{s:i}", "delay_ms", (int64_t) 0), NULL);
+    ag_value_t *args = ag_value_new ("{s:i}", "delay_ms", (int64_t) 0);
+    agc_agent_t *agent = agc_agent_new (conn, "Example", args, NULL);
+    ag_value_destroy (&args);
     if (!agent)
         return 1;
     ag_value_t *value = agc_agent_call_value (agent, "complex_result", NULL);
     ag_value_print (value, stdout);
     printf ("\n");
+    ag_value_destroy (&value);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
     return 0;
 }
 PROG

@@ -79,19 +79,23 @@ s_echo_worker (void *context)
     return NULL;
 }
 
-//  Forward one whole message from one socket to another
-static void
+//  Forward one whole message from one socket to another; -1 if none
+static int
 s_forward (void *from, void *to)
 {
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    if (zmq_msg_recv (&part, from, ZMQ_DONTWAIT) == -1)
+        return -1;
     while (true) {
-        zmq_msg_t part;
-        zmq_msg_init (&part);
-        zmq_msg_recv (&part, from, 0);
         int more = zmq_msg_more (&part);
         zmq_msg_send (&part, to, more? ZMQ_SNDMORE: 0);
         if (!more)
             break;
+        zmq_msg_init (&part);
+        zmq_msg_recv (&part, from, 0);
     }
+    return 0;
 }
 
 static int
@@ -116,15 +120,16 @@ s_serve_baseline (const char *endpoint)
     zmq_getsockopt (frontend, ZMQ_LAST_ENDPOINT, bound, &size);
     printf ("listening on %s\n", bound);
     fflush (stdout);
-    //  A broker in the Majordomo shape: requests to workers, replies back
+    //  A broker in the Majordomo shape: requests to workers, replies
+    //  back, everything waiting handled on each wakeup (as agentd does)
     zmq_pollitem_t items [] = {
         { frontend, 0, ZMQ_POLLIN, 0 }, { backend, 0, ZMQ_POLLIN, 0 }
     };
     while (zmq_poll (items, 2, -1) >= 0) {
-        if (items [0].revents & ZMQ_POLLIN)
-            s_forward (frontend, backend);
-        if (items [1].revents & ZMQ_POLLIN)
-            s_forward (backend, frontend);
+        for (int i = 0; i < 256 && s_forward (backend, frontend) == 0; i++)
+            ;
+        for (int i = 0; i < 256 && s_forward (frontend, backend) == 0; i++)
+            ;
     }
     return 0;
 }
@@ -273,8 +278,7 @@ s_agent_pipelined (agc_agent_t **agents, int agent_count, int count,
     char payload [PAYLOAD + 1];
     memset (payload, 'p', PAYLOAD);
     payload [PAYLOAD] = 0;
-    ag_value_t *args = ag_value_new ("{s:i, s:s}", "ms", (int64_t) 0,
-                                     "tag", payload);
+    ag_value_t *args = ag_value_new ("s", payload);
     agc_future_t **ring = (agc_future_t **) calloc ((size_t) window,
                                                     sizeof *ring);
     int64_t start = s_usecs ();
@@ -289,7 +293,8 @@ s_agent_pipelined (agc_agent_t **agents, int agent_count, int count,
             agc_future_destroy (slot);
         }
         if (i < count)
-            *slot = agc_agent_call (agents [i % agent_count], "slow", args);
+            *slot = agc_agent_call (agents [i % agent_count], "echo_async",
+                                    args);
     }
     double rate = (double) count * 1e6 / (double) (s_usecs () - start);
     free (ring);

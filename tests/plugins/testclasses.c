@@ -95,7 +95,8 @@ s_nap (void *state, const msgpack_object *args, ag_call_t *call)
     if (ms < 0 || ms > 60000)
         return ag_call_error (call, AG_BAD_ARGS, "ms must be 0..60000");
     s_enter (self);
-    s_sleep_ms (ms);
+    if (ms > 0)
+        s_sleep_ms (ms);
     s_leave (self);
     const msgpack_object *tag = ag_obj_get (args, "tag");
     return tag? ag_call_return_object (call, tag): 0;
@@ -175,6 +176,7 @@ s_get_log (void *state, ag_call_t *call)
 static const ag_method_t s_counter_methods [] = {
     { "add", s_add, AG_SYNC },
     { "echo", s_echo, AG_SYNC },
+    { "echo_async", s_echo, AG_ASYNC },
     { "nap", s_nap, AG_SYNC },
     { "slow", s_nap, AG_ASYNC },
     { "record", s_record, AG_ASYNC },
