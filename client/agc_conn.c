@@ -166,7 +166,7 @@ agc_future_resolved (int status, const char *reason, ag_value_t *value)
         return NULL;
     }
     self->status = status;
-    self->reason = strdup (reason? reason: "");
+    self->reason = reason && *reason? strdup (reason): NULL;
     self->value = value;
     atomic_store (&self->done, true);
     return self;
@@ -178,7 +178,7 @@ static void
 s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
 {
     future->status = status;
-    future->reason = reason? reason: strdup ("");
+    future->reason = reason;        //  NULL on success
     future->value = value;
     //  Once done is seen, nothing touches the connection again: a future
     //  may outlive it
@@ -352,6 +352,16 @@ s_is_done (agc_future_t *future)
 static int
 s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
 {
+    //  Done already (a pipeline often finds it so): no locks, no calls
+    size_t ready = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!futures [i] || s_is_done (futures [i])) {
+            if (any)
+                return (int) i;
+            ready++;
+        }
+    if (!any && ready == count)
+        return 0;
     agc_waiter_t *me = s_waiter ();
     if (!me)
         return agc_set_error (AG_INTERNAL, "cannot create eventfd");

@@ -16,10 +16,12 @@
 #include <math.h>
 
 struct _ag_value_t {
-    char *data;                     //  msgpack bytes, owned
+    char *data;                     //  msgpack bytes: owned, or inline
     size_t size;                    //  length of data
+    bool has_zone;                  //  zone in use (containers only)
     msgpack_zone zone;              //  holds the decoded arrays and maps
     msgpack_object object;          //  decoded root; borrows data
+    char inline_data [];            //  data, when allocated with the value
 };
 
 #define ZONE_CHUNK 256
@@ -331,6 +333,36 @@ s_picture_valid (const char *picture)
 //  ---------------------------------------------------------------------
 //  Values
 
+//  Decode data into self: checked first, never trusted. A scalar needs
+//  no zone, and gets none (most results are scalars or strings).
+static int
+s_value_unpack (ag_value_t *self)
+{
+    if (ag_msgpack_check (self->data, self->size, NULL))
+        return -1;
+    uint8_t tag = (uint8_t) self->data [0];
+    bool container = (tag >= 0x80 && tag <= 0x9f) || (tag >= 0xdc && tag <= 0xdf);
+    if (container) {
+        if (!msgpack_zone_init (&self->zone, ZONE_CHUNK))
+            return -1;
+        self->has_zone = true;
+    }
+    size_t offset = 0;
+    msgpack_unpack_return rc = msgpack_unpack (self->data, self->size,
+        &offset, &self->zone, &self->object);
+    return rc == MSGPACK_UNPACK_SUCCESS && offset == self->size? 0: -1;
+}
+
+static void
+s_value_free (ag_value_t *self)
+{
+    if (self->has_zone)
+        msgpack_zone_destroy (&self->zone);
+    if (self->data != self->inline_data)
+        free (self->data);
+    free (self);
+}
+
 static ag_value_t *
 s_value_adopt (char *data, size_t size)
 {
@@ -341,11 +373,8 @@ s_value_adopt (char *data, size_t size)
     }
     self->data = data;
     self->size = size;
-    msgpack_zone_init (&self->zone, ZONE_CHUNK);
-    if (ag_msgpack_unpack (data, size, &self->zone, &self->object, NULL)) {
-        msgpack_zone_destroy (&self->zone);
-        free (data);
-        free (self);
+    if (s_value_unpack (self)) {
+        s_value_free (self);
         return NULL;
     }
     return self;
@@ -393,11 +422,18 @@ ag_value_decode (const void *data, size_t size)
 {
     if (size == 0)
         return ag_value_new ("n");
-    char *copy = (char *) malloc (size);
-    if (!copy)
+    //  One allocation holds the value and a copy of its bytes
+    ag_value_t *self = (ag_value_t *) calloc (1, sizeof (ag_value_t) + size);
+    if (!self)
         return NULL;
-    memcpy (copy, data, size);
-    return s_value_adopt (copy, size);
+    self->data = self->inline_data;
+    self->size = size;
+    memcpy (self->data, data, size);
+    if (s_value_unpack (self)) {
+        s_value_free (self);
+        return NULL;
+    }
+    return self;
 }
 
 ag_value_t *
@@ -416,10 +452,7 @@ void
 ag_value_destroy (ag_value_t **self_p)
 {
     if (self_p && *self_p) {
-        ag_value_t *self = *self_p;
-        msgpack_zone_destroy (&self->zone);
-        free (self->data);
-        free (self);
+        s_value_free (*self_p);
         *self_p = NULL;
     }
 }

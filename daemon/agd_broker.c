@@ -22,6 +22,8 @@
 
 #define BATCH           256         //  messages per socket per wakeup
 #define CHAIN           256         //  jobs of one agent per hand-off
+#define GROW_AFTER_US   1000        //  agents wait this long before the
+                                    //  pool grows for them
 #define TICK_MS         1000        //  housekeeping interval
 
 typedef struct _worker_t worker_t;
@@ -56,6 +58,7 @@ typedef struct {
     agd_agent_t *ready_head;        //  agents with work, no worker
     agd_agent_t *ready_tail;
     size_t ready_count;
+    int64_t starved_since;          //  agents waiting, no thread idle; or 0
     agd_job_t *free_jobs;           //  recycled jobs
     size_t free_count;
     agd_store_t *store;             //  kept results
@@ -296,6 +299,20 @@ s_dispatch (self_t *self)
         self->workers_busy++;
         s_worker_send (self, worker, &job, sizeof job);
     }
+    //  Agents still wait, every thread is busy. Threads that finish
+    //  quickly will take them soon; threads that block (sleep, I/O, a
+    //  model call) will not. Grow only once agents have waited long
+    //  enough to tell the two apart, so quick calls keep few threads and
+    //  blocking calls still get one each.
+    if (!self->ready_head || self->ready_count <= self->workers_starting) {
+        self->starved_since = 0;
+        return;
+    }
+    int64_t now = ag_usecs ();
+    if (!self->starved_since)
+        self->starved_since = now;
+    if (now - self->starved_since < GROW_AFTER_US)
+        return;
     while (self->ready_count > self->workers_starting
     &&     self->workers_total < (size_t) self->config.threads_max) {
         size_t before = self->workers_total;
@@ -303,6 +320,7 @@ s_dispatch (self_t *self)
         if (self->workers_total == before)
             break;                  //  the system refused a thread
     }
+    self->starved_since = 0;
 }
 
 static void
@@ -1026,6 +1044,9 @@ agd_broker (zsock_t *pipe, void *args_)
         int64_t timeout = (self->next_tick - now) / 1000;
         if (self->stopping && !self->stopped)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
+        if (self->starved_since)
+            timeout = MIN (timeout, (self->starved_since + GROW_AFTER_US
+                                     - now + 999) / 1000);
         if (timeout < 0)
             timeout = 0;
         int rc = zmq_poll (items, 4, (long) timeout);

@@ -65,7 +65,7 @@ agd_server_new (void)
         .threads_max = 512,
         .idle_ms = 30000,
         .retention_ms = 300000,
-        .retention_max = 100000,
+        .retention_max = 10000,
         .max_message = 64 * 1024 * 1024,
         .grace_ms = 10000,
         .verbose = false
@@ -176,7 +176,8 @@ void
 agd_server_set_retention (agd_server_t *self, int msecs, size_t max)
 {
     self->config.retention_ms = msecs < 0? 0: msecs;
-    self->config.retention_max = max;
+    if (max)
+        self->config.retention_max = max;
 }
 
 void

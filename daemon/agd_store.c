@@ -37,8 +37,12 @@ struct _entry_t {
     uint8_t owner [];               //  caller's routing id
 };
 
+#define SMALL_OWNER 32              //  owners this long use recycled entries
+
 struct _agd_store_t {
     ag_idmap_t *index;              //  key -> first entry of its chain
+    entry_t *spare;                 //  recycled small entries
+    size_t spare_count;
     entry_t *oldest, *newest;       //  done entries, completion order
     size_t size;                    //  entries held
     int64_t retention;              //  usecs a done result lives
@@ -107,7 +111,13 @@ s_remove (agd_store_t *self, entry_t *entry)
         free (waiter);
     }
     zmq_msg_close (&entry->body);
-    free (entry);
+    if (entry->owner_size <= SMALL_OWNER && self->spare_count < 1024) {
+        entry->next = self->spare;
+        self->spare = entry;
+        self->spare_count++;
+    }
+    else
+        free (entry);
     self->size--;
 }
 
@@ -136,6 +146,11 @@ agd_store_destroy (agd_store_t **self_p)
         while ((entry = (entry_t *) zlist_pop (all)))
             s_remove (self, entry);
         zlist_destroy (&all);
+        while (self->spare) {
+            entry = self->spare;
+            self->spare = entry->next;
+            free (entry);
+        }
         ag_idmap_destroy (&self->index);
         free (self);
         *self_p = NULL;
@@ -157,9 +172,19 @@ agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
         return 0;                   //  id reused while pending: first wins
     if (old)
         s_remove (self, old);       //  reused after completion: replaced
-    entry_t *entry = (entry_t *) calloc (1, sizeof (entry_t) + owner_size);
-    if (!entry)
-        return -1;
+    entry_t *entry;
+    if (owner_size <= SMALL_OWNER && self->spare) {
+        entry = self->spare;
+        self->spare = entry->next;
+        self->spare_count--;
+        memset (entry, 0, sizeof (entry_t));
+    }
+    else {
+        entry = (entry_t *) calloc (1, sizeof (entry_t)
+                                    + MAX (owner_size, SMALL_OWNER));
+        if (!entry)
+            return -1;
+    }
     entry->key = key;
     entry->corr = corr;
     entry->owner_size = owner_size;

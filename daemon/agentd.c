@@ -180,7 +180,7 @@ main (int argc, char *argv [])
             case 'v': verbose = true; break;
             case 1: threads_min = value; break;
             case 2: threads_max = value; break;
-            case 3: agd_server_set_retention (server, (int) value, 100000); break;
+            case 3: agd_server_set_retention (server, (int) value, 0); break;
             case 4: agd_server_set_max_message (server, (size_t) value); break;
             case 5: agd_server_set_grace (server, (int) value); break;
             case 6: agd_server_set_idle (server, (int) value); break;

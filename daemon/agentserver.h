@@ -70,7 +70,9 @@ AG_EXPORT void
 AG_EXPORT void
     agd_server_set_idle (agd_server_t *self, int msecs);
 //  how long results of async calls stay fetchable (default 300000 ms)
-//  and how many are kept at most (default 100000);
+//  and how many are kept at most (default 10000; 0 keeps the current
+//  bound): whichever limit comes first ends a result's life, oldest
+//  first;
 AG_EXPORT void
     agd_server_set_retention (agd_server_t *self, int msecs, size_t max);
 //  largest accepted request body (default 64 MiB);

@@ -33,6 +33,7 @@ extern char **environ;
 
 static const char *s_build = "build";
 static bool s_quick;
+static const char *s_only;          //  run only scenarios matching this
 static FILE *s_csv;
 static int s_met, s_targets;
 
@@ -99,7 +100,7 @@ s_forward (void *from, void *to)
 }
 
 static int
-s_serve_baseline (const char *endpoint)
+s_serve_baseline (int count, char **endpoints)
 {
     void *context = zmq_ctx_new ();
     void *frontend = zmq_socket (context, ZMQ_ROUTER);
@@ -109,8 +110,10 @@ s_serve_baseline (const char *endpoint)
     zmq_setsockopt (frontend, ZMQ_RCVHWM, &zero, sizeof zero);
     zmq_setsockopt (backend, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt (backend, ZMQ_RCVHWM, &zero, sizeof zero);
-    if (zmq_bind (frontend, endpoint) || zmq_bind (backend,
-                                                   "inproc://baseline-workers"))
+    for (int i = 0; i < count; i++)
+        if (zmq_bind (frontend, endpoints [i]))
+            return 1;
+    if (zmq_bind (backend, "inproc://baseline-workers"))
         return 1;
     pthread_t workers [2];
     for (int i = 0; i < 2; i++)
@@ -318,8 +321,154 @@ s_create_delete (agc_conn_t *conn, int count)
     return p50;
 }
 
+
+typedef struct {
+    agc_agent_t *agent;
+    int calls;
+    double rate;
+} thread_job_t;
+
+static void *
+s_sync_thread (void *arg)
+{
+    thread_job_t *job = (thread_job_t *) arg;
+    ag_value_t *args = ag_value_new ("s", "ping");
+    int64_t start = s_usecs ();
+    for (int i = 0; i < job->calls; i++) {
+        agc_future_t *future = agc_agent_call (job->agent, "echo", args);
+        agc_future_destroy (&future);
+    }
+    job->rate = (double) job->calls * 1e6 / (double) (s_usecs () - start);
+    ag_value_destroy (&args);
+    return NULL;
+}
+
+//  Sync calls per second from threads sharing one connection, each to
+//  its own agent
+static double
+s_threads_rate (agc_agent_t **agents, int threads, int calls)
+{
+    pthread_t ids [8];
+    thread_job_t jobs [8];
+    int64_t start = s_usecs ();
+    for (int i = 0; i < threads; i++) {
+        jobs [i] = (thread_job_t) { agents [i], calls, 0 };
+        pthread_create (&ids [i], NULL, s_sync_thread, &jobs [i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join (ids [i], NULL);
+    return (double) threads * calls * 1e6 / (double) (s_usecs () - start);
+}
+
+//  Child mode: spawn a server and create 5 agents on it, in ms
+static double
+s_child_mode (const char *plugin)
+{
+    int64_t start = s_usecs ();
+    agc_conn_t *conn = agc_conn_spawn (plugin);
+    agc_agent_t *agents [5];
+    for (int i = 0; i < 5; i++)
+        agents [i] = conn? agc_agent_new (conn, "Counter", NULL, NULL): NULL;
+    double elapsed = (double) (s_usecs () - start) / 1000;
+    if (!conn || !agents [4]) {
+        fprintf (stderr, "agentbench: child mode failed: %s\n", agc_reason ());
+        exit (1);
+    }
+    for (int i = 0; i < 5; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    return elapsed;
+}
+
+//  100 agents each sleeping 1 s, called at once: seconds of wall time
+static double
+s_hundred_sleepers (agc_conn_t *conn)
+{
+    agc_agent_t *agents [100];
+    agc_future_t *futures [100];
+    for (int i = 0; i < 100; i++)
+        agents [i] = agc_agent_new (conn, "Counter", NULL, NULL);
+    ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 1000);
+    int64_t start = s_usecs ();
+    for (int i = 0; i < 100; i++)
+        futures [i] = agc_agent_call (agents [i], "slow", args);
+    agc_future_wait_all (futures, 100, 60000);
+    double elapsed = (double) (s_usecs () - start) / 1e6;
+    for (int i = 0; i < 100; i++) {
+        agc_future_destroy (&futures [i]);
+        agc_agent_destroy (&agents [i]);
+    }
+    ag_value_destroy (&args);
+    return elapsed;
+}
+
+static long
+s_rss_kib (int pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", pid);
+    FILE *file = fopen (path, "r");
+    long rss = -1;
+    while (file && fgets (line, sizeof line, file))
+        if (strncmp (line, "VmRSS:", 6) == 0)
+            rss = atol (line + 6);
+    if (file)
+        fclose (file);
+    return rss;
+}
+
+//  Bytes of daemon memory per idle agent (a class with no state)
+static double
+s_idle_agents (const char *endpoint, int pid, int count)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t **agents = (agc_agent_t **) calloc ((size_t) count,
+                                                    sizeof *agents);
+    long before = s_rss_kib (pid);
+    for (int i = 0; i < count; i++) {
+        agents [i] = agc_agent_new (conn, "Once", NULL, NULL);
+        if (!agents [i]) {
+            fprintf (stderr, "agentbench: create failed: %s\n",
+                     agc_reason ());
+            exit (1);
+        }
+    }
+    long after = s_rss_kib (pid);
+    for (int i = 0; i < count; i++)
+        agc_agent_destroy (&agents [i]);
+    free (agents);
+    agc_conn_destroy (&conn);
+    return (double) (after - before) * 1024 / count;
+}
+
+//  MB/s of a 1 MiB argument echoed by a sync call (counted once)
+static double
+s_big_argument (agc_agent_t *agent, int calls)
+{
+    size_t size = 1024 * 1024;
+    char *data = (char *) malloc (size);
+    memset (data, 'b', size);
+    ag_value_t *args = ag_value_new ("B", data, size);
+    free (data);
+    int64_t start = s_usecs ();
+    for (int i = 0; i < calls; i++) {
+        agc_future_t *future = agc_agent_call (agent, "echo", args);
+        agc_future_destroy (&future);
+    }
+    double seconds = (double) (s_usecs () - start) / 1e6;
+    ag_value_destroy (&args);
+    return (double) size * calls / seconds / 1e6;
+}
+
 //  ---------------------------------------------------------------------
 //  Reporting
+
+//  True if the scenario is to run (--only WORD matches its name)
+static bool
+s_want (const char *scenario)
+{
+    return !s_only || strstr (scenario, s_only);
+}
 
 static double
 s_median (double *runs, int count, double *min, double *max)
@@ -356,7 +505,8 @@ s_report (const char *scenario, const char *unit, double *runs, int count,
     s_targets++;
     if (pass)
         s_met++;
-    printf ("%-38s %10.1f %-6s [%.1f-%.1f]", scenario, median, unit, min, max);
+    printf ("%-40s %10.1f %-6s [%.1f-%.1f]", scenario, median, unit, min,
+            max);
     if (baseline > 0)
         printf ("  baseline %.1f  ratio %.2f", baseline, ratio);
     printf ("  target %s  %s\n", target_text, pass? "PASS": "FAIL");
@@ -370,11 +520,14 @@ s_report (const char *scenario, const char *unit, double *runs, int count,
 int
 main (int argc, char *argv [])
 {
-    if (argc == 3 && strcmp (argv [1], "--serve-baseline") == 0)
-        return s_serve_baseline (argv [2]);
+    if (argc >= 3 && strcmp (argv [1], "--serve-baseline") == 0)
+        return s_serve_baseline (argc - 2, argv + 2);
     for (int i = 1; i < argc; i++) {
         if (strcmp (argv [i], "--quick") == 0)
             s_quick = true;
+        else
+        if (strcmp (argv [i], "--only") == 0 && i + 1 < argc)
+            s_only = argv [++i];
         else
         if (strcmp (argv [i], "--csv") == 0 && i + 1 < argc) {
             s_csv = fopen (argv [++i], "w");
@@ -390,7 +543,7 @@ main (int argc, char *argv [])
             s_build = argv [i];
         else {
             fprintf (stderr, "usage: agentbench [--quick] [--csv FILE]"
-                     " [BUILD_DIR]\n");
+                     " [--only WORD] [BUILD_DIR]\n");
             return 2;
         }
     }
@@ -398,65 +551,141 @@ main (int argc, char *argv [])
     snprintf (self, sizeof self, "%s/bench/agentbench", s_build);
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
     snprintf (plugin, sizeof plugin, "%s/plugins/testclasses.so", s_build);
+    setenv ("AGENTD", agentd, 1);
+    char base_ipc [128], agentd_ipc [128];
+    snprintf (base_ipc, sizeof base_ipc, "ipc:///tmp/agentbench-%d-raw",
+              getpid ());
+    snprintf (agentd_ipc, sizeof agentd_ipc, "ipc:///tmp/agentbench-%d-agentd",
+              getpid ());
     child_t baseline, daemon;
-    char *baseline_argv [] = { self, "--serve-baseline",
+    //  Each binds ipc first, then tcp, whose real port it reports
+    char *baseline_argv [] = { self, "--serve-baseline", base_ipc,
                                "tcp://127.0.0.1:*", NULL };
-    char *daemon_argv [] = { agentd, "-f", "-e", "tcp://127.0.0.1:*",
-                             "--plugin", plugin, NULL };
+    char *daemon_argv [] = { agentd, "-f", "-e", agentd_ipc,
+                             "-e", "tcp://127.0.0.1:*", "--plugin", plugin,
+                             NULL };
     if (s_child_start (&baseline, baseline_argv)
     ||  s_child_start (&daemon, daemon_argv)) {
         fprintf (stderr, "agentbench: cannot start %s or %s\n", self, agentd);
         return 1;
     }
+    //  agentd printed its ipc endpoint first; ask it for the tcp one
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    ag_value_t *info = agc_conn_info (conn);
+    const msgpack_object *endpoints = ag_obj_get (ag_value_object (info),
+                                                  "endpoints");
+    char *tcp = ag_obj_strdup (ag_obj_at (endpoints, 1));
+    ag_value_destroy (&info);
+    agc_conn_destroy (&conn);
+    if (!tcp) {
+        fprintf (stderr, "agentbench: agentd did not report its endpoints\n");
+        return 1;
+    }
     int runs = s_quick? 3: 5;
     int calls = s_quick? 2000: 20000;
     int piped = s_quick? 20000: 200000;
-    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    conn = agc_conn_new (tcp);
+    agc_conn_t *ipc_conn = agc_conn_new (agentd_ipc);
     agc_agent_t *agents [64];
     for (int i = 0; i < 64; i++)
         agents [i] = agc_agent_new (conn, "Counter", NULL, NULL);
-    if (!agents [63]) {
+    agc_agent_t *ipc_agent = agc_agent_new (ipc_conn, "Counter", NULL, NULL);
+    if (!agents [63] || !ipc_agent) {
         fprintf (stderr, "agentbench: cannot create agents: %s\n",
                  agc_reason ());
         return 1;
     }
-    printf ("agentbench: %d runs each; baseline: raw ZeroMQ ROUTER broker"
-            " + 2 inproc workers, tcp loopback, %d-byte payload\n",
+    printf ("agentbench: median of %d runs; baseline: raw ZeroMQ DEALER ->"
+            " ROUTER broker -> 2 inproc workers, %d-byte echo, same run\n",
             runs, PAYLOAD);
 
-    double base [16], ours [16], base99 [16], ours99 [16];
+    double base [16], ours [16], base99 [16], ours99 [16], min, max;
+    if (s_want ("sync call round trip, tcp")) {
     for (int r = 0; r < runs; r++) {
         base [r] = s_raw_roundtrip (baseline.endpoint, calls, &base99 [r]);
         ours [r] = s_agent_roundtrip (agents [0], calls, &ours99 [r]);
     }
-    double min, max;
     double base_p50 = s_median (base, runs, &min, &max);
     double base_p99 = s_median (base99, runs, &min, &max);
-    s_report ("sync call round trip p50 (tcp)", "us", ours, runs, base_p50,
+    s_report ("sync call round trip p50, tcp", "us", ours, runs, base_p50,
               1.15, true);
-    s_report ("sync call round trip p99 (tcp)", "us", ours99, runs, base_p99,
+    s_report ("sync call round trip p99, tcp", "us", ours99, runs, base_p99,
               2.0, true);
+    }
+    if (s_want ("sync call round trip, ipc")) {
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_raw_roundtrip (base_ipc, calls, &base99 [r]);
+        ours [r] = s_agent_roundtrip (ipc_agent, calls, &ours99 [r]);
+    }
+    s_report ("sync call round trip p50, ipc", "us", ours, runs,
+              s_median (base, runs, &min, &max), 1.15, true);
+    }
+    if (s_want ("async pipelined")) {
 
     for (int r = 0; r < runs; r++) {
         base [r] = s_raw_pipelined (baseline.endpoint, piped, 1000);
         ours [r] = s_agent_pipelined (agents, 1, piped, 1000);
     }
     double base_rate = s_median (base, runs, &min, &max);
-    s_report ("async pipelined, 1 agent (window 1000)", "req/s", ours, runs,
+    s_report ("async pipelined, 1 agent, window 1000", "req/s", ours, runs,
               base_rate, 0.60, false);
     for (int r = 0; r < runs; r++)
         ours [r] = s_agent_pipelined (agents, 64, piped, 1000);
     s_report ("async pipelined, 64 agents", "req/s", ours, runs, base_rate,
               0.60, false);
+    }
+    if (s_want ("4 threads on one connection, sync")) {
+
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_threads_rate (agents, 1, calls);
+        ours [r] = s_threads_rate (agents, 4, calls / 4);
+    }
+    s_report ("4 threads on one connection, sync", "call/s", ours, runs,
+              s_median (base, runs, &min, &max), 2.0, false);
+    }
+    if (s_want ("create + delete an agent p50")) {
 
     for (int r = 0; r < runs; r++)
         ours [r] = s_create_delete (conn, calls / 4);
     s_report ("create + delete an agent p50", "us", ours, runs, 0, 100,
               true);
+    }
+    if (s_want ("child mode: spawn + create 5 agents")) {
+
+    for (int r = 0; r < runs; r++)
+        ours [r] = s_child_mode (plugin);
+    s_report ("child mode: spawn + create 5 agents", "ms", ours, runs, 0, 30,
+              true);
+    }
+    if (s_want ("100 agents sleeping 1 s, at once")) {
+
+    int sleeper_runs = s_quick? 1: 3;
+    for (int r = 0; r < sleeper_runs; r++)
+        ours [r] = s_hundred_sleepers (conn);
+    s_report ("100 agents sleeping 1 s, at once", "s", ours, sleeper_runs, 0,
+              1.1, true);
+    }
+    if (s_want ("1 MiB argument, sync call")) {
+
+    for (int r = 0; r < runs; r++)
+        ours [r] = s_big_argument (agents [1], s_quick? 20: 100);
+    s_report ("1 MiB argument, sync call", "MB/s", ours, runs, 0, 500, false);
+    }
+
+    //  Last: it grows the daemon
+    if (s_want ("idle agents: daemon RSS each")) {
+    ours [0] = s_idle_agents (tcp, daemon.pid, s_quick? 20000: 100000);
+    s_report (s_quick? "20,000 idle agents: daemon RSS each"
+                     : "100,000 idle agents: daemon RSS each", "bytes",
+              ours, 1, 0, 1024, true);
+    }
 
     for (int i = 0; i < 64; i++)
         agc_agent_destroy (&agents [i]);
+    agc_agent_destroy (&ipc_agent);
+    agc_conn_destroy (&ipc_conn);
     agc_conn_destroy (&conn);
+    free (tcp);
     s_child_stop (&daemon);
     s_child_stop (&baseline);
     printf ("bench: %d of %d targets met\n", s_met, s_targets);
