@@ -223,53 +223,52 @@ static void
 s_drain (agc_conn_t *self)
 {
     while (true) {
-        uint8_t envelope [AGP_ENVELOPE_SIZE + 1];
-        int size = zmq_recv (self->socket, envelope, sizeof envelope,
-                             ZMQ_DONTWAIT);
-        if (size == -1)
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, self->socket, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (&frame);
             break;
-        int more = 0;
-        size_t more_size = sizeof more;
-        zmq_getsockopt (self->socket, ZMQ_RCVMORE, &more, &more_size);
-        zmq_msg_t body;
-        zmq_msg_init (&body);
+        }
+        //  A reply is one frame; drop any parts beyond it
         int parts = 1;
+        bool more = zmq_msg_more (&frame);
         while (more) {
-            zmq_msg_close (&body);
-            zmq_msg_init (&body);
-            if (zmq_msg_recv (&body, self->socket, 0) == -1)
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            if (zmq_msg_recv (&extra, self->socket, 0) == -1)
                 break;
             parts++;
-            more = zmq_msg_more (&body);
+            more = zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
         }
         agp_envelope_t env;
-        int rc = agp_envelope_decode (&env, envelope,
-                                      size > (int) sizeof envelope?
-                                      sizeof envelope: (size_t) size);
+        int rc = agp_envelope_decode (&env, zmq_msg_data (&frame),
+                                      zmq_msg_size (&frame));
         self->quiet_from = ag_usecs ();
         if (env.corr && env.corr == self->ping_corr) {
             self->ping_corr = 0;
-            zmq_msg_close (&body);
+            zmq_msg_close (&frame);
             continue;
         }
         agc_future_t *future = (agc_future_t *)
             ag_idmap_delete (self->pending, env.corr);
         if (!future) {
             //  A late reply to a destroyed or failed future: dropped
-            zmq_msg_close (&body);
+            zmq_msg_close (&frame);
             continue;
         }
+        const uint8_t *body = agp_msg_body (&frame);
+        size_t size = agp_msg_body_size (&frame);
         if (rc == -2)
             s_resolve (future, AG_BAD_VERSION, strdup ("server speaks"
                        " another protocol version"), NULL);
         else
-        if (rc != 0 || parts != 2 || !(env.command & AGP_REPLY))
+        if (rc != 0 || parts != 1 || !(env.command & AGP_REPLY))
             s_resolve (future, AG_INTERNAL, strdup ("malformed reply from"
                        " server"), NULL);
         else
         if (env.word == AG_OK) {
-            ag_value_t *value = ag_value_decode (zmq_msg_data (&body),
-                                                 zmq_msg_size (&body));
+            ag_value_t *value = ag_value_decode (body, size);
             if (value)
                 s_resolve (future, AG_OK, NULL, value);
             else
@@ -277,9 +276,9 @@ s_drain (agc_conn_t *self)
                            " result that is not valid msgpack"), NULL);
         }
         else
-            s_resolve (future, env.word, s_reason_of (env.word,
-                       zmq_msg_data (&body), zmq_msg_size (&body)), NULL);
-        zmq_msg_close (&body);
+            s_resolve (future, env.word, s_reason_of (env.word, body, size),
+                       NULL);
+        zmq_msg_close (&frame);
     }
 }
 

@@ -87,6 +87,7 @@ struct _agd_job_t {
     agp_envelope_t env;             //  request envelope
     zmq_msg_t body;                 //  request body in, reply body out
     uint16_t status;                //  reply status, set by the worker
+    bool answered;                  //  replied to already (DELETE)
     int64_t received;               //  ag_usecs () on arrival
 };
 

@@ -96,6 +96,7 @@ s_job_new (self_t *self)
     zmq_msg_init (&job->routing);
     zmq_msg_init (&job->body);
     job->status = 0;
+    job->answered = false;
     job->next = NULL;
     job->agent = NULL;
     return job;
@@ -118,6 +119,10 @@ s_job_free (self_t *self, agd_job_t *job)
 //  ---------------------------------------------------------------------
 //  Replies
 
+//  Send a reply: a new frame of envelope and a copy of body, or the
+//  frame msg (a worker's reply, with room for the envelope: it is
+//  written there; the frame may share its buffer with a kept copy in the
+//  store, which only ever reads past the envelope)
 static void
 s_send_reply (self_t *self, zmq_msg_t *routing, uint8_t command,
               int status, uint64_t corr, uint64_t agent,
@@ -181,13 +186,15 @@ s_send_packed (self_t *self, zmq_msg_t *routing, const agp_envelope_t *env)
                   self->buffer.data, self->buffer.size, NULL);
 }
 
-//  Deliver a kept result to a fetcher that waited for it
+//  Deliver a kept result to a fetcher that waited for it: a new frame,
+//  as the kept one may be shared
 static void
 s_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
-                 zmq_msg_t *body)
+                 zmq_msg_t *kept)
 {
     self_t *self = (self_t *) arg;
-    s_send_reply (self, routing, AGP_FETCH, status, corr, 0, NULL, 0, body);
+    s_send_reply (self, routing, AGP_FETCH, status, corr, 0,
+                  agp_msg_body (kept), agp_msg_body_size (kept), NULL);
 }
 
 //  ---------------------------------------------------------------------
@@ -378,14 +385,15 @@ s_agent_flush (self_t *self, agd_agent_t *agent, int status,
         agent->head = job->next;
         agent->queued--;
         self->jobs_pending--;
-        s_send_error (self, &job->routing, &job->env, status, "%s", reason);
+        if (!job->answered)
+            s_send_error (self, &job->routing, &job->env, status, "%s",
+                          reason);
         if (job->env.word & AGP_FLAG_KEEP) {
             msgpack_sbuffer_clear (&self->buffer);
             ag_pack (&self->packer, "s", reason);
             zmq_msg_t body;
-            zmq_msg_init_size (&body, self->buffer.size);
-            memcpy (zmq_msg_data (&body), self->buffer.data,
-                    self->buffer.size);
+            agp_msg_init (&body, &job->env, self->buffer.data,
+                          self->buffer.size);
             agd_store_complete (self->store, zmq_msg_data (&job->routing),
                                 zmq_msg_size (&job->routing), job->env.corr,
                                 status, &body, s_deliver_fetch, self);
@@ -514,7 +522,8 @@ s_handle_create (self_t *self, agd_job_t *job)
     const char *reason;
     agp_create_t create;
     msgpack_zone_clear (&self->zone);
-    if (ag_msgpack_unpack (zmq_msg_data (&job->body), zmq_msg_size (&job->body),
+    if (ag_msgpack_unpack (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body),
                            &self->zone, &body, &reason)
     ||  agp_create_decode (&create, &body, &reason)) {
         s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
@@ -561,7 +570,8 @@ s_handle_fetch (self_t *self, agd_job_t *job)
     const char *reason;
     agp_fetch_t fetch;
     msgpack_zone_clear (&self->zone);
-    if (ag_msgpack_unpack (zmq_msg_data (&job->body), zmq_msg_size (&job->body),
+    if (ag_msgpack_unpack (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body),
                            &self->zone, &body, &reason)
     ||  agp_fetch_decode (&fetch, &body, &reason)) {
         s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
@@ -577,7 +587,8 @@ s_handle_fetch (self_t *self, agd_job_t *job)
                                  &status, &result);
     if (found == AG_OK)
         s_send_reply (self, &job->routing, AGP_FETCH, status, job->env.corr,
-                      0, NULL, 0, &result);
+                      0, agp_msg_body (&result), agp_msg_body_size (&result),
+                      NULL);
     else
     if (found == AG_GONE)
         s_send_error (self, &job->routing, &job->env, AG_GONE,
@@ -596,7 +607,7 @@ s_handle_request (self_t *self, agd_job_t *job)
     if (self->config.verbose)
         zsys_info ("request command=%s corr=%" PRIu64 " agent=%" PRIu64
                    " size=%zu", agp_command_name (env->command), env->corr,
-                   env->agent, zmq_msg_size (&job->body));
+                   env->agent, agp_msg_body_size (&job->body));
     if (env->command == AGP_PING) {
         s_send_reply (self, &job->routing, AGP_PING, AG_OK, env->corr, 0,
                       NULL, 0, NULL);
@@ -636,12 +647,17 @@ s_handle_request (self_t *self, agd_job_t *job)
         return;
     }
     if (env->command == AGP_DELETE) {
+        //  Answered now: from here on the agent takes no requests. Its
+        //  fini runs after the calls queued before this one.
         agent->deleting = true;
         if (agent->name) {
             zhashx_delete (self->names, agent->name);
             free (agent->name);
             agent->name = NULL;
         }
+        s_send_reply (self, &job->routing, AGP_DELETE, AG_OK, env->corr,
+                      env->agent, NULL, 0, NULL);
+        job->answered = true;
     }
     else
     if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP)
@@ -665,15 +681,9 @@ s_frontend_recv (self_t *self)
         s_job_free (self, job);
         return -1;
     }
-    //  Read every part; keep the envelope and body, count the rest
-    zmq_msg_t envelope;
-    zmq_msg_init (&envelope);
+    //  Read every part: the request is one frame; count any others
     int parts = 1;
     bool more = zmq_msg_more (&job->routing);
-    if (more && zmq_msg_recv (&envelope, self->frontend, 0) != -1) {
-        parts++;
-        more = zmq_msg_more (&envelope);
-    }
     if (more && zmq_msg_recv (&job->body, self->frontend, 0) != -1) {
         parts++;
         more = zmq_msg_more (&job->body);
@@ -687,9 +697,8 @@ s_frontend_recv (self_t *self)
         more = zmq_msg_more (&extra);
         zmq_msg_close (&extra);
     }
-    int rc = agp_envelope_decode (&job->env, zmq_msg_data (&envelope),
-                                  zmq_msg_size (&envelope));
-    zmq_msg_close (&envelope);
+    int rc = agp_envelope_decode (&job->env, zmq_msg_data (&job->body),
+                                  zmq_msg_size (&job->body));
     if (rc == -1 || (rc == -3 && job->env.corr == 0)) {
         zsys_warning ("dropped a message that is not AGP (%d parts)", parts);
         s_job_free (self, job);
@@ -708,21 +717,23 @@ s_frontend_recv (self_t *self)
         if (job->env.command < AGP_PING || job->env.command > AGP_FETCH)
             job->env.command = AGP_PING;
         s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
-                      "bad envelope: unknown command or wrong size");
+                      "bad envelope: unknown command, or shorter than %d"
+                      " octets", AGP_ENVELOPE_SIZE);
         s_job_free (self, job);
         return 0;
     }
-    if (parts != 3) {
+    if (parts != 2) {
         s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
-                      "a request has 2 frames (envelope, body), not %d",
+                      "a request is 1 frame (envelope and body), not %d",
                       parts - 1);
         s_job_free (self, job);
         return 0;
     }
-    if (zmq_msg_size (&job->body) > self->config.max_message) {
+    if (agp_msg_body_size (&job->body) > self->config.max_message) {
         s_send_error (self, &job->routing, &job->env, AG_TOO_LARGE,
                       "body of %zu bytes is over the limit of %zu",
-                      zmq_msg_size (&job->body), self->config.max_message);
+                      agp_msg_body_size (&job->body),
+                      self->config.max_message);
         s_job_free (self, job);
         return 0;
     }
@@ -761,8 +772,6 @@ s_job_done (self_t *self, agd_job_t *job)
     }
     else
     if (command == AGP_DELETE) {
-        s_send_reply (self, &job->routing, command, AG_OK, job->env.corr,
-                      job->env.agent, NULL, 0, NULL);
         s_agent_flush (self, agent, AG_NO_AGENT, "agent deleted");
         s_agent_free (self, agent);
         agent = NULL;

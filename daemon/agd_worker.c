@@ -15,29 +15,32 @@
 
 #include "agd.h"
 
+//  Replace the job's frame with a reply frame: room for the envelope
+//  (the broker writes it), then body
 static void
-s_free_data (void *data, void *hint)
+s_set_reply (agd_job_t *job, int status, const void *body, size_t size)
 {
-    free (data);
+    static const agp_envelope_t blank;
+    zmq_msg_close (&job->body);
+    agp_msg_init (&job->body, &blank, body, size);
+    job->status = (uint16_t) status;
 }
 
-//  Replace the job's body with a msgpack string reason
+//  Reply with a msgpack string reason
 static void
 s_set_reason (agd_job_t *job, int status, const char *reason)
 {
     size_t len = strlen (reason);
     if (len > 1024)
         len = 1024;
-    zmq_msg_close (&job->body);
-    zmq_msg_init_size (&job->body, len + 5);
-    uint8_t *p = (uint8_t *) zmq_msg_data (&job->body);
-    p [0] = 0xdb;                   //  str 32
-    p [1] = (uint8_t) (len >> 24);
-    p [2] = (uint8_t) (len >> 16);
-    p [3] = (uint8_t) (len >> 8);
-    p [4] = (uint8_t) len;
-    memcpy (p + 5, reason, len);
-    job->status = (uint16_t) status;
+    uint8_t body [1029];
+    body [0] = 0xdb;                //  str 32
+    body [1] = (uint8_t) (len >> 24);
+    body [2] = (uint8_t) (len >> 16);
+    body [3] = (uint8_t) (len >> 8);
+    body [4] = (uint8_t) len;
+    memcpy (body + 5, reason, len);
+    s_set_reply (job, status, body, len + 5);
 }
 
 void
@@ -51,24 +54,17 @@ agd_job_fail (agd_job_t *job, int status, const char *format, ...)
     s_set_reason (job, status, reason);
 }
 
-//  Move the call's result into the job's reply body
+//  Move the call's result into the job's reply
 static void
 s_set_result (agd_job_t *job, msgpack_sbuffer *buffer)
 {
-    zmq_msg_close (&job->body);
-    //  Small results are copied (zmq keeps them inline); large ones hand
-    //  their buffer over rather than copy it
-    if (buffer->size <= 4096) {
-        zmq_msg_init_size (&job->body, buffer->size);
-        memcpy (zmq_msg_data (&job->body), buffer->data, buffer->size);
-        msgpack_sbuffer_clear (buffer);
+    s_set_reply (job, AG_OK, buffer->data, buffer->size);
+    msgpack_sbuffer_clear (buffer);
+    //  A very large result leaves a very large buffer: let it go
+    if (buffer->alloc > 1024 * 1024) {
+        msgpack_sbuffer_destroy (buffer);
+        msgpack_sbuffer_init (buffer);
     }
-    else {
-        size_t size = buffer->size;
-        char *data = msgpack_sbuffer_release (buffer);
-        zmq_msg_init_data (&job->body, data, size, s_free_data, NULL);
-    }
-    job->status = AG_OK;
 }
 
 //  Settle a call context into the job's reply
@@ -140,7 +136,7 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
         }
     }
     msgpack_sbuffer_clear (buffer);
-    job->status = AG_OK;            //  the broker writes the reply body
+    s_set_reply (job, AG_OK, NULL, 0);  //  the broker writes the body
 }
 
 static void
@@ -202,19 +198,17 @@ agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
             fini (agent->state);
         free (agent->state);
         agent->state = NULL;
-        zmq_msg_close (&job->body);
-        zmq_msg_init (&job->body);
-        job->status = AG_OK;
+        s_set_reply (job, AG_OK, NULL, 0);
         return;
     }
     msgpack_object body;
     const char *reason;
     msgpack_zone_clear (zone);
-    size_t size = zmq_msg_size (&job->body);
+    size_t size = agp_msg_body_size (&job->body);
     if (size == 0)
         body.type = MSGPACK_OBJECT_NIL;
     else
-    if (ag_msgpack_unpack (zmq_msg_data (&job->body), size, zone, &body,
+    if (ag_msgpack_unpack (agp_msg_body (&job->body), size, zone, &body,
                            &reason)) {
         agd_job_fail (job, AG_BAD_REQUEST, "%s body: %s",
                       agp_command_name (command), reason);

@@ -57,8 +57,8 @@ agp_envelope_decode (agp_envelope_t *self, const void *data, size_t size)
             self->corr = s_get_be (p + 8, 8);
         return -2;
     }
-    if (size != AGP_ENVELOPE_SIZE) {
-        //  Wrong size: still read the correlation id when it is there,
+    if (size < AGP_ENVELOPE_SIZE) {
+        //  Too short: still read the correlation id when it is there,
         //  so the error can be matched to the request
         if (size >= 16)
             self->corr = s_get_be (p + 8, 8);
@@ -179,22 +179,62 @@ agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
 }
 
 int
-agp_send (void *socket, zmq_msg_t *routing, const agp_envelope_t *env,
-          const void *body, size_t body_size, zmq_msg_t *body_msg,
-          int flags)
+agp_msg_init (zmq_msg_t *msg, const agp_envelope_t *env, const void *body,
+              size_t body_size)
 {
-    uint8_t envelope [AGP_ENVELOPE_SIZE];
-    agp_envelope_encode (env, envelope);
-    if (routing && zmq_msg_send (routing, socket, flags | ZMQ_SNDMORE) == -1)
+    if (!body)
+        body_size = 0;
+    if (zmq_msg_init_size (msg, AGP_ENVELOPE_SIZE + body_size))
         return -1;
-    //  Once the routing frame is out, the rest of the message goes
-    //  too: libzmq accepts the remaining parts of a started message
-    if (zmq_send (socket, envelope, AGP_ENVELOPE_SIZE, flags | ZMQ_SNDMORE)
-        == -1)
+    uint8_t *data = (uint8_t *) zmq_msg_data (msg);
+    agp_envelope_encode (env, data);
+    if (body_size)
+        memcpy (data + AGP_ENVELOPE_SIZE, body, body_size);
+    return 0;
+}
+
+void
+agp_msg_set_envelope (zmq_msg_t *msg, const agp_envelope_t *env)
+{
+    agp_envelope_encode (env, (uint8_t *) zmq_msg_data (msg));
+}
+
+const uint8_t *
+agp_msg_body (zmq_msg_t *msg)
+{
+    return (const uint8_t *) zmq_msg_data (msg) + AGP_ENVELOPE_SIZE;
+}
+
+size_t
+agp_msg_body_size (zmq_msg_t *msg)
+{
+    size_t size = zmq_msg_size (msg);
+    return size > AGP_ENVELOPE_SIZE? size - AGP_ENVELOPE_SIZE: 0;
+}
+
+int
+agp_send (void *socket, zmq_msg_t *routing, const agp_envelope_t *env,
+          const void *body, size_t body_size, zmq_msg_t *msg, int flags)
+{
+    zmq_msg_t made;
+    if (msg)
+        agp_msg_set_envelope (msg, env);
+    else {
+        if (agp_msg_init (&made, env, body, body_size))
+            return -1;
+        msg = &made;
+    }
+    if (routing && zmq_msg_send (routing, socket, flags | ZMQ_SNDMORE) == -1) {
+        zmq_msg_close (msg);
         return -1;
-    if (body_msg)
-        return zmq_msg_send (body_msg, socket, flags) == -1? -1: 0;
-    return zmq_send (socket, body, body? body_size: 0, flags) == -1? -1: 0;
+    }
+    //  Once the routing frame is out, libzmq takes the rest of the
+    //  message too
+    if (zmq_msg_send (msg, socket, flags) == -1) {
+        zmq_msg_close (msg);
+        return -1;
+    }
+    return 0;
 }
 
 //  ---------------------------------------------------------------------
@@ -240,6 +280,10 @@ ag_proto_test (bool verbose)
             //  Every truncation is refused
             for (size_t cut = 0; cut < sizeof buffer; cut++)
                 assert (agp_envelope_decode (&back, buffer, cut) != 0);
+            //  A body may follow
+            uint8_t longer [AGP_ENVELOPE_SIZE + 3];
+            memcpy (longer, buffer, sizeof buffer);
+            assert (agp_envelope_decode (&back, longer, sizeof longer) == 0);
         }
     //  @end
 
@@ -253,7 +297,7 @@ ag_proto_test (bool verbose)
     assert (back.corr == 77);
     assert (agp_envelope_decode (&back, "HTTP/1.1", 8) == -1);
     agp_envelope_encode (&env, buffer);
-    assert (agp_envelope_decode (&back, buffer, sizeof buffer) == -3);
+    assert (agp_envelope_decode (&back, buffer, 20) == -3);
     assert (back.corr == 77);
     buffer [5] = 0x42;              //  unknown command
     assert (agp_envelope_decode (&back, buffer, AGP_ENVELOPE_SIZE) == -3);
@@ -354,19 +398,21 @@ ag_proto_test (bool verbose)
     assert (streq (reason, "msgpack has too many elements"));
     free (big);
 
-    //  A message really goes out as two frames
+    //  A message really goes out as one frame: envelope, then body
     zsock_t *pull = zsock_new_pull ("inproc://ag_proto_test");
     zsock_t *push = zsock_new_push (">inproc://ag_proto_test");
     assert (pull && push);
     env = (agp_envelope_t) { .command = AGP_PING, .corr = 5 };
-    assert (agp_send (zsock_resolve (push), NULL, &env, NULL, 0, NULL, 0) == 0);
+    assert (agp_send (zsock_resolve (push), NULL, &env, "\xc0", 1, NULL, 0)
+            == 0);
     zmsg_t *msg = zmsg_recv (pull);
-    assert (zmsg_size (msg) == 2);
+    assert (zmsg_size (msg) == 1);
     zframe_t *frame = zmsg_first (msg);
+    assert (zframe_size (frame) == AGP_ENVELOPE_SIZE + 1);
     assert (agp_envelope_decode (&back, zframe_data (frame),
                                  zframe_size (frame)) == 0);
     assert (back.command == AGP_PING && back.corr == 5);
-    assert (zframe_size (zmsg_next (msg)) == 0);
+    assert (zframe_data (frame) [AGP_ENVELOPE_SIZE] == 0xc0);
     zmsg_destroy (&msg);
     zsock_destroy (&push);
     zsock_destroy (&pull);

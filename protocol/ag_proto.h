@@ -5,12 +5,13 @@
     =========================================================================
 */
 //  @header
-//  Every AGP message is two ZeroMQ frames: a 24-octet envelope and a
-//  msgpack body (PROTOCOL.md is normative). The envelope carries all the
-//  broker routes on (signature and version, command, correlation id,
-//  target agent), so dispatch never decodes msgpack. The body decoders
-//  here check every field they return: their output can be trusted,
-//  their input never is.
+//  Every AGP message is one ZeroMQ frame: a 24-octet envelope followed
+//  by a msgpack body (PROTOCOL.md is normative). The envelope carries
+//  all the broker routes on (signature and version, command, correlation
+//  id, target agent) at fixed offsets, so dispatch never decodes
+//  msgpack. One frame rather than two halves the parts every hop moves.
+//  The body decoders here check every field they return: their output
+//  can be trusted, their input never is.
 //  @end
 
 #ifndef AG_PROTO_H_INCLUDED
@@ -48,11 +49,30 @@ typedef struct {
 void
     agp_envelope_encode (const agp_envelope_t *self, uint8_t *buffer);
 
-//  Read an envelope. Returns 0; -1 if this is not AGP at all; -2 if it is
-//  AGP of another version (corr is then read if the frame is long enough,
-//  so an error can still be matched); -3 for a bad size or command.
+//  Read the envelope at the start of a message frame (size is the whole
+//  frame's). Returns 0; -1 if this is not AGP at all; -2 if it is AGP of
+//  another version (corr is then read if the frame is long enough, so an
+//  error can still be matched); -3 for a frame too short or an unknown
+//  command (corr read when there).
 int
     agp_envelope_decode (agp_envelope_t *self, const void *data, size_t size);
+
+//  Make a message frame: envelope, then a copy of body (NULL/empty: nil).
+//  Returns 0, or -1 out of memory.
+int
+    agp_msg_init (zmq_msg_t *msg, const agp_envelope_t *env,
+                  const void *body, size_t body_size);
+
+//  Write an envelope over the first 24 octets of a message frame this
+//  side owns alone (not yet sent, not shared by zmq_msg_copy).
+void
+    agp_msg_set_envelope (zmq_msg_t *msg, const agp_envelope_t *env);
+
+//  The body of a message frame, and its size.
+const uint8_t *
+    agp_msg_body (zmq_msg_t *msg);
+size_t
+    agp_msg_body_size (zmq_msg_t *msg);
 
 //  Name of a command, for logs ("CALL", "CALL-REPLY"), or "?".
 const char *
@@ -98,14 +118,14 @@ int
     agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
                       const char **reason);
 
-//  Send one message: [routing id] envelope body. routing may be NULL
-//  (DEALER side). body is msgpack, or NULL/empty for nil. The body frame
-//  is copied unless body_msg is given, which is sent (and so emptied).
-//  Returns 0, or -1 with errno from zmq_send. Never blocks when
-//  ZMQ_DONTWAIT is in flags.
+//  Send one message: [routing id] frame. routing may be NULL (DEALER
+//  side). With msg given, that frame is sent (emptied), its envelope
+//  written first; otherwise a frame is made of env and a copy of body
+//  (msgpack; NULL/empty for nil). Returns 0, or -1 with errno from
+//  zmq_send. Never blocks when ZMQ_DONTWAIT is in flags.
 int
     agp_send (void *socket, zmq_msg_t *routing, const agp_envelope_t *env,
-              const void *body, size_t body_size, zmq_msg_t *body_msg,
+              const void *body, size_t body_size, zmq_msg_t *msg,
               int flags);
 
 #endif

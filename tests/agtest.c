@@ -571,39 +571,46 @@ s_test_errors (const char *endpoint)
     return 0;
 }
 
-//  Send raw frames on a fresh DEALER and return the reply's status, or
-//  -1 if no reply came within msecs
+//  Send a raw message on a DEALER and return the reply's status, or -1
+//  if no reply came within msecs. The message is one frame of env and
+//  body; parts 2 sends them as two frames, parts 3 adds an empty third.
 static int
 s_raw (void *dealer, const void *env, size_t env_size, const void *body,
        size_t body_size, int parts, int msecs, char *reason, size_t size)
 {
-    if (parts >= 1)
-        zmq_send (dealer, env, env_size, parts > 1? ZMQ_SNDMORE: 0);
-    if (parts >= 2)
+    if (parts == 1) {
+        uint8_t *frame = (uint8_t *) malloc (env_size + body_size + 1);
+        memcpy (frame, env, env_size);
+        if (body_size)
+            memcpy (frame + env_size, body, body_size);
+        zmq_send (dealer, frame, env_size + body_size, 0);
+        free (frame);
+    }
+    else {
+        zmq_send (dealer, env, env_size, ZMQ_SNDMORE);
         zmq_send (dealer, body, body_size, parts > 2? ZMQ_SNDMORE: 0);
-    if (parts >= 3)
-        zmq_send (dealer, "", 0, 0);
+        if (parts > 2)
+            zmq_send (dealer, "", 0, 0);
+    }
     zmq_pollitem_t item = { dealer, 0, ZMQ_POLLIN, 0 };
     if (zmq_poll (&item, 1, msecs) <= 0)
         return -1;
-    uint8_t reply [64];
-    int len = zmq_recv (dealer, reply, sizeof reply, 0);
+    zmq_msg_t reply;
+    zmq_msg_init (&reply);
+    zmq_msg_recv (&reply, dealer, 0);
     agp_envelope_t renv;
-    if (agp_envelope_decode (&renv, reply, (size_t) len))
-        return -2;
-    zmq_msg_t rbody;
-    zmq_msg_init (&rbody);
-    zmq_msg_recv (&rbody, dealer, 0);
-    if (reason) {
-        ag_value_t *value = ag_value_decode (zmq_msg_data (&rbody),
-                                             zmq_msg_size (&rbody));
+    int rc = agp_envelope_decode (&renv, zmq_msg_data (&reply),
+                                  zmq_msg_size (&reply));
+    if (rc == 0 && reason) {
+        ag_value_t *value = ag_value_decode (agp_msg_body (&reply),
+                                             agp_msg_body_size (&reply));
         char *text = ag_obj_strdup (ag_value_object (value));
         snprintf (reason, size, "%s", text? text: "");
         free (text);
         ag_value_destroy (&value);
     }
-    zmq_msg_close (&rbody);
-    return renv.word;
+    zmq_msg_close (&reply);
+    return rc? -2: renv.word;
 }
 
 static int
@@ -621,52 +628,55 @@ s_test_hostile_input (const char *unused)
     agp_envelope_t e = { .command = AGP_PING, .corr = 1 };
 
     //  Not AGP at all: dropped without a reply
-    CHECK (s_raw (dealer, "GET / HTTP/1.1", 14, "", 0, 2, 300, NULL, 0) == -1);
+    CHECK (s_raw (dealer, "GET / HTTP/1.1", 14, "", 0, 1, 300, NULL, 0) == -1);
     CHECK (s_raw (dealer, "x", 1, NULL, 0, 1, 300, NULL, 0) == -1);
     //  Another version: told so
     agp_envelope_encode (&e, env);
     env [4] = '9';
-    CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, reason,
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 1, 5000, reason,
                   sizeof reason) == AG_BAD_VERSION);
     CHECK (strstr (reason, AGP_SIGNATURE));
     //  Unknown command
     agp_envelope_encode (&e, env);
     env [5] = 0x55;
-    CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, NULL, 0)
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 1, 5000, NULL, 0)
            == AG_BAD_REQUEST);
-    //  Envelope of the wrong size, with a readable correlation id
+    //  A frame shorter than an envelope, with a readable correlation id
     agp_envelope_encode (&e, env);
-    CHECK (s_raw (dealer, env, 20, "", 0, 2, 5000, reason, sizeof reason)
+    CHECK (s_raw (dealer, env, 20, "", 0, 1, 5000, reason, sizeof reason)
            == AG_BAD_REQUEST);
-    CHECK (strstr (reason, "wrong size"));
-    //  Missing body, extra frame
-    agp_envelope_encode (&e, env);
+    CHECK (strstr (reason, "shorter than 24"));
+    //  The envelope alone is a request with a nil body
     CHECK (s_raw (dealer, env, sizeof env, NULL, 0, 1, 5000, NULL, 0)
-           == AG_BAD_REQUEST);
+           == AG_OK);
+    //  More than one frame
+    CHECK (s_raw (dealer, env, sizeof env, "", 0, 2, 5000, reason,
+                  sizeof reason) == AG_BAD_REQUEST);
+    CHECK (strstr (reason, "1 frame"));
     CHECK (s_raw (dealer, env, sizeof env, "", 0, 3, 5000, NULL, 0)
            == AG_BAD_REQUEST);
     //  Bad msgpack bodies for CREATE
     e.command = AGP_CREATE;
     agp_envelope_encode (&e, env);
     const uint8_t lying [] = { 0xdd, 0x7f, 0xff, 0xff, 0xff, 0xc0 };
-    CHECK (s_raw (dealer, env, sizeof env, lying, sizeof lying, 2, 5000,
+    CHECK (s_raw (dealer, env, sizeof env, lying, sizeof lying, 1, 5000,
                   reason, sizeof reason) == AG_BAD_REQUEST);
     CHECK (strstr (reason, "count larger than the message"));
-    CHECK (s_raw (dealer, env, sizeof env, "\xc1", 1, 2, 5000, NULL, 0)
+    CHECK (s_raw (dealer, env, sizeof env, "\xc1", 1, 1, 5000, NULL, 0)
            == AG_BAD_REQUEST);
-    CHECK (s_raw (dealer, env, sizeof env, "\x92\x01", 2, 2, 5000, NULL, 0)
+    CHECK (s_raw (dealer, env, sizeof env, "\x92\x01", 2, 1, 5000, NULL, 0)
            == AG_BAD_REQUEST);
     //  Over the size limit
     char big [5000];
     memset (big, 0xc0, sizeof big);
-    CHECK (s_raw (dealer, env, sizeof env, big, sizeof big, 2, 5000, reason,
+    CHECK (s_raw (dealer, env, sizeof env, big, sizeof big, 1, 5000, reason,
                   sizeof reason) == AG_TOO_LARGE);
     CHECK (strstr (reason, "4096"));
     //  Calls on agents that do not exist, and a bad CALL body
     e.command = AGP_CALL;
     e.agent = 424242;
     agp_envelope_encode (&e, env);
-    CHECK (s_raw (dealer, env, sizeof env, "\x92\xa1x\xc0", 4, 2, 5000,
+    CHECK (s_raw (dealer, env, sizeof env, "\x92\xa1x\xc0", 4, 1, 5000,
                   NULL, 0) == AG_NO_AGENT);
     //  Random noise in every frame, many times
     for (int i = 0; i < 2000; i++) {
@@ -751,8 +761,9 @@ s_test_fetch (const char *unused)
                          .agent = agc_agent_id (agent),
                          .word = AGP_FLAG_KEEP };
     agp_envelope_encode (&e, env);
-    zmq_send (caller, env, sizeof env, ZMQ_SNDMORE);
-    zmq_send (caller, ag_value_data (call), ag_value_size (call), 0);
+    zmq_msg_t request;
+    agp_msg_init (&request, &e, ag_value_data (call), ag_value_size (call));
+    zmq_msg_send (&request, caller, 0);
     ag_value_destroy (&call);
 
     //  Another socket fetches it while it still runs: the fetch waits
@@ -760,20 +771,22 @@ s_test_fetch (const char *unused)
                                       (uint64_t) 7);
     e = (agp_envelope_t) { .command = AGP_FETCH, .corr = 1 };
     agp_envelope_encode (&e, env);
+    char reason [256];
     CHECK (s_raw (other, env, sizeof env, ag_value_data (fetch),
-                  ag_value_size (fetch), 2, 5000, NULL, 0) == AG_OK);
+                  ag_value_size (fetch), 1, 5000, reason, sizeof reason)
+           == AG_OK);
+    CHECK (streq (reason, "kept"));
     //  And again, now that it is done
     CHECK (s_raw (other, env, sizeof env, ag_value_data (fetch),
-                  ag_value_size (fetch), 2, 5000, NULL, 0) == AG_OK);
+                  ag_value_size (fetch), 1, 5000, NULL, 0) == AG_OK);
     //  The caller got its own reply too
     zmq_pollitem_t item = { caller, 0, ZMQ_POLLIN, 0 };
     CHECK (zmq_poll (&item, 1, 5000) == 1);
     //  Unknown call: gone
     ag_value_t *unknown = ag_value_new ("[B, u]", "Cfetch-test", (size_t) 11,
                                         (uint64_t) 8);
-    char reason [256];
     CHECK (s_raw (other, env, sizeof env, ag_value_data (unknown),
-                  ag_value_size (unknown), 2, 5000, reason, sizeof reason)
+                  ag_value_size (unknown), 1, 5000, reason, sizeof reason)
            == AG_GONE);
     ag_value_destroy (&unknown);
     //  After the retention time it is gone too: ask until it is
@@ -783,7 +796,7 @@ s_test_fetch (const char *unused)
         zmq_pollitem_t none = { other, 0, ZMQ_POLLIN, 0 };
         zmq_poll (&none, 1, 200);   //  pace the questions, nothing comes
         status = s_raw (other, env, sizeof env, ag_value_data (fetch),
-                        ag_value_size (fetch), 2, 5000, NULL, 0);
+                        ag_value_size (fetch), 1, 5000, NULL, 0);
     }
     CHECK (status == AG_GONE);
     ag_value_destroy (&fetch);
