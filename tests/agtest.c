@@ -888,23 +888,24 @@ s_test_threads (const char *endpoint)
     return 0;
 }
 
-//  A deep pipeline: nothing lost, each reply matched to its own call
+//  A deep pipeline, 100,000 calls sent before any reply is read: nothing
+//  lost, nothing duplicated, each reply matched to its own call
 static int
 s_test_deep_burst (const char *endpoint)
 {
-    enum { CALLS = 20000 };
+    int calls = s_valgrind? 20000: 100000;
     agc_conn_t *conn = agc_conn_new (endpoint);
     agc_agent_t *agent = s_counter (conn, 0);
     CHECK (agent);
-    agc_future_t **futures = (agc_future_t **) calloc (CALLS, sizeof *futures);
-    for (int64_t i = 0; i < CALLS; i++) {
+    agc_future_t **futures = (agc_future_t **) calloc ((size_t) calls, sizeof *futures);
+    for (int64_t i = 0; i < calls; i++) {
         ag_value_t *args = ag_value_new ("{s:i, s:i}", "ms", (int64_t) 0,
                                          "tag", i);
         futures [i] = agc_agent_call (agent, "slow", args);
         ag_value_destroy (&args);
     }
-    CHECK (agc_future_wait_all (futures, CALLS, 120000 * s_slow) == 0);
-    for (int64_t i = 0; i < CALLS; i++) {
+    CHECK (agc_future_wait_all (futures, (size_t) calls, 120000 * s_slow) == 0);
+    for (int64_t i = 0; i < calls; i++) {
         CHECK (agc_future_status (futures [i]) == AG_OK);
         CHECK (s_int_result (futures [i]) == i);
         agc_future_destroy (&futures [i]);
