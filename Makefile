@@ -43,7 +43,8 @@ MSGPACK_PC  := $(shell pkg-config --exists msgpack-c 2>/dev/null \
 PKGS        = libzmq libczmq libsodium $(MSGPACK_PC)
 
 ifeq ($(filter dep clean distclean,$(MAKECMDGOALS)),)
-DEPS_OK     := $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes)
+DEPS_OK     := $(shell pkg-config --exists $(PKGS) jansson 2>/dev/null \
+                 && echo yes)
 ifneq ($(DEPS_OK),yes)
 $(info Build packages missing; running contrib/deps.sh)
 DEPS_RUN    := $(shell sh contrib/deps.sh >&2; echo $$?)
@@ -53,7 +54,10 @@ endif
 endif
 endif
 
-PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+#   agentctl also converts JSON, with jansson
+CTL_PKGS    = jansson
+
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(CTL_PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 ALL_CFLAGS  = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden -pthread \
@@ -83,7 +87,9 @@ SERVER_SO   = $(B)/libagentserver.so.$(VERSION)
 PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
 EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
               $(B)/examples/example
-PROGRAMS    = $(B)/agentd
+PROGRAMS    = $(B)/agentd $(B)/agentctl
+CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
+CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
 TESTS       = $(B)/tests/selftest $(B)/tests/agtest
 BENCH       = $(B)/bench/agentbench
 
@@ -131,6 +137,10 @@ $(B)/agentd: $(B)/daemon/agentd.o $(SERVER_A)
 	    $(LIBS)
 
 #   Plugins leave the ag_ API undefined: the host program provides it
+#   agentctl: a client of the public protocol, nothing more
+$(B)/agentctl: $(CTL_OBJ) $(CLIENT_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS) $(shell pkg-config --libs $(CTL_PKGS))
+
 $(B)/plugins/%.so: contrib/plugins/%.c common/agent.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared -o $@ $<
@@ -218,9 +228,13 @@ install: all
 	    $(DESTDIR)$(LIBDIR)/
 	echo "$$CLIENT_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc
 	echo "$$SERVER_PC" > $(DESTDIR)$(LIBDIR)/pkgconfig/agentserver.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
 	install -m 755 $(B)/agentd $(DESTDIR)$(SBINDIR)/
+	install -m 755 $(B)/agentctl $(DESTDIR)$(BINDIR)/
 	install -m 755 $(B)/plugins/seed.so $(DESTDIR)$(PLUGINDIR)/
 	install -m 644 man/agentd.8 $(DESTDIR)$(MANDIR)/man8/
+	if [ -f man/agentctl.1 ]; then \
+	    install -m 644 man/agentctl.1 $(DESTDIR)$(MANDIR)/man1/; fi
 	install -m 644 man/libagentclient.3 man/agent.3 man/agentserver.3 \
 	    $(DESTDIR)$(MANDIR)/man3/
 
@@ -229,7 +243,8 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentclient.* $(DESTDIR)$(LIBDIR)/libagentserver.*
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc \
 	    $(DESTDIR)$(LIBDIR)/pkgconfig/agentserver.pc
-	rm -f $(DESTDIR)$(SBINDIR)/agentd $(DESTDIR)$(PLUGINDIR)/seed.so
+	rm -f $(DESTDIR)$(SBINDIR)/agentd $(DESTDIR)$(PLUGINDIR)/seed.so \
+	    $(DESTDIR)$(BINDIR)/agentctl $(DESTDIR)$(MANDIR)/man1/agentctl.1
 	rm -f $(DESTDIR)$(MANDIR)/man8/agentd.8 \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,libagentclient.3 agent.3 agentserver.3)
 

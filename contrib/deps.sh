@@ -1,7 +1,7 @@
 #!/bin/sh
 #   Check the packages agentd needs to build and test; install the missing
 #   ones when run as root on Debian, or say which to install.
-PACKAGES="build-essential pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libsodium-dev valgrind"
+PACKAGES="build-essential pkg-config libzmq3-dev libczmq-dev libmsgpack-dev libsodium-dev libjansson-dev valgrind"
 missing=""
 for package in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" \

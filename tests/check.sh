@@ -14,6 +14,9 @@ else
 fi
 "$B/tests/agtest" "$B" | tee -a "$out" || status=1
 sh tests/install.sh "$B" | tee -a "$out" || status=1
+if [ -f tests/agentctl.sh ]; then
+    sh tests/agentctl.sh "$B" | tee -a "$out" || status=1
+fi
 #   The benchmark, short: it must run, and its figures are shown, but
 #   timings on a shared machine are not a test (make bench judges them)
 if [ -z "$AGTEST_VALGRIND" ]; then
