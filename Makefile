@@ -18,6 +18,8 @@ BINDIR      ?= $(PREFIX)/bin
 SBINDIR     ?= $(PREFIX)/sbin
 MANDIR      ?= $(PREFIX)/share/man
 PLUGINDIR   ?= $(LIBDIR)/agentd
+SYSCONFDIR  ?= $(PREFIX)/etc
+SYSTEMDDIR  ?= $(LIBDIR)/systemd/system
 
 VERSION     = 0.1.0
 SOVERSION   = 0
@@ -73,7 +75,8 @@ COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
               protocol/ag_proto.c protocol/ag_status.c
 CLIENT_SRC  = client/agc_conn.c client/agc_agent.c client/agc_spawn.c
 SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_worker.c \
-              daemon/agd_registry.c daemon/agd_store.c
+              daemon/agd_registry.c daemon/agd_store.c daemon/agd_config.c \
+              daemon/agd_notify.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
@@ -232,7 +235,18 @@ install: all
 	install -m 755 $(B)/agentd $(DESTDIR)$(SBINDIR)/
 	install -m 755 $(B)/agentctl $(DESTDIR)$(BINDIR)/
 	install -m 755 $(B)/plugins/seed.so $(DESTDIR)$(PLUGINDIR)/
+	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSCONFDIR)/agentd
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    contrib/systemd/agentd.service.in \
+	    > $(DESTDIR)$(SYSTEMDDIR)/agentd.service
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/agentd/agentd.conf ]; then \
+	    install -m 644 contrib/agentd.conf $(DESTDIR)$(SYSCONFDIR)/agentd/; \
+	else \
+	    install -m 644 contrib/agentd.conf \
+	        $(DESTDIR)$(SYSCONFDIR)/agentd/agentd.conf.new; fi
 	install -m 644 man/agentd.8 $(DESTDIR)$(MANDIR)/man8/
+	if [ -f man/agentd.conf.5 ]; then install -d $(DESTDIR)$(MANDIR)/man5 && \
+	    install -m 644 man/agentd.conf.5 $(DESTDIR)$(MANDIR)/man5/; fi
 	if [ -f man/agentctl.1 ]; then \
 	    install -m 644 man/agentctl.1 $(DESTDIR)$(MANDIR)/man1/; fi
 	install -m 644 man/libagentclient.3 man/agent.3 man/agentserver.3 \
@@ -243,6 +257,8 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libagentclient.* $(DESTDIR)$(LIBDIR)/libagentserver.*
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/agentclient.pc \
 	    $(DESTDIR)$(LIBDIR)/pkgconfig/agentserver.pc
+	rm -f $(DESTDIR)$(SYSTEMDDIR)/agentd.service \
+	    $(DESTDIR)$(MANDIR)/man5/agentd.conf.5
 	rm -f $(DESTDIR)$(SBINDIR)/agentd $(DESTDIR)$(PLUGINDIR)/seed.so \
 	    $(DESTDIR)$(BINDIR)/agentctl $(DESTDIR)$(MANDIR)/man1/agentctl.1
 	rm -f $(DESTDIR)$(MANDIR)/man8/agentd.8 \

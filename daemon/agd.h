@@ -19,6 +19,8 @@ typedef struct {
     int retention_ms;               //  how long kept results live
     size_t retention_max;           //  how many kept results at most
     size_t max_message;             //  largest request body
+    int heartbeat_ms;               //  ZMQ heartbeats to clients, or 0
+    int heartbeat_timeout_ms;       //  their timeout, or 0 (libzmq's)
     int grace_ms;                   //  time running calls get at stop
     bool verbose;                   //  log every request
 } agd_config_t;
@@ -179,7 +181,63 @@ typedef struct {
 void
     agd_broker (zsock_t *pipe, void *args);
 
+//  ---------------------------------------------------------------------
+//  agd_settings: agentd's settings, from its configuration file and its
+//  command line, checked against one table of keys (agd_config.c).
+
+typedef struct _agd_settings_t agd_settings_t;
+
+agd_settings_t *
+    agd_settings_new (void);
+void
+    agd_settings_destroy (agd_settings_t **self_p);
+//  Set a key ("section/name") from text. origin ("FILE:LINE", "command
+//  line") goes into messages. replace: a repeated scalar replaces rather
+//  than fails. Returns 0, or -1 with the reason in error.
+int
+    agd_settings_set (agd_settings_t *self, const char *path,
+                      const char *value, const char *origin, bool replace,
+                      char *error, size_t size);
+//  Read a ZPL file; its keys replace those set before. Returns 0, or -1
+//  with "FILE:LINE: ..." in error.
+int
+    agd_settings_load (agd_settings_t *self, const char *file, char *error,
+                       size_t size);
+//  Take every key set in over: plugins add to those here, any other key
+//  replaces.
+void
+    agd_settings_merge (agd_settings_t *self, agd_settings_t *over);
+//  A key's value as given, or its default; NULL if neither.
+const char *
+    agd_settings_get (agd_settings_t *self, const char *path);
+bool
+    agd_settings_bool (agd_settings_t *self, const char *path);
+//  Check what single keys cannot (threads_min <= threads_max). Returns
+//  0, or -1 with a reason.
+int
+    agd_settings_check (agd_settings_t *self, char *error, size_t size);
+//  Configure a server: plugins, endpoints, every setting. Returns 0, or
+//  -1 with a reason.
+int
+    agd_settings_apply (agd_settings_t *self, agd_server_t *server,
+                        char *error, size_t size);
+//  Print the table: key, default, meaning.
+void
+    agd_settings_print (FILE *file);
+
+//  ---------------------------------------------------------------------
+//  agd_notify: systemd's notify protocol.
+
+//  Send a state ("READY=1", "STOPPING=1", "WATCHDOG=1") to $NOTIFY_SOCKET.
+//  Returns 0 (also when there is none), or -1.
+int
+    agd_notify (const char *state);
+//  The watchdog interval systemd asks for, in usecs, or 0.
+int64_t
+    agd_notify_watchdog_usec (void);
+
 //  Selftests
+void agd_config_test (bool verbose);
 void agd_registry_test (bool verbose);
 void agd_store_test (bool verbose);
 void agd_server_test (bool verbose);

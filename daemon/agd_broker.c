@@ -996,6 +996,15 @@ s_bind (self_t *self)
     //  an absurd frame is cut off before it is ever buffered
     int64_t cap = (int64_t) self->config.max_message * 2 + 4096;
     zmq_setsockopt (self->frontend, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
+    if (self->config.heartbeat_ms) {
+        zmq_setsockopt (self->frontend, ZMQ_HEARTBEAT_IVL,
+                        &self->config.heartbeat_ms, sizeof (int));
+        int timeout = self->config.heartbeat_timeout_ms?
+                      self->config.heartbeat_timeout_ms
+                    : self->config.heartbeat_ms * 10;
+        zmq_setsockopt (self->frontend, ZMQ_HEARTBEAT_TIMEOUT, &timeout,
+                        sizeof timeout);
+    }
     const char *endpoint = (const char *) zlist_first (args->endpoints);
     while (endpoint) {
         if (zmq_bind (self->frontend, endpoint)) {
@@ -1067,6 +1076,12 @@ agd_broker (zsock_t *pipe, void *args_)
                 self->terminated = true;
                 s_begin_stop (self);
             }
+            else
+            if (streq (command, "PING"))
+                zstr_send (pipe, "PONG");
+            else
+            if (strncmp (command, "VERBOSE ", 8) == 0)
+                self->config.verbose = command [8] == '1';
             zstr_free (&command);
         }
         if (items [3].revents & ZMQ_POLLIN) {

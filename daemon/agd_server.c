@@ -193,9 +193,45 @@ agd_server_set_grace (agd_server_t *self, int msecs)
 }
 
 void
+agd_server_set_heartbeat (agd_server_t *self, int msecs, int timeout)
+{
+    self->config.heartbeat_ms = msecs < 0? 0: msecs;
+    self->config.heartbeat_timeout_ms = timeout < 0? 0: timeout;
+}
+
+void
 agd_server_set_verbose (agd_server_t *self, bool verbose)
 {
     self->config.verbose = verbose;
+    if (self->started && !self->stopped)
+        zstr_sendf (zactor_sock (self->broker), "VERBOSE %d", verbose? 1: 0);
+}
+
+int
+agd_server_ping (agd_server_t *self, int msecs)
+{
+    if (!self->started || self->stopped)
+        return -1;
+    zsock_t *pipe = zactor_sock (self->broker);
+    zstr_send (pipe, "PING");
+    zpoller_t *poller = zpoller_new (pipe, NULL);
+    zpoller_set_nonstop (poller, true);
+    int rc = -1;
+    int64_t deadline = zclock_mono () + msecs;
+    while (rc == -1) {
+        int64_t left = deadline - zclock_mono ();
+        if (left <= 0 || !zpoller_wait (poller, (int) left))
+            break;
+        char *message = zstr_recv (pipe);
+        if (message && streq (message, "PONG"))
+            rc = 0;
+        else
+        if (message && streq (message, "STOPPED"))
+            self->stopped = true;
+        zstr_free (&message);
+    }
+    zpoller_destroy (&poller);
+    return rc;
 }
 
 int

@@ -5,20 +5,18 @@
     =========================================================================
 */
 //  @header
-//  A thin main over the embeddable server: parse the command line, load
-//  plugins, bind, report the endpoints, and wait for a signal. Signals
-//  are blocked in every thread and taken here with sigwait, so no
-//  handler runs in the middle of anything.
+//  A thin main over the embeddable server: read the settings (the
+//  configuration file, then the command line over it), load plugins,
+//  bind, report the endpoints, tell systemd, and wait for a signal.
+//  Signals are blocked in every thread and taken here with sigwait, so
+//  no handler runs in the middle of anything.
 //  @end
 
-#include "agentserver.h"
-#include <czmq.h>
+#include "agd.h"
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
-
-#define DEFAULT_ENDPOINT "tcp://127.0.0.1:12345"
 
 static void
 s_usage (FILE *file)
@@ -27,8 +25,10 @@ s_usage (FILE *file)
 "usage: agentd [OPTION]...\n"
 "Serve agents of the classes in the given plugins.\n"
 "\n"
+"  -c, --config FILE        read settings from FILE (see agentd.conf(5));\n"
+"                           the options below override it\n"
 "  -e, --endpoint ENDPOINT  bind tcp://host:port, tcp://host:* or ipc://path\n"
-"                           (repeatable; default " DEFAULT_ENDPOINT ")\n"
+"                           (repeatable; default tcp://127.0.0.1:12345)\n"
 "  -p, --plugin PATH        load agent classes from a plugin (repeatable)\n"
 "  -f, --foreground         stay in the foreground, log to stderr\n"
 "  -v, --verbose            log every request\n"
@@ -39,24 +39,14 @@ s_usage (FILE *file)
 "      --max-message N      largest request body in bytes (default 64 MiB)\n"
 "      --grace-ms N         time running calls get at stop (default 10000)\n"
 "      --parent-fd FD       stop when FD (a pipe from the parent) closes\n"
+"      --settings           print every setting, its default and meaning\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
 "\n"
 "Once every endpoint is bound agentd prints 'listening on ENDPOINT' for\n"
-"each, with the real port where ':*' was given. SIGINT or SIGTERM stops it\n"
-"gracefully. See agentd(8).\n");
-}
-
-//  Parse a whole non-negative number; -1 if it is not one
-static long
-s_number (const char *text)
-{
-    char *end;
-    errno = 0;
-    long value = strtol (text, &end, 10);
-    if (errno || end == text || *end || value < 0)
-        return -1;
-    return value;
+"each, with the real port where ':*' was given, and tells systemd it is\n"
+"ready. SIGINT or SIGTERM stops it gracefully; SIGHUP re-reads log/verbose\n"
+"from the configuration file. See agentd(8).\n");
 }
 
 //  A child server watches a pipe from its parent: when the parent goes,
@@ -80,7 +70,7 @@ s_watch_parent (void *arg)
 }
 
 //  Detach from the terminal. The parent stays until the child reports
-//  (through a pipe) whether it bound its endpoints, and exits with that.
+//  (through a pipe) whether it started, and exits with that.
 static int
 s_detach (int *report_fd)
 {
@@ -101,16 +91,40 @@ s_detach (int *report_fd)
     setsid ();
     umask (022);
     if (chdir ("/")) {
-        //  Not fatal: plugins are already loaded
+        //  Not fatal: paths in the settings were made absolute by the user
     }
     *report_fd = fds [1];
     return 0;
+}
+
+//  SIGHUP: re-read the one setting that applies while running
+static void
+s_reload (agd_server_t *server, const char *config, agd_settings_t *cli)
+{
+    if (!config) {
+        zsys_notice ("SIGHUP: no configuration file to re-read");
+        return;
+    }
+    char error [512];
+    agd_settings_t *fresh = agd_settings_new ();
+    if (agd_settings_load (fresh, config, error, sizeof error)) {
+        zsys_warning ("SIGHUP: %s; keeping the running settings", error);
+        agd_settings_destroy (&fresh);
+        return;
+    }
+    agd_settings_merge (fresh, cli);
+    bool verbose = agd_settings_bool (fresh, "log/verbose");
+    agd_server_set_verbose (server, verbose);
+    zsys_notice ("SIGHUP: re-read %s: log/verbose=%d (other settings take"
+                 " effect at restart)", config, verbose);
+    agd_settings_destroy (&fresh);
 }
 
 int
 main (int argc, char *argv [])
 {
     static const struct option options [] = {
+        { "config", required_argument, NULL, 'c' },
         { "endpoint", required_argument, NULL, 'e' },
         { "plugin", required_argument, NULL, 'p' },
         { "foreground", no_argument, NULL, 'f' },
@@ -122,9 +136,16 @@ main (int argc, char *argv [])
         { "grace-ms", required_argument, NULL, 5 },
         { "idle-ms", required_argument, NULL, 6 },
         { "parent-fd", required_argument, NULL, 7 },
+        { "settings", no_argument, NULL, 8 },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
+    };
+    //  The settings each numbered option sets
+    static const char *option_keys [] = {
+        NULL, "server/threads_min", "server/threads_max",
+        "server/retention_ms", "server/max_message", "server/grace_ms",
+        "server/idle_ms"
     };
     //  Signals are taken by sigwait below; block them before any thread
     //  exists so every thread inherits the mask
@@ -135,76 +156,74 @@ main (int argc, char *argv [])
     sigaddset (&signals, SIGHUP);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
-    agd_server_t *server = agd_server_new ();
-    if (!server) {
-        fprintf (stderr, "agentd: out of memory\n");
-        return 1;
-    }
-    int status = 0;
+    agd_settings_t *cli = agd_settings_new ();
+    agd_settings_t *settings = agd_settings_new ();
+    agd_server_t *server = NULL;
+    const char *config = NULL;
     bool foreground = false;
-    bool verbose = false;
-    int endpoints = 0;
-    long threads_min = 2, threads_max = 512;
+    bool endpoint_given = false;
     int parent_fd = -1;
+    int status = 0;
+    char error [1024];
     int option;
-    while ((option = getopt_long (argc, argv, "e:p:fvVh", options, NULL))
+    while ((option = getopt_long (argc, argv, "c:e:p:fvVh", options, NULL))
            != -1) {
-        long value = 0;
-        if (option >= 1 && option <= 7) {
-            value = s_number (optarg);
-            if (value < 0 || value > INT32_MAX) {
-                fprintf (stderr, "agentd: --%s: '%s' is not a whole number"
-                         " from 0 to %d\n", options [option + 3].name,
-                         optarg, INT32_MAX);
-                status = 2;
-                goto done;
-            }
-        }
+        int rc = 0;
         switch (option) {
+            case 'c': config = optarg; break;
             case 'e':
-                if (agd_server_bind (server, optarg)) {
-                    fprintf (stderr, "agentd: %s\n", agd_server_error (server));
-                    status = 2;
-                    goto done;
-                }
-                endpoints++;
+                //  The first -e replaces the file's endpoints, the rest add
+                rc = agd_settings_set (cli, "server/endpoint", optarg,
+                                       "command line", !endpoint_given,
+                                       error, sizeof error);
+                endpoint_given = true;
                 break;
             case 'p':
-                if (agd_server_load_plugin (server, optarg)) {
-                    fprintf (stderr, "agentd: %s\n", agd_server_error (server));
-                    status = 1;
-                    goto done;
-                }
+                rc = agd_settings_set (cli, "server/plugin", optarg,
+                                       "command line", false, error,
+                                       sizeof error);
                 break;
             case 'f': foreground = true; break;
-            case 'v': verbose = true; break;
-            case 1: threads_min = value; break;
-            case 2: threads_max = value; break;
-            case 3: agd_server_set_retention (server, (int) value, 0); break;
-            case 4: agd_server_set_max_message (server, (size_t) value); break;
-            case 5: agd_server_set_grace (server, (int) value); break;
-            case 6: agd_server_set_idle (server, (int) value); break;
-            case 7:
-                parent_fd = (int) value;
-                if (fcntl (parent_fd, F_GETFD) == -1) {
-                    fprintf (stderr, "agentd: --parent-fd %d: not an open"
-                             " file descriptor\n", parent_fd);
-                    status = 2;
-                    goto done;
-                }
+            case 'v':
+                rc = agd_settings_set (cli, "log/verbose", "1",
+                                       "command line", true, error,
+                                       sizeof error);
                 break;
+            case 1: case 2: case 3: case 4: case 5: case 6:
+                rc = agd_settings_set (cli, option_keys [option], optarg,
+                                       "command line", true, error,
+                                       sizeof error);
+                break;
+            case 7: {
+                char *end;
+                long fd = strtol (optarg, &end, 10);
+                if (*end || end == optarg || fd < 0 || fd > INT32_MAX
+                ||  fcntl ((int) fd, F_GETFD) == -1) {
+                    snprintf (error, sizeof error, "--parent-fd %s: not an"
+                              " open file descriptor", optarg);
+                    rc = -1;
+                }
+                parent_fd = (int) fd;
+                break;
+            }
+            case 8:
+                agd_settings_print (stdout);
+                goto done;
             case 'V':
                 printf ("agentd %s\n", AG_VERSION_STRING);
-                status = 0;
                 goto done;
             case 'h':
                 s_usage (stdout);
-                status = 0;
                 goto done;
             default:
                 s_usage (stderr);
                 status = 2;
                 goto done;
+        }
+        if (rc) {
+            fprintf (stderr, "agentd: %s\n", error);
+            status = 2;
+            goto done;
         }
     }
     if (optind < argc) {
@@ -213,17 +232,24 @@ main (int argc, char *argv [])
         status = 2;
         goto done;
     }
-    if (threads_max < 1 || threads_min > threads_max) {
-        fprintf (stderr, "agentd: need 1 <= --threads-max and"
-                 " --threads-min <= --threads-max\n");
+    //  The file first, the command line over it
+    if (config && agd_settings_load (settings, config, error, sizeof error)) {
+        fprintf (stderr, "agentd: %s\n", error);
         status = 2;
         goto done;
     }
-    agd_server_set_threads (server, (int) threads_min, (int) threads_max);
-    agd_server_set_verbose (server, verbose);
-    if (endpoints == 0)
-        agd_server_bind (server, DEFAULT_ENDPOINT);
-
+    agd_settings_merge (settings, cli);
+    if (agd_settings_check (settings, error, sizeof error)) {
+        fprintf (stderr, "agentd: %s\n", error);
+        status = 2;
+        goto done;
+    }
+    server = agd_server_new ();
+    if (!server || agd_settings_apply (settings, server, error, sizeof error)) {
+        fprintf (stderr, "agentd: %s\n", server? error: "out of memory");
+        status = 1;
+        goto done;
+    }
     zsys_set_logident ("agentd");
     int report_fd = -1;
     if (!foreground) {
@@ -247,9 +273,9 @@ main (int argc, char *argv [])
         pthread_t watcher;
         if (pthread_create (&watcher, NULL, s_watch_parent,
                             (void *) (intptr_t) parent_fd)) {
-            fprintf (stderr, "agentd: --parent-fd %d: cannot watch it\n",
-                     parent_fd);
-            status = 2;
+            fprintf (stderr, "agentd: cannot start a thread to watch"
+                     " --parent-fd\n");
+            status = 1;
             goto done;
         }
         pthread_detach (watcher);
@@ -257,7 +283,9 @@ main (int argc, char *argv [])
     for (size_t i = 0; i < agd_server_endpoints (server); i++)
         printf ("listening on %s\n", agd_server_endpoint (server, i));
     fflush (stdout);
-    zsys_notice ("started version=%s pid=%d", AG_VERSION_STRING, getpid ());
+    zsys_notice ("started version=%s pid=%d config=%s", AG_VERSION_STRING,
+                 getpid (), config? config: "(none)");
+    agd_notify ("READY=1");
     if (report_fd >= 0) {
         char ok = 0;
         if (write (report_fd, &ok, 1) != 1)
@@ -271,21 +299,39 @@ main (int argc, char *argv [])
             close (null);
         }
     }
+    //  Wait for signals; under a systemd watchdog, check the broker
+    //  answers at half its interval and say so
+    int64_t watchdog = agd_notify_watchdog_usec ();
     while (true) {
         int signal = 0;
+        if (watchdog) {
+            struct timespec wait = { (time_t) (watchdog / 2000000),
+                                     (long) (watchdog / 2 % 1000000) * 1000 };
+            signal = sigtimedwait (&signals, NULL, &wait);
+            if (signal < 0) {
+                if (errno == EAGAIN
+                &&  agd_server_ping (server, (int) (watchdog / 4000)) == 0)
+                    agd_notify ("WATCHDOG=1");
+                continue;
+            }
+        }
+        else
         if (sigwait (&signals, &signal))
             break;
         if (signal == SIGHUP) {
-            zsys_notice ("SIGHUP: nothing to reload");
+            s_reload (server, config, cli);
             continue;
         }
         zsys_notice ("signal=%s: stopping", strsignal (signal));
         break;
     }
+    agd_notify ("STOPPING=1");
     agd_server_stop (server);
     agd_server_wait (server);
     zsys_notice ("stopped");
 done:
     agd_server_destroy (&server);
+    agd_settings_destroy (&settings);
+    agd_settings_destroy (&cli);
     return status;
 }

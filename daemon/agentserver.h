@@ -78,10 +78,15 @@ AG_EXPORT void
 //  largest accepted request body (default 64 MiB);
 AG_EXPORT void
     agd_server_set_max_message (agd_server_t *self, size_t bytes);
+//  ZeroMQ heartbeats to clients every msecs, dropping a connection
+//  silent for timeout msecs (default 0: none; timeout 0: libzmq's);
+AG_EXPORT void
+    agd_server_set_heartbeat (agd_server_t *self, int msecs, int timeout);
 //  grace time for running calls at stop (default 10000 ms);
 AG_EXPORT void
     agd_server_set_grace (agd_server_t *self, int msecs);
-//  log every request (default off).
+//  log every request (default off). Unlike the others, this one may
+//  also be changed while the server runs, from the thread that owns it.
 AG_EXPORT void
     agd_server_set_verbose (agd_server_t *self, bool verbose);
 
@@ -110,6 +115,11 @@ AG_EXPORT void
 //  signal handler, and more than once.
 AG_EXPORT void
     agd_server_stop (agd_server_t *self);
+
+//  Check that the server's broker answers within msecs (for watchdogs).
+//  Returns 0, or -1. From the thread that started the server.
+AG_EXPORT int
+    agd_server_ping (agd_server_t *self, int msecs);
 
 //  Reason for the last failure of a server function. Borrowed.
 AG_EXPORT const char *

@@ -21,7 +21,10 @@
 #include <signal.h>
 #include <dlfcn.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 extern char **environ;
@@ -114,17 +117,17 @@ s_read_line (int fd, char *line, size_t size, int msecs)
     return (int) len;
 }
 
-//  Start agentd with the test plugins and extra arguments (NULL-ended).
-//  Returns 0 once it has printed its endpoint.
+//  Start agentd with exactly these arguments (after the program name)
+//  and extra environment entries (NULL-ended; may be NULL). Returns 0
+//  once it has printed its first endpoint.
 static int
-s_daemon_start (daemon_t *self, const char *endpoint, ...)
+s_daemon_spawn (daemon_t *self, const char *const *args,
+                const char *const *env)
 {
     const char *argv [64];
     int argc = 0;
-    char agentd [300], plugin1 [300], plugin2 [300];
+    char agentd [300];
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
-    snprintf (plugin1, sizeof plugin1, "%s/plugins/testclasses.so", s_build);
-    snprintf (plugin2, sizeof plugin2, "%s/plugins/seed.so", s_build);
     if (s_valgrind) {
         argv [argc++] = "valgrind";
         argv [argc++] = "-q";
@@ -134,20 +137,16 @@ s_daemon_start (daemon_t *self, const char *endpoint, ...)
         argv [argc++] = "--error-exitcode=99";
     }
     argv [argc++] = agentd;
-    argv [argc++] = "-f";
-    argv [argc++] = "-e";
-    argv [argc++] = endpoint? endpoint: "tcp://127.0.0.1:*";
-    argv [argc++] = "--plugin";
-    argv [argc++] = plugin1;
-    argv [argc++] = "--plugin";
-    argv [argc++] = plugin2;
-    va_list args;
-    va_start (args, endpoint);
-    const char *arg;
-    while ((arg = va_arg (args, const char *)) && argc < 62)
-        argv [argc++] = arg;
-    va_end (args);
+    while (*args && argc < 63)
+        argv [argc++] = *args++;
     argv [argc] = NULL;
+    const char *envp [256];
+    int envc = 0;
+    for (char **e = environ; *e && envc < 200; e++)
+        envp [envc++] = *e;
+    while (env && *env && envc < 255)
+        envp [envc++] = *env++;
+    envp [envc] = NULL;
 
     int fds [2];
     if (pipe (fds))
@@ -161,7 +160,7 @@ s_daemon_start (daemon_t *self, const char *endpoint, ...)
                                           O_WRONLY, 0);
     }
     int rc = posix_spawnp (&self->pid, argv [0], &actions, NULL,
-                           (char *const *) argv, environ);
+                           (char *const *) argv, (char *const *) envp);
     posix_spawn_file_actions_destroy (&actions);
     close (fds [1]);
     if (rc) {
@@ -181,6 +180,33 @@ s_daemon_start (daemon_t *self, const char *endpoint, ...)
     }
     snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
     return 0;
+}
+
+//  Start agentd with the test plugins, an endpoint (NULL: an ephemeral
+//  loopback port) and extra arguments (NULL-ended)
+static int
+s_daemon_start (daemon_t *self, const char *endpoint, ...)
+{
+    const char *args [48];
+    int argc = 0;
+    char plugin1 [300], plugin2 [300];
+    snprintf (plugin1, sizeof plugin1, "%s/plugins/testclasses.so", s_build);
+    snprintf (plugin2, sizeof plugin2, "%s/plugins/seed.so", s_build);
+    args [argc++] = "-f";
+    args [argc++] = "-e";
+    args [argc++] = endpoint? endpoint: "tcp://127.0.0.1:*";
+    args [argc++] = "--plugin";
+    args [argc++] = plugin1;
+    args [argc++] = "--plugin";
+    args [argc++] = plugin2;
+    va_list list;
+    va_start (list, endpoint);
+    const char *arg;
+    while ((arg = va_arg (list, const char *)) && argc < 46)
+        args [argc++] = arg;
+    va_end (list);
+    args [argc] = NULL;
+    return s_daemon_spawn (self, args, NULL);
 }
 
 //  Wait for the daemon to exit within msecs; returns its exit status,
@@ -989,7 +1015,7 @@ s_test_command_line (const char *unused)
     CHECK (strstr (message, "http://nope"));
     const char *number [] = { "-f", "--threads-max", "lots", NULL };
     CHECK (s_agentd_run (message, sizeof message, number) == 2);
-    CHECK (strstr (message, "threads-max"));
+    CHECK (strstr (message, "server/threads_max"));
     //  A port already in use stops the start, naming the endpoint
     daemon_t daemon;
     CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
@@ -1621,6 +1647,172 @@ s_test_seed_programs (const char *endpoint)
 }
 
 //  ---------------------------------------------------------------------
+//  Operations: the configuration file, signals, systemd
+
+static int
+s_write_file (const char *path, const char *text)
+{
+    FILE *file = fopen (path, "w");
+    if (!file)
+        return -1;
+    fputs (text, file);
+    fclose (file);
+    return 0;
+}
+
+static int64_t
+s_info_int (agc_conn_t *conn, const char *section, const char *key)
+{
+    ag_value_t *info = agc_conn_info (conn);
+    const msgpack_object *root = ag_value_object (info);
+    int64_t value = ag_obj_int (section? ag_obj_get (ag_obj_get (root,
+                                section), key): ag_obj_get (root, key), -1);
+    ag_value_destroy (&info);
+    return value;
+}
+
+static int
+s_test_config (const char *unused)
+{
+    char dir [] = "/tmp/agtest-config-XXXXXX";
+    CHECK (mkdtemp (dir));
+    char file [300], plugins [300], link [400], target [400], text [1200];
+    snprintf (file, sizeof file, "%s/agentd.conf", dir);
+    snprintf (plugins, sizeof plugins, "%s/plugins", dir);
+    CHECK (mkdir (plugins, 0755) == 0);
+    snprintf (link, sizeof link, "%s/testclasses.so", plugins);
+    CHECK (realpath (s_plugin, target));
+    CHECK (symlink (target, link) == 0);
+    snprintf (text, sizeof text,
+              "#   agentd.conf for a test\n"
+              "server\n"
+              "    endpoint = \"tcp://127.0.0.1:*\"    # any port\n"
+              "    plugin_dir = %s\n"
+              "    threads_max = 4\n"
+              "    retention_ms = 1000\n"
+              "log\n"
+              "    verbose = no\n", plugins);
+    CHECK (s_write_file (file, text) == 0);
+
+    //  The file's settings are used
+    daemon_t daemon;
+    const char *args [] = { "-f", "-c", file, NULL };
+    CHECK (s_daemon_spawn (&daemon, args, NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    CHECK (s_info_int (conn, "threads", "max") == 4);
+    agc_agent_t *agent = s_counter (conn, 1);       //  from plugin_dir
+    CHECK (agent);
+    agc_agent_destroy (&agent);
+    //  SIGHUP re-reads the file; the daemon carries on
+    kill (daemon.pid, SIGHUP);
+    CHECK (agc_conn_ping (conn) > 0);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+
+    //  The command line overrides the file
+    const char *over [] = { "-f", "-c", file, "--threads-max", "8", NULL };
+    CHECK (s_daemon_spawn (&daemon, over, NULL) == 0);
+    conn = agc_conn_new (daemon.endpoint);
+    CHECK (s_info_int (conn, "threads", "max") == 8);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+
+    //  Bad files stop the start, naming file, line and key
+    struct {
+        const char *text;
+        const char *words;
+    } bad [] = {
+        { "server\n    threads_max = 4\n    colour = blue\n",
+          "agentd.conf:3: unknown key 'server/colour'" },
+        { "server\n    threads_max = 0\n", "agentd.conf:2: server/threads_max:"
+          " 0 is out of range" },
+        { "server\n    retention_ms = soon\n", "agentd.conf:2:"
+          " server/retention_ms: 'soon' is not a whole number" },
+        { "log\n    verbose = maybe\n", "agentd.conf:2: log/verbose" },
+        { "server\n    endpoint = udp://x\n", "agentd.conf:2: server/endpoint" },
+        { "server\nthreads_max = 4\n", "agentd.conf:2: expected a section" },
+        { "server\n    threads_min = 9\n    threads_max = 4\n",
+          "threads_min 9 is more than server/threads_max 4" },
+        { NULL, NULL }
+    };
+    char message [512];
+    for (int i = 0; bad [i].text; i++) {
+        CHECK (s_write_file (file, bad [i].text) == 0);
+        const char *run [] = { "-f", "-c", file, NULL };
+        int status = s_agentd_run (message, sizeof message, run);
+        if (s_verbose)
+            printf ("    exit %d: %s\n", status, message);
+        CHECK (status == 2);
+        CHECK (strstr (message, bad [i].words));
+    }
+    const char *missing [] = { "-f", "-c", "/nonexistent/agentd.conf", NULL };
+    CHECK (s_agentd_run (message, sizeof message, missing) == 2);
+    CHECK (strstr (message, "/nonexistent/agentd.conf"));
+    unlink (file);
+    unlink (link);
+    rmdir (plugins);
+    rmdir (dir);
+    return 0;
+}
+
+//  Wait for a datagram on a unix socket; returns its length or -1
+static int
+s_recv_state (int fd, char *state, size_t size, int msecs)
+{
+    struct pollfd item = { fd, POLLIN, 0 };
+    if (poll (&item, 1, msecs) <= 0)
+        return -1;
+    ssize_t len = recv (fd, state, size - 1, 0);
+    if (len < 0)
+        return -1;
+    state [len] = 0;
+    return (int) len;
+}
+
+//  systemd's notify protocol, with a socket of the test's own
+static int
+s_test_notify (const char *unused)
+{
+    char path [108];
+    snprintf (path, sizeof path, "/tmp/agtest-notify-%d.sock", getpid ());
+    unlink (path);
+    int fd = socket (AF_UNIX, SOCK_DGRAM, 0);
+    struct sockaddr_un address = { .sun_family = AF_UNIX };
+    snprintf (address.sun_path, sizeof address.sun_path, "%s", path);
+    CHECK (bind (fd, (struct sockaddr *) &address, sizeof address) == 0);
+    char notify [160], watchdog [64];
+    snprintf (notify, sizeof notify, "NOTIFY_SOCKET=%s", path);
+    snprintf (watchdog, sizeof watchdog, "WATCHDOG_USEC=%d", 200000 * s_slow);
+    const char *env [] = { notify, watchdog, NULL };
+    const char *args [] = { "-f", "-e", "tcp://127.0.0.1:*", NULL };
+    daemon_t daemon;
+    CHECK (s_daemon_spawn (&daemon, args, env) == 0);
+    char state [256];
+    //  READY=1 comes once the endpoint is bound: it answers by then
+    CHECK (s_recv_state (fd, state, sizeof state, 10000 * s_slow) > 0);
+    CHECK (streq (state, "READY=1"));
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    CHECK (agc_conn_ping (conn) > 0);
+    agc_conn_destroy (&conn);
+    //  The watchdog is fed while the broker answers
+    int watchdogs = 0;
+    while (watchdogs < 2
+    &&     s_recv_state (fd, state, sizeof state, 2000 * s_slow) > 0)
+        if (streq (state, "WATCHDOG=1"))
+            watchdogs++;
+    CHECK (watchdogs == 2);
+    kill (daemon.pid, SIGTERM);
+    bool stopping = false;
+    while (!stopping && s_recv_state (fd, state, sizeof state, 10000) > 0)
+        stopping = streq (state, "STOPPING=1");
+    CHECK (stopping);
+    CHECK (s_daemon_reap (&daemon, 20000 * s_slow) == 0);
+    close (fd);
+    unlink (path);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
 
 typedef struct {
     const char *name;
@@ -1654,6 +1846,8 @@ static const case_t s_cases [] = {
     { "orphans", s_test_orphans },
     { "agentbase", s_test_agentbase },
     { "seed_programs", s_test_seed_programs },
+    { "config", s_test_config },
+    { "notify", s_test_notify },
     { NULL, NULL }
 };
 

@@ -25,6 +25,7 @@ static const test_t s_tests [] = {
     { "ag_proto", ag_proto_test },
     { "ag_class", ag_class_test },
     { "ag_msg", ag_msg_test },
+    { "agd_config", agd_config_test },
     { "agd_registry", agd_registry_test },
     { "agd_store", agd_store_test },
     { "agd_server", agd_server_test },

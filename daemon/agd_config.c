@@ -1,0 +1,549 @@
+/*  =========================================================================
+    agd_config - agentd's settings: one table, read from file and flags
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  Every setting agentd has, with its default and its bounds, is one row
+//  of s_keys below; man/agentd.conf.5 documents that table. The same rows
+//  check a value whether it comes from the configuration file or from the
+//  command line, so both give the same messages.
+//
+//  The file is ZPL (the ZeroMQ property language), in the two levels
+//  agentd needs: a section name at the start of a line, then its keys
+//  indented by four spaces, `key = value`. `#` starts a comment; values
+//  may be quoted. The reader is our own rather than zconfig because a bad
+//  line must be reported with its number, and zconfig keeps none.
+//  @end
+
+#include "agd.h"
+#include <ctype.h>
+#include <dirent.h>
+
+typedef enum {
+    KEY_INT,                        //  whole number within bounds
+    KEY_BOOL,                       //  0/1, true/false, yes/no, on/off
+    KEY_STRING,                     //  text
+    KEY_LIST                        //  text, repeatable
+} key_type_t;
+
+typedef struct {
+    const char *path;               //  section/name
+    key_type_t type;
+    const char *fallback;           //  default, as text (NULL: none)
+    int64_t min, max;               //  bounds of a KEY_INT
+    const char *flag;               //  agentd's command-line option
+    const char *doc;                //  one line, for humans
+} cfg_key_t;
+
+//  The table. Order is the order of agd_settings_t's values array.
+static const cfg_key_t s_keys [] = {
+    { "server/endpoint", KEY_LIST, "tcp://127.0.0.1:12345", 0, 0, "-e",
+      "endpoint to bind (repeatable): tcp://host:port, tcp://host:*,"
+      " ipc://path" },
+    { "server/plugin", KEY_LIST, NULL, 0, 0, "-p",
+      "plugin to load agent classes from (repeatable)" },
+    { "server/plugin_dir", KEY_STRING, NULL, 0, 0, NULL,
+      "directory whose *.so plugins are all loaded, in name order" },
+    { "server/threads_min", KEY_INT, "2", 0, 4096, "--threads-min",
+      "worker threads kept when idle" },
+    { "server/threads_max", KEY_INT, "512", 1, 4096, "--threads-max",
+      "worker threads at most" },
+    { "server/idle_ms", KEY_INT, "30000", 0, 86400000, "--idle-ms",
+      "idle time before a spare worker thread exits" },
+    { "server/retention_ms", KEY_INT, "300000", 0, 86400000,
+      "--retention-ms", "how long results of async calls stay fetchable" },
+    { "server/retention_max", KEY_INT, "10000", 1, 10000000, NULL,
+      "how many results are kept at most" },
+    { "server/max_message", KEY_INT, "67108864", 64, 1073741824,
+      "--max-message", "largest request body, in bytes" },
+    { "server/grace_ms", KEY_INT, "10000", 0, 3600000, "--grace-ms",
+      "time running calls get to finish at stop" },
+    { "server/heartbeat_ms", KEY_INT, "0", 0, 3600000, NULL,
+      "ZeroMQ heartbeat interval to clients (0: none)" },
+    { "server/heartbeat_timeout_ms", KEY_INT, "0", 0, 3600000, NULL,
+      "silence after which a client's connection is dropped (0: 10 x"
+      " heartbeat_ms)" },
+    { "log/verbose", KEY_BOOL, "0", 0, 1, "-v",
+      "log every request (SIGHUP re-reads it)" },
+    { NULL }
+};
+
+#define KEY_COUNT (sizeof s_keys / sizeof *s_keys - 1)
+
+typedef struct {
+    zlist_t *items;                 //  values given, as text
+    const char *origin;             //  "FILE:LINE" or "command line"
+    char origin_text [300];
+} slot_t;
+
+struct _agd_settings_t {
+    slot_t slots [KEY_COUNT];       //  one per key
+};
+
+static int
+s_find (const char *path)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (streq (s_keys [i].path, path))
+            return (int) i;
+    return -1;
+}
+
+agd_settings_t *
+agd_settings_new (void)
+{
+    agd_settings_t *self = (agd_settings_t *) zmalloc (sizeof *self);
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        self->slots [i].items = zlist_new ();
+        zlist_autofree (self->slots [i].items);
+    }
+    return self;
+}
+
+void
+agd_settings_destroy (agd_settings_t **self_p)
+{
+    if (self_p && *self_p) {
+        for (size_t i = 0; i < KEY_COUNT; i++)
+            zlist_destroy (&(*self_p)->slots [i].items);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  Check a value against its key's type and bounds
+static int
+s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
+{
+    if (key->type == KEY_INT) {
+        char *end;
+        errno = 0;
+        long long number = strtoll (value, &end, 10);
+        if (errno || end == value || *end) {
+            snprintf (why, size, "'%s' is not a whole number", value);
+            return -1;
+        }
+        if (number < key->min || number > key->max) {
+            snprintf (why, size, "%lld is out of range %lld..%lld", number,
+                      (long long) key->min, (long long) key->max);
+            return -1;
+        }
+    }
+    else
+    if (key->type == KEY_BOOL) {
+        const char *words [] = { "0", "1", "false", "true", "no", "yes",
+                                 "off", "on", NULL };
+        for (int i = 0; words [i]; i++)
+            if (streq (value, words [i]))
+                return 0;
+        snprintf (why, size, "'%s' is not a boolean (0/1, true/false, yes/no,"
+                  " on/off)", value);
+        return -1;
+    }
+    else {
+        if (*value == 0) {
+            snprintf (why, size, "an empty value");
+            return -1;
+        }
+        if (streq (key->path, "server/endpoint")
+        &&  strncmp (value, "tcp://", 6) != 0
+        &&  strncmp (value, "ipc://", 6) != 0) {
+            snprintf (why, size, "'%s' is not tcp://host:port or ipc://path",
+                      value);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+agd_settings_set (agd_settings_t *self, const char *path, const char *value,
+                  const char *origin, bool replace, char *error, size_t size)
+{
+    int index = s_find (path);
+    if (index < 0) {
+        snprintf (error, size, "%s: unknown key '%s'", origin, path);
+        return -1;
+    }
+    const cfg_key_t *key = &s_keys [index];
+    slot_t *slot = &self->slots [index];
+    char why [256];
+    if (s_check (key, value, why, sizeof why)) {
+        snprintf (error, size, "%s: %s: %s", origin, path, why);
+        return -1;
+    }
+    if (key->type != KEY_LIST && zlist_size (slot->items) && !replace) {
+        snprintf (error, size, "%s: %s given twice (first at %s)", origin,
+                  path, slot->origin);
+        return -1;
+    }
+    if (replace || key->type != KEY_LIST)
+        zlist_purge (slot->items);
+    zlist_append (slot->items, (void *) value);
+    snprintf (slot->origin_text, sizeof slot->origin_text, "%s", origin);
+    slot->origin = slot->origin_text;
+    return 0;
+}
+
+//  Strip a comment (outside quotes) and trailing blanks
+static void
+s_strip (char *line)
+{
+    bool quoted = false;
+    for (char *p = line; *p; p++) {
+        if (*p == '"')
+            quoted = !quoted;
+        else
+        if (*p == '#' && !quoted) {
+            *p = 0;
+            break;
+        }
+    }
+    size_t len = strlen (line);
+    while (len && isspace ((unsigned char) line [len - 1]))
+        line [--len] = 0;
+}
+
+static bool
+s_is_name (const char *text)
+{
+    if (!*text)
+        return false;
+    for (const char *p = text; *p; p++)
+        if (!isalnum ((unsigned char) *p) && *p != '_' && *p != '-')
+            return false;
+    return true;
+}
+
+int
+agd_settings_load (agd_settings_t *self, const char *file, char *error,
+                   size_t size)
+{
+    FILE *handle = fopen (file, "r");
+    if (!handle) {
+        snprintf (error, size, "%s: %s", file, strerror (errno));
+        return -1;
+    }
+    //  Everything in a file is new: a key given twice in it is an error
+    agd_settings_t *fresh = agd_settings_new ();
+    char line [1024];
+    char section [64] = "";
+    int number = 0;
+    int rc = 0;
+    while (rc == 0 && fgets (line, sizeof line, handle)) {
+        number++;
+        char origin [300];
+        snprintf (origin, sizeof origin, "%s:%d", file, number);
+        if (!strchr (line, '\n') && !feof (handle)) {
+            snprintf (error, size, "%s: line longer than %zu bytes", origin,
+                      sizeof line - 2);
+            rc = -1;
+            break;
+        }
+        if (strchr (line, '\t')) {
+            snprintf (error, size, "%s: a tab; indent with spaces", origin);
+            rc = -1;
+            break;
+        }
+        s_strip (line);
+        size_t indent = strspn (line, " ");
+        char *text = line + indent;
+        if (*text == 0)
+            continue;
+        if (indent == 0) {
+            //  A section
+            if (!s_is_name (text) || strlen (text) >= sizeof section) {
+                snprintf (error, size, "%s: expected a section name, got"
+                          " '%s'", origin, text);
+                rc = -1;
+                break;
+            }
+            snprintf (section, sizeof section, "%s", text);
+            continue;
+        }
+        if (indent != 4 || !*section) {
+            snprintf (error, size, "%s: keys are indented by 4 spaces under"
+                      " a section", origin);
+            rc = -1;
+            break;
+        }
+        char *equals = strchr (text, '=');
+        if (!equals) {
+            snprintf (error, size, "%s: expected 'key = value', got '%s'",
+                      origin, text);
+            rc = -1;
+            break;
+        }
+        *equals = 0;
+        char *name = text;
+        char *value = equals + 1;
+        size_t name_len = strlen (name);
+        while (name_len && name [name_len - 1] == ' ')
+            name [--name_len] = 0;
+        value += strspn (value, " ");
+        size_t value_len = strlen (value);
+        if (value_len >= 2 && value [0] == '"' && value [value_len - 1] == '"') {
+            value [value_len - 1] = 0;
+            value++;
+        }
+        else
+        if (strchr (value, '"')) {
+            snprintf (error, size, "%s: unbalanced quotes", origin);
+            rc = -1;
+            break;
+        }
+        char path [200];
+        snprintf (path, sizeof path, "%s/%s", section, name);
+        rc = agd_settings_set (fresh, path, value, origin, false, error,
+                               size);
+    }
+    fclose (handle);
+    if (rc == 0)
+        for (size_t i = 0; i < KEY_COUNT; i++)
+            if (zlist_size (fresh->slots [i].items)) {
+                slot_t *slot = &self->slots [i];
+                zlist_purge (slot->items);
+                const char *item = (const char *) zlist_first (
+                                                   fresh->slots [i].items);
+                while (item) {
+                    zlist_append (slot->items, (void *) item);
+                    item = (const char *) zlist_next (fresh->slots [i].items);
+                }
+                snprintf (slot->origin_text, sizeof slot->origin_text, "%s",
+                          fresh->slots [i].origin);
+                slot->origin = slot->origin_text;
+            }
+    agd_settings_destroy (&fresh);
+    return rc;
+}
+
+void
+agd_settings_merge (agd_settings_t *self, agd_settings_t *over)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        slot_t *from = &over->slots [i];
+        if (zlist_size (from->items) == 0)
+            continue;
+        slot_t *to = &self->slots [i];
+        //  Plugins add up; every other key is replaced
+        if (!streq (s_keys [i].path, "server/plugin"))
+            zlist_purge (to->items);
+        const char *item = (const char *) zlist_first (from->items);
+        for (; item; item = (const char *) zlist_next (from->items))
+            zlist_append (to->items, (void *) item);
+        snprintf (to->origin_text, sizeof to->origin_text, "%s",
+                  from->origin);
+        to->origin = to->origin_text;
+    }
+}
+
+//  The value of a key: as given, else its default; NULL if none
+const char *
+agd_settings_get (agd_settings_t *self, const char *path)
+{
+    int index = s_find (path);
+    if (index < 0)
+        return NULL;
+    const char *value = (const char *) zlist_first (self->slots [index].items);
+    return value? value: s_keys [index].fallback;
+}
+
+static int64_t
+s_int (agd_settings_t *self, const char *path)
+{
+    return strtoll (agd_settings_get (self, path), NULL, 10);
+}
+
+bool
+agd_settings_bool (agd_settings_t *self, const char *path)
+{
+    const char *value = agd_settings_get (self, path);
+    return value && (streq (value, "1") || streq (value, "true")
+                  || streq (value, "yes") || streq (value, "on"));
+}
+
+//  Load every *.so in a directory, in name order
+static int
+s_load_dir (agd_server_t *server, const char *dir, char *error, size_t size)
+{
+    struct dirent **names;
+    int count = scandir (dir, &names, NULL, alphasort);
+    if (count < 0) {
+        snprintf (error, size, "plugin_dir %s: %s", dir, strerror (errno));
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < count; i++) {
+        const char *name = names [i]->d_name;
+        size_t len = strlen (name);
+        if (rc == 0 && len > 3 && streq (name + len - 3, ".so")) {
+            char path [1024];
+            snprintf (path, sizeof path, "%s/%s", dir, name);
+            if (agd_server_load_plugin (server, path)) {
+                snprintf (error, size, "%s", agd_server_error (server));
+                rc = -1;
+            }
+        }
+        free (names [i]);
+    }
+    free (names);
+    return rc;
+}
+
+int
+agd_settings_check (agd_settings_t *self, char *error, size_t size)
+{
+    int64_t min = s_int (self, "server/threads_min");
+    int64_t max = s_int (self, "server/threads_max");
+    if (min > max) {
+        snprintf (error, size, "server/threads_min %lld is more than"
+                  " server/threads_max %lld", (long long) min,
+                  (long long) max);
+        return -1;
+    }
+    return 0;
+}
+
+int
+agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
+                    size_t size)
+{
+    if (agd_settings_check (self, error, size))
+        return -1;
+    int index = s_find ("server/plugin");
+    const char *item = (const char *) zlist_first (self->slots [index].items);
+    for (; item; item = (const char *) zlist_next (self->slots [index].items))
+        if (agd_server_load_plugin (server, item)) {
+            snprintf (error, size, "%s", agd_server_error (server));
+            return -1;
+        }
+    const char *dir = agd_settings_get (self, "server/plugin_dir");
+    if (dir && s_load_dir (server, dir, error, size))
+        return -1;
+    index = s_find ("server/endpoint");
+    if (zlist_size (self->slots [index].items) == 0)
+        agd_server_bind (server, s_keys [index].fallback);
+    item = (const char *) zlist_first (self->slots [index].items);
+    for (; item; item = (const char *) zlist_next (self->slots [index].items))
+        if (agd_server_bind (server, item)) {
+            snprintf (error, size, "%s", agd_server_error (server));
+            return -1;
+        }
+    agd_server_set_threads (server, (int) s_int (self, "server/threads_min"),
+                            (int) s_int (self, "server/threads_max"));
+    agd_server_set_idle (server, (int) s_int (self, "server/idle_ms"));
+    agd_server_set_retention (server, (int) s_int (self, "server/retention_ms"),
+                              (size_t) s_int (self, "server/retention_max"));
+    agd_server_set_max_message (server,
+                                (size_t) s_int (self, "server/max_message"));
+    agd_server_set_grace (server, (int) s_int (self, "server/grace_ms"));
+    agd_server_set_heartbeat (server, (int) s_int (self, "server/heartbeat_ms"),
+        (int) s_int (self, "server/heartbeat_timeout_ms"));
+    agd_server_set_verbose (server, agd_settings_bool (self, "log/verbose"));
+    return 0;
+}
+
+void
+agd_settings_print (FILE *file)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        fprintf (file, "%-28s %-22s %s\n", s_keys [i].path,
+                 s_keys [i].fallback? s_keys [i].fallback: "(none)",
+                 s_keys [i].doc);
+}
+
+//  ---------------------------------------------------------------------
+//  Selftest
+
+static int
+s_try (const char *text, char *error, size_t size)
+{
+    char path [] = "/tmp/agd_config_test_XXXXXX";
+    int fd = mkstemp (path);
+    if (fd < 0)
+        return -2;
+    ssize_t rc = write (fd, text, strlen (text));
+    close (fd);
+    agd_settings_t *settings = agd_settings_new ();
+    int result = rc < 0? -2: agd_settings_load (settings, path, error, size);
+    agd_settings_destroy (&settings);
+    unlink (path);
+    return result;
+}
+
+void
+agd_config_test (bool verbose)
+{
+    printf (" * agd_config: ");
+    if (verbose)
+        printf ("\n");
+    //  @selftest
+    char error [512];
+    agd_settings_t *settings = agd_settings_new ();
+    assert (streq (agd_settings_get (settings, "server/threads_max"), "512"));
+    assert (agd_settings_set (settings, "server/threads_max", "8",
+                              "command line", true, error, sizeof error) == 0);
+    assert (streq (agd_settings_get (settings, "server/threads_max"), "8"));
+    assert (agd_settings_set (settings, "server/threads_max", "lots",
+                              "command line", true, error, sizeof error) == -1);
+    assert (strstr (error, "not a whole number"));
+    assert (agd_settings_set (settings, "server/nothing", "1", "x", true,
+                              error, sizeof error) == -1);
+    assert (strstr (error, "unknown key 'server/nothing'"));
+    agd_settings_destroy (&settings);
+
+    assert (s_try ("server\n    threads_max = 4   # four\n"
+                   "    endpoint = \"ipc:///tmp/x\"\n"
+                   "    endpoint = tcp://127.0.0.1:*\n"
+                   "log\n    verbose = yes\n", error, sizeof error) == 0);
+    //  Every kind of mistake names the line
+    struct {
+        const char *text;
+        const char *words;
+    } bad [] = {
+        { "server\n    threads = 4\n", ":2: unknown key 'server/threads'" },
+        { "servers\n    threads_max = 4\n", ":2: unknown key" },
+        { "server\n    threads_max = many\n", ":2: server/threads_max: 'many'"
+          " is not a whole number" },
+        { "server\n    threads_max = 0\n", "out of range 1..4096" },
+        { "server\n    threads_max = 4\n    threads_max = 5\n",
+          ":3: server/threads_max given twice (first at" },
+        { "server\n    endpoint = http://x\n", "not tcp://host:port" },
+        { "log\n    verbose = maybe\n", "not a boolean" },
+        { "    threads_max = 4\n", ":1: keys are indented by 4 spaces under" },
+        { "server\n  threads_max = 4\n", ":2: keys are indented" },
+        { "server\n\tthreads_max = 4\n", ":2: a tab" },
+        { "server\n    threads_max\n", ":2: expected 'key = value'" },
+        { "server\n    endpoint = \"tcp://x\n", ":2: unbalanced quotes" },
+        { "server x\n", ":1: expected a section name" },
+        { "server\n    plugin =\n", ":2: server/plugin: an empty value" },
+        { NULL, NULL }
+    };
+    for (int i = 0; bad [i].text; i++) {
+        error [0] = 0;
+        assert (s_try (bad [i].text, error, sizeof error) == -1);
+        if (!strstr (error, bad [i].words)) {
+            printf ("case %d: '%s'\n", i, error);
+            assert (false);
+        }
+    }
+    //  The example that ships is valid, and lists every key
+    settings = agd_settings_new ();
+    if (access ("contrib/agentd.conf", R_OK) == 0) {
+        assert (agd_settings_load (settings, "contrib/agentd.conf", error,
+                                   sizeof error) == 0);
+        for (size_t i = 0; i < KEY_COUNT; i++)
+            assert (zlist_size (settings->slots [i].items) > 0
+                ||  streq (s_keys [i].path, "server/plugin_dir"));
+    }
+    agd_settings_destroy (&settings);
+    settings = agd_settings_new ();
+    assert (agd_settings_load (settings, "/nonexistent/agentd.conf", error,
+                               sizeof error) == -1);
+    assert (strstr (error, "/nonexistent/agentd.conf: No such file"));
+    agd_settings_destroy (&settings);
+    //  @end
+    printf ("OK\n");
+}
