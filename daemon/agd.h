@@ -22,8 +22,12 @@ typedef struct {
     int heartbeat_ms;               //  ZMQ heartbeats to clients, or 0
     int heartbeat_timeout_ms;       //  their timeout, or 0 (libzmq's)
     int grace_ms;                   //  time running calls get at stop
-    bool verbose;                   //  log every request
+    int log_level;                  //  AGD_LOG_ERROR .. AGD_LOG_DEBUG
 } agd_config_t;
+
+//  Log through czmq when level is at or below the configured one
+#define AGD_LOG(config, level, fn, ...) \
+    do { if ((config).log_level >= (level)) fn (__VA_ARGS__); } while (0)
 
 //  ---------------------------------------------------------------------
 //  agd_registry: the classes a server knows, and the plugins they came
@@ -221,6 +225,9 @@ int
 int
     agd_settings_apply (agd_settings_t *self, agd_server_t *server,
                         char *error, size_t size);
+//  The AGD_LOG_ level of a name ("notice"), or -1.
+int
+    agd_log_level_of (const char *name);
 //  Print the table: key, default, meaning.
 void
     agd_settings_print (FILE *file);

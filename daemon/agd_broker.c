@@ -142,15 +142,16 @@ s_send_reply (self_t *self, zmq_msg_t *routing, uint8_t command,
                   ZMQ_DONTWAIT)) {
         int error = zmq_errno ();
         if (error == EHOSTUNREACH) {
-            if (self->config.verbose)
+            if (self->config.log_level >= AGD_LOG_DEBUG)
                 zsys_debug ("reply dropped: client gone command=%s"
                             " corr=%" PRIu64, agp_command_name (env.command),
                             corr);
         }
         else
-            zsys_warning ("reply dropped: %s command=%s corr=%" PRIu64,
-                          zmq_strerror (error),
-                          agp_command_name (env.command), corr);
+            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                     "reply dropped: %s command=%s corr=%" PRIu64,
+                     zmq_strerror (error), agp_command_name (env.command),
+                     corr);
     }
     zmq_msg_close (&copy);
     self->served++;
@@ -170,7 +171,7 @@ s_send_error (self_t *self, zmq_msg_t *routing, const agp_envelope_t *env,
     va_end (args);
     msgpack_sbuffer_clear (&self->buffer);
     ag_pack (&self->packer, "s", reason);
-    if (self->config.verbose)
+    if (self->config.log_level >= AGD_LOG_INFO)
         zsys_info ("error status=%d command=%s corr=%" PRIu64 " reason='%s'",
                    status, agp_command_name (env->command), env->corr,
                    reason);
@@ -255,8 +256,9 @@ s_worker_spawn (self_t *self)
     int rc = pthread_create (&thread, &attr, agd_worker_main, args);
     pthread_attr_destroy (&attr);
     if (rc) {
-        zsys_error ("cannot start worker thread: %s (threads=%zu)",
-                    strerror (rc), self->workers_total);
+        AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error,
+                 "cannot start worker thread: %s (threads=%zu)",
+                 strerror (rc), self->workers_total);
         free (args);
         free (worker);
         return;
@@ -604,7 +606,7 @@ static void
 s_handle_request (self_t *self, agd_job_t *job)
 {
     agp_envelope_t *env = &job->env;
-    if (self->config.verbose)
+    if (self->config.log_level >= AGD_LOG_INFO)
         zsys_info ("request command=%s corr=%" PRIu64 " agent=%" PRIu64
                    " size=%zu", agp_command_name (env->command), env->corr,
                    env->agent, agp_msg_body_size (&job->body));
@@ -663,9 +665,10 @@ s_handle_request (self_t *self, agd_job_t *job)
     if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP)
     &&  agd_store_expect (self->store, zmq_msg_data (&job->routing),
                           zmq_msg_size (&job->routing), env->corr))
-        zsys_warning ("result store full (%zu pending): call %" PRIu64
-                      " runs but its result is not kept",
-                      agd_store_size (self->store), env->corr);
+        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                 "result store full (%zu pending): call %" PRIu64
+                 " runs but its result is not kept",
+                 agd_store_size (self->store), env->corr);
     s_enqueue (self, agent, job);
 }
 
@@ -700,12 +703,14 @@ s_frontend_recv (self_t *self)
     int rc = agp_envelope_decode (&job->env, zmq_msg_data (&job->body),
                                   zmq_msg_size (&job->body));
     if (rc == -1 || (rc == -3 && job->env.corr == 0)) {
-        zsys_warning ("dropped a message that is not AGP (%d parts)", parts);
+        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                 "dropped a message that is not AGP (%d parts)", parts);
         s_job_free (self, job);
         return 0;
     }
     if (rc == -2) {
-        zsys_warning ("refused a peer of another protocol version");
+        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                 "refused a peer of another protocol version");
         job->env.command = AGP_PING;
         s_send_error (self, &job->routing, &job->env, AG_BAD_VERSION,
                       "this server speaks " AGP_SIGNATURE " only");
@@ -757,7 +762,7 @@ s_job_done (self_t *self, agd_job_t *job)
             agent->alive = true;
             s_pack_created (self, agent);
             s_send_packed (self, &job->routing, &job->env);
-            if (self->config.verbose)
+            if (self->config.log_level >= AGD_LOG_INFO)
                 zsys_info ("created agent=%" PRIu64 " class=%s", agent->id,
                            agent->cls->name);
         }
@@ -859,8 +864,9 @@ s_begin_stop (self_t *self)
         return;
     self->stopping = true;
     self->stop_deadline = ag_usecs () + (int64_t) self->config.grace_ms * 1000;
-    zsys_notice ("stopping: pending=%zu grace_ms=%d", self->jobs_pending,
-                 self->config.grace_ms);
+    AGD_LOG (self->config, AGD_LOG_NOTICE, zsys_notice,
+             "stopping: pending=%zu grace_ms=%d", self->jobs_pending,
+             self->config.grace_ms);
 }
 
 //  Grace is over (or nothing is left): refuse what is still queued
@@ -875,8 +881,9 @@ s_finish_stop (self_t *self)
             s_agent_flush (self, agent, AG_STOPPING,
                            "server stopped before this request ran");
     if (self->workers_busy)
-        zsys_warning ("stopped with %zu calls still running after the"
-                      " grace time", self->workers_busy);
+        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                 "stopped with %zu calls still running after the grace time",
+                 self->workers_busy);
     self->stopped = true;
     zstr_send (self->pipe, "STOPPED");
 }
@@ -1080,14 +1087,15 @@ agd_broker (zsock_t *pipe, void *args_)
             if (streq (command, "PING"))
                 zstr_send (pipe, "PONG");
             else
-            if (strncmp (command, "VERBOSE ", 8) == 0)
-                self->config.verbose = command [8] == '1';
+            if (strncmp (command, "LOGLEVEL ", 9) == 0)
+                self->config.log_level = atoi (command + 9);
             zstr_free (&command);
         }
         if (items [3].revents & ZMQ_POLLIN) {
             char byte;
             if (read (args->stop_fd, &byte, 1) < 0 && errno != EAGAIN)
-                zsys_warning ("stop pipe: %s", strerror (errno));
+                AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                         "stop pipe: %s", strerror (errno));
             s_begin_stop (self);
         }
         //  Workers first: each result frees a worker for what follows

@@ -65,8 +65,9 @@ static const cfg_key_t s_keys [] = {
     { "server/heartbeat_timeout_ms", KEY_INT, "0", 0, 3600000, NULL,
       "silence after which a client's connection is dropped (0: 10 x"
       " heartbeat_ms)" },
-    { "log/verbose", KEY_BOOL, "0", 0, 1, "-v",
-      "log every request (SIGHUP re-reads it)" },
+    { "log/level", KEY_STRING, "notice", 0, 0, "-v",
+      "error, warning, notice, info (every request) or debug; -v sets"
+      " info; SIGHUP re-reads it" },
     { NULL }
 };
 
@@ -113,6 +114,16 @@ agd_settings_destroy (agd_settings_t **self_p)
     }
 }
 
+int
+agd_log_level_of (const char *name)
+{
+    const char *names [] = { "error", "warning", "notice", "info", "debug" };
+    for (int level = 0; level < 5; level++)
+        if (streq (name, names [level]))
+            return level;
+    return -1;
+}
+
 //  Check a value against its key's type and bounds
 static int
 s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
@@ -152,6 +163,11 @@ s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
         &&  strncmp (value, "ipc://", 6) != 0) {
             snprintf (why, size, "'%s' is not tcp://host:port or ipc://path",
                       value);
+            return -1;
+        }
+        if (streq (key->path, "log/level") && agd_log_level_of (value) < 0) {
+            snprintf (why, size, "'%s' is not error, warning, notice, info"
+                      " or debug", value);
             return -1;
         }
     }
@@ -441,7 +457,8 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
     agd_server_set_grace (server, (int) s_int (self, "server/grace_ms"));
     agd_server_set_heartbeat (server, (int) s_int (self, "server/heartbeat_ms"),
         (int) s_int (self, "server/heartbeat_timeout_ms"));
-    agd_server_set_verbose (server, agd_settings_bool (self, "log/verbose"));
+    agd_server_set_log_level (server,
+        agd_log_level_of (agd_settings_get (self, "log/level")));
     return 0;
 }
 
@@ -497,7 +514,7 @@ agd_config_test (bool verbose)
     assert (s_try ("server\n    threads_max = 4   # four\n"
                    "    endpoint = \"ipc:///tmp/x\"\n"
                    "    endpoint = tcp://127.0.0.1:*\n"
-                   "log\n    verbose = yes\n", error, sizeof error) == 0);
+                   "log\n    level = info\n", error, sizeof error) == 0);
     //  Every kind of mistake names the line
     struct {
         const char *text;
@@ -511,7 +528,7 @@ agd_config_test (bool verbose)
         { "server\n    threads_max = 4\n    threads_max = 5\n",
           ":3: server/threads_max given twice (first at" },
         { "server\n    endpoint = http://x\n", "not tcp://host:port" },
-        { "log\n    verbose = maybe\n", "not a boolean" },
+        { "log\n    level = loud\n", "'loud' is not error, warning" },
         { "    threads_max = 4\n", ":1: keys are indented by 4 spaces under" },
         { "server\n  threads_max = 4\n", ":2: keys are indented" },
         { "server\n\tthreads_max = 4\n", ":2: a tab" },

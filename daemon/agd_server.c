@@ -68,7 +68,7 @@ agd_server_new (void)
         .retention_max = 10000,
         .max_message = 64 * 1024 * 1024,
         .grace_ms = 10000,
-        .verbose = false
+        .log_level = AGD_LOG_NOTICE
     };
     self->registry = agd_registry_new ();
     self->endpoints = zlist_new ();
@@ -200,11 +200,21 @@ agd_server_set_heartbeat (agd_server_t *self, int msecs, int timeout)
 }
 
 void
+agd_server_set_log_level (agd_server_t *self, int level)
+{
+    if (level < AGD_LOG_ERROR)
+        level = AGD_LOG_ERROR;
+    if (level > AGD_LOG_DEBUG)
+        level = AGD_LOG_DEBUG;
+    self->config.log_level = level;
+    if (self->started && !self->stopped)
+        zstr_sendf (zactor_sock (self->broker), "LOGLEVEL %d", level);
+}
+
+void
 agd_server_set_verbose (agd_server_t *self, bool verbose)
 {
-    self->config.verbose = verbose;
-    if (self->started && !self->stopped)
-        zstr_sendf (zactor_sock (self->broker), "VERBOSE %d", verbose? 1: 0);
+    agd_server_set_log_level (self, verbose? AGD_LOG_INFO: AGD_LOG_NOTICE);
 }
 
 int

@@ -31,7 +31,7 @@ s_usage (FILE *file)
 "                           (repeatable; default tcp://127.0.0.1:12345)\n"
 "  -p, --plugin PATH        load agent classes from a plugin (repeatable)\n"
 "  -f, --foreground         stay in the foreground, log to stderr\n"
-"  -v, --verbose            log every request\n"
+"  -v, --verbose            log every request (log level info)\n"
 "      --threads-min N      worker threads kept when idle (default 2)\n"
 "      --threads-max N      worker threads at most (default 512)\n"
 "      --idle-ms N          idle time before a spare thread exits (30000)\n"
@@ -45,7 +45,7 @@ s_usage (FILE *file)
 "\n"
 "Once every endpoint is bound agentd prints 'listening on ENDPOINT' for\n"
 "each, with the real port where ':*' was given, and tells systemd it is\n"
-"ready. SIGINT or SIGTERM stops it gracefully; SIGHUP re-reads log/verbose\n"
+"ready. SIGINT or SIGTERM stops it gracefully; SIGHUP re-reads log/level\n"
 "from the configuration file. See agentd(8).\n");
 }
 
@@ -113,10 +113,10 @@ s_reload (agd_server_t *server, const char *config, agd_settings_t *cli)
         return;
     }
     agd_settings_merge (fresh, cli);
-    bool verbose = agd_settings_bool (fresh, "log/verbose");
-    agd_server_set_verbose (server, verbose);
-    zsys_notice ("SIGHUP: re-read %s: log/verbose=%d (other settings take"
-                 " effect at restart)", config, verbose);
+    const char *level = agd_settings_get (fresh, "log/level");
+    agd_server_set_log_level (server, agd_log_level_of (level));
+    zsys_notice ("SIGHUP: re-read %s: log/level=%s (other settings take"
+                 " effect at restart)", config, level);
     agd_settings_destroy (&fresh);
 }
 
@@ -185,7 +185,7 @@ main (int argc, char *argv [])
                 break;
             case 'f': foreground = true; break;
             case 'v':
-                rc = agd_settings_set (cli, "log/verbose", "1",
+                rc = agd_settings_set (cli, "log/level", "info",
                                        "command line", true, error,
                                        sizeof error);
                 break;

@@ -85,8 +85,18 @@ AG_EXPORT void
 //  grace time for running calls at stop (default 10000 ms);
 AG_EXPORT void
     agd_server_set_grace (agd_server_t *self, int msecs);
-//  log every request (default off). Unlike the others, this one may
-//  also be changed while the server runs, from the thread that owns it.
+//  which messages to log (default AGD_LOG_NOTICE: start, stop, and
+//  trouble; AGD_LOG_INFO adds every request, AGD_LOG_DEBUG adds replies
+//  dropped for clients that left). Unlike the others, these two may also
+//  be changed while the server runs, from the thread that owns it.
+#define AGD_LOG_ERROR       0
+#define AGD_LOG_WARNING     1
+#define AGD_LOG_NOTICE      2
+#define AGD_LOG_INFO        3
+#define AGD_LOG_DEBUG       4
+AG_EXPORT void
+    agd_server_set_log_level (agd_server_t *self, int level);
+//  verbose: AGD_LOG_INFO, else AGD_LOG_NOTICE.
 AG_EXPORT void
     agd_server_set_verbose (agd_server_t *self, bool verbose);
 

@@ -1691,7 +1691,7 @@ s_test_config (const char *unused)
               "    threads_max = 4\n"
               "    retention_ms = 1000\n"
               "log\n"
-              "    verbose = no\n", plugins);
+              "    level = warning\n", plugins);
     CHECK (s_write_file (file, text) == 0);
 
     //  The file's settings are used
@@ -1728,7 +1728,7 @@ s_test_config (const char *unused)
           " 0 is out of range" },
         { "server\n    retention_ms = soon\n", "agentd.conf:2:"
           " server/retention_ms: 'soon' is not a whole number" },
-        { "log\n    verbose = maybe\n", "agentd.conf:2: log/verbose" },
+        { "log\n    level = chatty\n", "agentd.conf:2: log/level" },
         { "server\n    endpoint = udp://x\n", "agentd.conf:2: server/endpoint" },
         { "server\nthreads_max = 4\n", "agentd.conf:2: expected a section" },
         { "server\n    threads_min = 9\n    threads_max = 4\n",
