@@ -59,6 +59,7 @@ typedef struct {
     agd_agent_t *ready_tail;
     size_t ready_count;
     int64_t starved_since;          //  agents waiting, no thread idle; or 0
+    int64_t last_done;              //  ag_usecs () a job last completed
     agd_job_t *free_jobs;           //  recycled jobs
     size_t free_count;
     agd_store_t *store;             //  kept results
@@ -310,9 +311,10 @@ s_dispatch (self_t *self)
     }
     //  Agents still wait, every thread is busy. Threads that finish
     //  quickly will take them soon; threads that block (sleep, I/O, a
-    //  model call) will not. Grow only once agents have waited long
-    //  enough to tell the two apart, so quick calls keep few threads and
-    //  blocking calls still get one each.
+    //  model call) will not. Grow only when agents have waited and no
+    //  job has completed for a while: then the threads are blocked, not
+    //  working. Quick calls keep few threads (as many as there are
+    //  cores to run them), blocking calls still get a thread each.
     if (!self->ready_head || self->ready_count <= self->workers_starting) {
         self->starved_since = 0;
         return;
@@ -320,7 +322,8 @@ s_dispatch (self_t *self)
     int64_t now = ag_usecs ();
     if (!self->starved_since)
         self->starved_since = now;
-    if (now - self->starved_since < GROW_AFTER_US)
+    if (now - self->starved_since < GROW_AFTER_US
+    ||  now - self->last_done < GROW_AFTER_US)
         return;
     while (self->ready_count > self->workers_starting
     &&     self->workers_total < (size_t) self->config.threads_max) {
@@ -816,6 +819,7 @@ s_backend_recv (self_t *self)
     if (frame_size == sizeof (agd_job_t *)) {
         agd_job_t *job;
         memcpy (&job, frame, sizeof job);
+        self->last_done = ag_usecs ();
         s_job_done (self, job);
         if (--worker->outstanding == 0) {
             self->workers_busy--;
@@ -1070,8 +1074,9 @@ agd_broker (zsock_t *pipe, void *args_)
         if (self->stopping && !self->stopped)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
         if (self->starved_since)
-            timeout = MIN (timeout, (self->starved_since + GROW_AFTER_US
-                                     - now + 999) / 1000);
+            timeout = MIN (timeout, (MAX (self->starved_since,
+                                          self->last_done)
+                                     + GROW_AFTER_US - now + 999) / 1000);
         if (timeout < 0)
             timeout = 0;
         int rc = zmq_poll (items, 4, (long) timeout);
