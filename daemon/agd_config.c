@@ -276,7 +276,7 @@ agd_settings_load (agd_settings_t *self, const char *file, char *error,
                 rc = -1;
                 break;
             }
-            snprintf (section, sizeof section, "%s", text);
+            memcpy (section, text, strlen (text) + 1);   //  length checked
             continue;
         }
         if (indent != 4 || !*section) {
@@ -310,7 +310,7 @@ agd_settings_load (agd_settings_t *self, const char *file, char *error,
             rc = -1;
             break;
         }
-        char path [200];
+        char path [sizeof section + sizeof line];
         snprintf (path, sizeof path, "%s/%s", section, name);
         rc = agd_settings_set (fresh, path, value, origin, false, error,
                                size);
