@@ -186,6 +186,81 @@ agc_agent_new (agc_conn_t *conn, const char *class_name,
     return self;
 }
 
+//  A handle on an existing agent: find it in LIST (by id, or by name
+//  when name is not NULL), its class's face in INFO
+static agc_agent_t *
+s_attach (agc_conn_t *conn, uint64_t id, const char *name)
+{
+    ag_value_t *list = agc_conn_list (conn);
+    if (!list)
+        return NULL;
+    const msgpack_object *entry = NULL;
+    for (size_t i = 0; i < ag_obj_count (ag_value_object (list)); i++) {
+        const msgpack_object *item = ag_obj_at (ag_value_object (list), i);
+        const msgpack_object *item_id = ag_obj_get (item, "id");
+        if (name? ag_obj_streq (ag_obj_get (item, "name"), name)
+                : item_id && item_id->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                  && item_id->via.u64 == id) {
+            entry = item;
+            break;
+        }
+    }
+    char *class_name = ag_obj_strdup (ag_obj_get (entry, "class"));
+    const msgpack_object *found_id = ag_obj_get (entry, "id");
+    if (!entry || !class_name || !found_id
+    ||  found_id->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (name)
+            agc_set_error (AG_NO_AGENT, "no agent named '%s' on %s", name,
+                           agc_conn_endpoint (conn));
+        else
+            agc_set_error (AG_NO_AGENT, "no agent %" PRIu64 " on %s", id,
+                           agc_conn_endpoint (conn));
+        free (class_name);
+        ag_value_destroy (&list);
+        return NULL;
+    }
+    ag_value_t *info = agc_conn_info (conn);
+    const msgpack_object *classes = ag_obj_get (ag_value_object (info),
+                                                "classes");
+    const msgpack_object *face = NULL;
+    for (size_t i = 0; i < ag_obj_count (classes); i++)
+        if (ag_obj_streq (ag_obj_get (ag_obj_at (classes, i), "name"),
+                          class_name))
+            face = ag_obj_at (classes, i);
+    agc_agent_t *self = NULL;
+    if (face) {
+        self = s_new (class_name);
+        self->face = ag_value_new ("{s:u, s:o, s:o}", "id", found_id->via.u64,
+                                   "name", ag_obj_get (entry, "name"),
+                                   "class", face);
+        self->methods = ag_obj_get (ag_obj_get (ag_value_object (self->face),
+                                                "class"), "methods");
+        self->id = found_id->via.u64;
+        self->conn = agc_conn_ref (conn);
+        self->made_remote = true;
+    }
+    else
+        agc_set_error (AG_INTERNAL, "server lists agent %" PRIu64 " of class"
+                       " %s but does not describe the class",
+                       found_id->via.u64, class_name);
+    free (class_name);
+    ag_value_destroy (&info);
+    ag_value_destroy (&list);
+    return self;
+}
+
+agc_agent_t *
+agc_agent_attach (agc_conn_t *conn, uint64_t id)
+{
+    return conn? s_attach (conn, id, NULL): NULL;
+}
+
+agc_agent_t *
+agc_agent_lookup (agc_conn_t *conn, const char *name)
+{
+    return conn && name? s_attach (conn, 0, name): NULL;
+}
+
 //  Run user code of a local agent with a fresh call context. Returns the
 //  status; on success *value gets the result (if value is not NULL).
 static int
@@ -327,6 +402,21 @@ agc_agent_new_dist (const ag_class_t *cls, const ag_value_t *args,
     agc_agent_t *self = agc_agent_new (conn, cls->name, args, NULL);
     agc_conn_destroy (&conn);
     return self;
+}
+
+void
+agc_agent_release (agc_agent_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    agc_agent_t *self = *self_p;
+    if (self->cls) {
+        agc_agent_destroy (self_p);
+        return;
+    }
+    *self_p = NULL;
+    agc_conn_destroy (&self->conn);
+    s_free (self);
 }
 
 int

@@ -120,6 +120,21 @@ AG_EXPORT const ag_class_t *
 //  on both, so code written for local agents runs unchanged on
 //  distributed ones.
 
+//  A handle on an agent that already exists on the server, by id or by
+//  name (from LIST, with its class's methods from INFO). The agent stays
+//  when the handle is released; agc_agent_destroy deletes it. NULL if
+//  there is no such agent (AG_NO_AGENT) or the server cannot be asked.
+AG_EXPORT agc_agent_t *
+    agc_agent_attach (agc_conn_t *conn, uint64_t id);
+AG_EXPORT agc_agent_t *
+    agc_agent_lookup (agc_conn_t *conn, const char *name);
+
+//  Drop a handle, leaving its agent alive (on its server; a local agent
+//  is finalised, having nowhere else to live). Accepts NULL; sets
+//  *self_p to NULL.
+AG_EXPORT void
+    agc_agent_release (agc_agent_t **self_p);
+
 //  Create a local agent: its class's init runs here, now, and calls run
 //  in the calling thread (one at a time). NULL if init fails.
 AG_EXPORT agc_agent_t *

@@ -588,6 +588,31 @@ s_test_errors (const char *endpoint)
     ag_value_destroy (&sum);
     ag_value_destroy (&one);
 
+    //  Another handle on the same agent, by name or id, from another
+    //  connection; releasing it leaves the agent
+    agc_conn_t *other = agc_conn_new (endpoint);
+    agc_agent_t *found = agc_agent_lookup (other, "unique-1");
+    CHECK (found && agc_agent_id (found) == agc_agent_id (named));
+    CHECK (!agc_agent_is_async (found, "add"));
+    CHECK (agc_agent_is_async (found, "slow"));
+    ag_value_t *two = ag_value_new ("i", (int64_t) 2);
+    sum = agc_agent_call_value (found, "add", two);
+    CHECK (ag_obj_int (ag_value_object (sum), 0) == 3);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&two);
+    agc_agent_release (&found);
+    CHECK (found == NULL);
+    found = agc_agent_attach (other, agc_agent_id (named));
+    CHECK (found);
+    ag_value_t *count = agc_agent_getattr (found, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 3);
+    ag_value_destroy (&count);
+    agc_agent_release (&found);
+    CHECK (agc_agent_lookup (other, "nobody") == NULL);
+    CHECK (agc_status () == AG_NO_AGENT);
+    CHECK (agc_agent_attach (other, 12345) == NULL);
+    CHECK (agc_status () == AG_NO_AGENT);
+    agc_conn_destroy (&other);
     //  Deleting frees the name
     CHECK (agc_agent_destroy (&named) == 0);
     named = agc_agent_new (conn, "Counter", NULL, "unique-1");
