@@ -220,6 +220,12 @@ s_attach (agc_conn_t *conn, uint64_t id, const char *name)
         return NULL;
     }
     ag_value_t *info = agc_conn_info (conn);
+    if (!info) {
+        //  agc_conn_info said why (the server went, most likely)
+        free (class_name);
+        ag_value_destroy (&list);
+        return NULL;
+    }
     const msgpack_object *classes = ag_obj_get (ag_value_object (info),
                                                 "classes");
     const msgpack_object *face = NULL;

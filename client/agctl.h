@@ -6,10 +6,10 @@
 */
 //  @header
 //  agentctl inspects and drives a running agentd over the public AGP/1
-//  protocol. PING, INFO and LIST go through libagentclient. Operations
-//  on an agent this process did not create (CREATE, CALL, GETATTR and
-//  DELETE by id) go through agctl_wire, a small AGP client of its own,
-//  because the public API gives no handle on an existing agent.
+//  protocol, through libagentclient alone. An agent named on the command
+//  line is found in the server's LIST and reached through a handle
+//  attached to it; a handle is released, never destroyed, unless the
+//  command is delete, so agents outlive agentctl.
 //
 //  Every command returns an exit status (AGCTL_ codes) and has printed
 //  its own message on failure; only main () exits.
@@ -34,17 +34,14 @@
 //  Largest JSON argument read from standard input, in octets
 #define AGCTL_MAX_INPUT     (64 * 1024 * 1024)
 
-typedef struct _agctl_wire_t agctl_wire_t;
-
 //  One run of agentctl: what the command line asked for, and the
-//  connections, opened when a command first needs them
+//  connection, opened when a command first needs it
 typedef struct {
     const char *endpoint;           //  server endpoint
     int timeout;                    //  ms of server silence that is fatal
     bool json;                      //  print JSON rather than text
     const char *name;               //  create --name, or NULL
-    agc_conn_t *conn;               //  libagentclient connection, or NULL
-    agctl_wire_t *wire;             //  raw AGP connection, or NULL
+    agc_conn_t *conn;               //  server connection, or NULL
 } agctl_t;
 
 //  A command: its arguments are those after its name. Returns the exit
@@ -60,7 +57,7 @@ agctl_command_fn agctl_call, agctl_getattr, agctl_create, agctl_delete;
 //  ---------------------------------------------------------------------
 //  Runs, errors and agents (agctl_run.c)
 
-//  End a run: close its connections and make sure its output was
+//  End a run: close its connection and make sure its output was
 //  written. Returns the exit status: rc, or AGCTL_FAILED if standard
 //  output could not be written.
 int
@@ -70,10 +67,6 @@ int
 //  Returns AGCTL_OK, or an exit status after printing why.
 int
     agctl_open_conn (agctl_t *self);
-
-//  Open the raw AGP connection (self->wire) if not yet open. As above.
-int
-    agctl_open_wire (agctl_t *self);
 
 //  Print "agentctl: " and the message to stderr. Returns code.
 int
@@ -96,63 +89,12 @@ int
 int
     agctl_read_args (const char *text, ag_value_t **value);
 
-//  Find an agent in the server's LIST by id (decimal) or name. A number
-//  not listed is still taken as an id, so the server can answer for
-//  it. Returns AGCTL_OK with *id set and, if entry is not NULL, *entry
-//  a copy of its LIST map (caller owns; NULL when not listed); or an
-//  exit status after printing why.
+//  Attach to an agent by id (decimal) or name: an id first, then a
+//  name, as the server's LIST has them. Returns AGCTL_OK with *agent a
+//  handle (release it with agc_agent_release, or destroy it to delete
+//  the agent), or an exit status after printing why.
 int
-    agctl_find_agent (agctl_t *self, const char *text, uint64_t *id,
-                      ag_value_t **entry);
-
-//  ---------------------------------------------------------------------
-//  Raw AGP (agctl_wire.c): one DEALER socket, one request at a time.
-
-//  A reply: status AG_OK with the body, or a failure with its reason.
-//  Local failures use the library's codes (AG_UNREACHABLE, ...).
-typedef struct {
-    int status;                     //  AG_ status
-    ag_value_t *value;              //  body when AG_OK (owned)
-    char *reason;                   //  reason otherwise (owned)
-} agctl_reply_t;
-
-//  Release what a reply holds; it can be reused afterwards.
-void
-    agctl_reply_clear (agctl_reply_t *self);
-
-//  Connect to a server. timeout is the silence, in ms, after which a
-//  request fails with AG_UNREACHABLE. Returns NULL if the endpoint is
-//  malformed or no socket can be made, with why in reason (a buffer of
-//  size octets).
-agctl_wire_t *
-    agctl_wire_new (const char *endpoint, int timeout, char *reason,
-                    size_t size);
-
-//  Close the connection. Accepts NULL; sets *self_p to NULL.
-void
-    agctl_wire_destroy (agctl_wire_t **self_p);
-
-//  CREATE an agent: class, args (NULL: nil), name (NULL: unnamed).
-void
-    agctl_wire_create (agctl_wire_t *self, const char *class_name,
-                       const ag_value_t *args, const char *name,
-                       agctl_reply_t *reply);
-
-//  CALL a method of agent id with args (NULL: nil); waits for its
-//  result, sync or async.
-void
-    agctl_wire_call (agctl_wire_t *self, uint64_t id, const char *method,
-                     const ag_value_t *args, agctl_reply_t *reply);
-
-//  GETATTR: read an attribute of agent id.
-void
-    agctl_wire_getattr (agctl_wire_t *self, uint64_t id, const char *attr,
-                        agctl_reply_t *reply);
-
-//  DELETE agent id.
-void
-    agctl_wire_delete (agctl_wire_t *self, uint64_t id,
-                       agctl_reply_t *reply);
+    agctl_find_agent (agctl_t *self, const char *text, agc_agent_t **agent);
 
 //  ---------------------------------------------------------------------
 //  JSON (agctl_json.c)

@@ -8,8 +8,8 @@
 //  status prints the server's INFO, list its LIST, ping the round trip
 //  of a PING, all through libagentclient. show joins the three things a
 //  person wants to see of one agent: its LIST entry, the attributes its
-//  class's face in INFO names, and the value of each (GETATTR on the
-//  raw connection, as the agent is not ours).
+//  class's face in INFO names, and the value of each, read through a
+//  handle on the agent.
 //
 //  With --json each command prints one JSON document: status and list
 //  the server's maps as they are, so scripts see every field, including
@@ -169,14 +169,20 @@ agctl_status (agctl_t *self, int argc, char **argv)
 //  ---------------------------------------------------------------------
 //  list
 
+//  An agent's id in its LIST entry, all 64 bits of it; 0 if it has none
+static uint64_t
+s_id (const msgpack_object *entry)
+{
+    const msgpack_object *id = ag_obj_get (entry, "id");
+    return id && id->type == MSGPACK_OBJECT_POSITIVE_INTEGER? id->via.u64: 0;
+}
+
 //  Order agents by id, which is the order they were created in
 static int
 s_by_id (const void *a, const void *b)
 {
-    uint64_t id_a = (uint64_t) ag_obj_int (ag_obj_get (
-                    *(const msgpack_object *const *) a, "id"), 0);
-    uint64_t id_b = (uint64_t) ag_obj_int (ag_obj_get (
-                    *(const msgpack_object *const *) b, "id"), 0);
+    uint64_t id_a = s_id (*(const msgpack_object *const *) a);
+    uint64_t id_b = s_id (*(const msgpack_object *const *) b);
     return id_a < id_b? -1: id_a > id_b;
 }
 
@@ -266,7 +272,7 @@ s_face (const msgpack_object *info, const msgpack_object *class_name)
 //  Read every attribute; print them as a table, or add them to the JSON
 //  document. Returns the exit status of the first failure, or AGCTL_OK.
 static int
-s_show_attrs (agctl_t *self, uint64_t id, const msgpack_object *attrs,
+s_show_attrs (agc_agent_t *agent, const msgpack_object *attrs,
               json_t *document)
 {
     int status = AGCTL_OK;
@@ -285,42 +291,45 @@ s_show_attrs (agctl_t *self, uint64_t id, const msgpack_object *attrs,
         char *name = ag_obj_is_str (attr)? ag_obj_strdup (attr): NULL;
         if (!name)
             continue;
-        agctl_reply_t reply;
-        agctl_wire_getattr (self->wire, id, name, &reply);
-        json_t *value = reply.status == AG_OK?
-            agctl_json_from_object (ag_value_object (reply.value)): NULL;
-        if (reply.status != AG_OK) {
-            int rc = agctl_fail_status (reply.status, reply.reason);
+        ag_value_t *result = agc_agent_getattr (agent, name);
+        json_t *value = result?
+            agctl_json_from_object (ag_value_object (result)): NULL;
+        //  The library's error, kept before the next call replaces it
+        int failure = result? AG_OK: agc_status ();
+        char *why = result? NULL: strdup (agc_reason ());
+        if (!result) {
+            int rc = agctl_fail_status (failure, why);
             if (status == AGCTL_OK)
                 status = rc;
         }
         if (document) {
             //  Names and reasons are the server's octets: made UTF-8
             char *key = agctl_utf8_clean (name, strlen (name), false, NULL);
-            const char *why = reply.reason? reply.reason: "";
-            char *reason = agctl_utf8_clean (why, strlen (why), false, NULL);
+            const char *text = why? why: "";
+            char *reason = agctl_utf8_clean (text, strlen (text), false,
+                                             NULL);
             if (key && value)
                 json_object_set (values, key, value);
             else
             if (key && reason)
                 json_object_set_new (errors, key, json_pack ("{s:i, s:s}",
-                                     "status", reply.status, "reason",
-                                     reason));
+                                     "status", failure, "reason", reason));
             free (key);
             free (reason);
         }
         else {
             char *cell = agctl_cell (attr);
             char *text = value? agctl_json_text (value): NULL;
-            char failure [64];
+            char failed [64];
             if (!value)
-                snprintf (failure, sizeof failure, "(error %d)", reply.status);
-            agctl_table_add (table, cell, value? text: failure);
+                snprintf (failed, sizeof failed, "(error %d)", failure);
+            agctl_table_add (table, cell, value? text: failed);
             free (cell);
             free (text);
         }
         json_decref (value);
-        agctl_reply_clear (&reply);
+        ag_value_destroy (&result);
+        free (why);
         free (name);
         if (status == AGCTL_UNREACHABLE)
             break;                  //  no point asking for the others
@@ -365,29 +374,39 @@ s_show_entry (const msgpack_object *entry)
     return AGCTL_OK;
 }
 
+//  The agent's entry in LIST, copied
+static ag_value_t *
+s_entry (const msgpack_object *list, uint64_t id)
+{
+    for (size_t i = 0; i < ag_obj_count (list); i++)
+        if (s_id (ag_obj_at (list, i)) == id)
+            return ag_value_from_object (ag_obj_at (list, i));
+    return NULL;
+}
+
 int
 agctl_show (agctl_t *self, int argc, char **argv)
 {
-    uint64_t id;
-    ag_value_t *entry = NULL;
-    int rc = agctl_find_agent (self, argv [0], &id, &entry);
+    agc_agent_t *agent;
+    int rc = agctl_find_agent (self, argv [0], &agent);
     if (rc)
         return rc;
+    uint64_t id = agc_agent_id (agent);
+    ag_value_t *list = agc_conn_list (self->conn);
+    ag_value_t *entry = list? s_entry (ag_value_object (list), id): NULL;
+    ag_value_t *info = entry? agc_conn_info (self->conn): NULL;
+    if (!list || (entry && !info))
+        rc = agctl_fail_status (agc_status (), agc_reason ());
+    else
     if (!entry) {
         char reason [300];
         snprintf (reason, sizeof reason, "no agent with id %" PRIu64
                   " is listed on %.200s", id, self->endpoint);
-        return agctl_fail_status (AG_NO_AGENT, reason);
-    }
-    ag_value_t *info = agc_conn_info (self->conn);
-    if (!info) {
-        ag_value_destroy (&entry);
-        return agctl_fail_status (agc_status (), agc_reason ());
+        rc = agctl_fail_status (AG_NO_AGENT, reason);
     }
     const msgpack_object *face = s_face (ag_value_object (info),
         ag_obj_get (ag_value_object (entry), "class"));
     const msgpack_object *attrs = ag_obj_get (face, "attrs");
-    rc = ag_obj_count (attrs)? agctl_open_wire (self): AGCTL_OK;
     json_t *document = NULL;
     if (rc == AGCTL_OK && self->json) {
         document = agctl_json_from_object (ag_value_object (entry));
@@ -398,13 +417,15 @@ agctl_show (agctl_t *self, int argc, char **argv)
     if (rc == AGCTL_OK)
         rc = s_show_entry (ag_value_object (entry));
     if (rc == AGCTL_OK) {
-        rc = s_show_attrs (self, id, attrs, document);
+        rc = s_show_attrs (agent, attrs, document);
         if (document && agctl_json_print (document, true, stdout))
             rc = agctl_fail (AGCTL_FAILED, "cannot write the output");
     }
     json_decref (document);
     ag_value_destroy (&info);
     ag_value_destroy (&entry);
+    ag_value_destroy (&list);
+    agc_agent_release (&agent);
     return rc;
 }
 

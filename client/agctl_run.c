@@ -5,10 +5,10 @@
     =========================================================================
 */
 //  @header
-//  What every command needs: the two connections, opened on first use;
-//  one way to report a failure and map it to an exit status; JSON
-//  arguments read and checked before anything is sent; and the lookup
-//  of an agent by id or name in the server's LIST.
+//  What every command needs: the connection, opened on first use; one
+//  way to report a failure and map it to an exit status; JSON arguments
+//  read and checked before anything is sent; and a handle on an agent
+//  named by id or name.
 //  @end
 
 #include "agctl.h"
@@ -79,22 +79,8 @@ agctl_open_conn (agctl_t *self)
 }
 
 int
-agctl_open_wire (agctl_t *self)
-{
-    if (self->wire)
-        return AGCTL_OK;
-    char reason [512];
-    self->wire = agctl_wire_new (self->endpoint, self->timeout, reason,
-                                 sizeof reason);
-    if (!self->wire)
-        return agctl_fail (AGCTL_USAGE, "%s", reason);
-    return AGCTL_OK;
-}
-
-int
 agctl_finish (agctl_t *self, int rc)
 {
-    agctl_wire_destroy (&self->wire);
     agc_conn_destroy (&self->conn);
     if (fflush (stdout) || ferror (stdout))
         return agctl_fail (AGCTL_FAILED, "cannot write the output: %s",
@@ -195,54 +181,26 @@ s_number (const char *text, uint64_t *number)
 }
 
 int
-agctl_find_agent (agctl_t *self, const char *text, uint64_t *id,
-                  ag_value_t **entry)
+agctl_find_agent (agctl_t *self, const char *text, agc_agent_t **agent)
 {
-    if (entry)
-        *entry = NULL;
+    *agent = NULL;
     int rc = agctl_open_conn (self);
     if (rc)
         return rc;
-    ag_value_t *list = agc_conn_list (self->conn);
-    if (!list)
-        return agctl_fail_status (agc_status (), agc_reason ());
-    const msgpack_object *agents = ag_value_object (list);
+    //  An id first, then a name
     uint64_t number = 0;
     bool is_number = s_number (text, &number);
-    const msgpack_object *found = NULL;
-    //  An id first, then a name
-    for (size_t i = 0; is_number && !found && i < ag_obj_count (agents); i++) {
-        const msgpack_object *item = ag_obj_at (agents, i);
-        const msgpack_object *item_id = ag_obj_get (item, "id");
-        if (item_id && item_id->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-        &&  item_id->via.u64 == number)
-            found = item;
-    }
-    for (size_t i = 0; !found && i < ag_obj_count (agents); i++) {
-        const msgpack_object *item = ag_obj_at (agents, i);
-        if (ag_obj_streq (ag_obj_get (item, "name"), text))
-            found = item;
-    }
-    const msgpack_object *found_id = ag_obj_get (found, "id");
-    if (found && !(found_id && found_id->type
-                               == MSGPACK_OBJECT_POSITIVE_INTEGER))
-        rc = agctl_fail_status (AG_INTERNAL, "server listed an agent without"
-                                " an id");
-    else
-    if (found) {
-        *id = found_id->via.u64;
-        if (entry && !(*entry = ag_value_from_object (found)))
-            rc = agctl_fail (AGCTL_FAILED, "out of memory");
-    }
-    else
     if (is_number)
-        *id = number;               //  the server will say if it is not there
-    else {
-        char reason [600];
-        snprintf (reason, sizeof reason, "no agent has the name '%.255s'"
-                  " on %.255s", text, self->endpoint);
-        rc = agctl_fail_status (AG_NO_AGENT, reason);
-    }
-    ag_value_destroy (&list);
-    return rc;
+        *agent = agc_agent_attach (self->conn, number);
+    if (!*agent && (!is_number || agc_status () == AG_NO_AGENT))
+        *agent = agc_agent_lookup (self->conn, text);
+    if (*agent)
+        return AGCTL_OK;
+    if (agc_status () != AG_NO_AGENT)
+        return agctl_fail_status (agc_status (), agc_reason ());
+    char reason [600];
+    snprintf (reason, sizeof reason, "no agent has the %s '%.255s' on"
+              " %.255s", is_number? "id or name": "name", text,
+              self->endpoint);
+    return agctl_fail_status (AG_NO_AGENT, reason);
 }
