@@ -18,7 +18,7 @@ BINDIR      ?= $(PREFIX)/bin
 SBINDIR     ?= $(PREFIX)/sbin
 MANDIR      ?= $(PREFIX)/share/man
 PLUGINDIR   ?= $(LIBDIR)/agentd
-SYSCONFDIR  ?= $(PREFIX)/etc
+SYSCONFDIR  ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 SYSTEMDDIR  ?= $(LIBDIR)/systemd/system
 
 VERSION     = 0.1.0

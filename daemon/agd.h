@@ -20,7 +20,7 @@ typedef struct {
     size_t retention_max;           //  how many kept results at most
     size_t max_message;             //  largest request body
     int heartbeat_ms;               //  ZMQ heartbeats to clients, or 0
-    int heartbeat_timeout_ms;       //  their timeout, or 0 (libzmq's)
+    int heartbeat_timeout_ms;       //  their timeout, or 0 (10 x interval)
     int grace_ms;                   //  time running calls get at stop
     int log_level;                  //  AGD_LOG_ERROR .. AGD_LOG_DEBUG
 } agd_config_t;

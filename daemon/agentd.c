@@ -160,6 +160,7 @@ main (int argc, char *argv [])
     agd_settings_t *settings = agd_settings_new ();
     agd_server_t *server = NULL;
     const char *config = NULL;
+    char *config_path = NULL;
     bool foreground = false;
     bool endpoint_given = false;
     int parent_fd = -1;
@@ -170,7 +171,12 @@ main (int argc, char *argv [])
            != -1) {
         int rc = 0;
         switch (option) {
-            case 'c': config = optarg; break;
+            case 'c':
+                //  Absolute, so SIGHUP finds it after a detach to /
+                free (config_path);
+                config_path = realpath (optarg, NULL);
+                config = config_path? config_path: optarg;
+                break;
             case 'e':
                 //  The first -e replaces the file's endpoints, the rest add
                 rc = agd_settings_set (cli, "server/endpoint", optarg,
@@ -333,5 +339,6 @@ done:
     agd_server_destroy (&server);
     agd_settings_destroy (&settings);
     agd_settings_destroy (&cli);
+    free (config_path);
     return status;
 }

@@ -12,7 +12,7 @@ make -s install DESTDIR="$root" PREFIX=/usr B="$B" >/dev/null 2>"$root/log" \
 for file in usr/include/agentclient.h usr/include/agent.h \
             usr/lib/pkgconfig/agentclient.pc usr/lib/libagentclient.so.0 \
             usr/sbin/agentd usr/bin/agentctl usr/lib/agentd/seed.so \
-            usr/lib/systemd/system/agentd.service usr/etc/agentd/agentd.conf \
+            usr/lib/systemd/system/agentd.service etc/agentd/agentd.conf \
             usr/share/man/man8/agentd.8 usr/share/man/man3/libagentclient.3; do
     [ -e "$root/$file" ] || fail "$file not installed"
 done
@@ -39,7 +39,7 @@ PROG
 flags=$(PKG_CONFIG_SYSROOT_DIR="$root" PKG_CONFIG_PATH="$root/usr/lib/pkgconfig" \
         pkg-config --cflags --libs agentclient) || fail "pkg-config agentclient"
 cc $SANFLAGS -o "$root/app" "$root/app.c" $flags 2>"$root/log" || fail "cc: $(head -3 "$root/log")"
-grep -q '^ExecStart=/usr/sbin/agentd -f -c /usr/etc/agentd/agentd.conf$' \
+grep -q '^ExecStart=/usr/sbin/agentd -f -c /etc/agentd/agentd.conf$' \
     "$root/usr/lib/systemd/system/agentd.service" || fail "unit file paths"
 fifo="$root/out"
 mkfifo "$fifo"
