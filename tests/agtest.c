@@ -816,6 +816,12 @@ s_test_fetch (const char *unused)
     agp_msg_init (&request, &e, ag_value_data (call), ag_value_size (call));
     zmq_msg_send (&request, caller, 0);
     ag_value_destroy (&call);
+    //  Messages on one connection are handled in order: once a PING sent
+    //  after the CALL is answered, the server has the CALL
+    e = (agp_envelope_t) { .command = AGP_PING, .corr = 8 };
+    agp_envelope_encode (&e, env);
+    CHECK (s_raw (caller, env, sizeof env, NULL, 0, 1, 5000, NULL, 0)
+           == AG_OK);
 
     //  Another socket fetches it while it still runs: the fetch waits
     ag_value_t *fetch = ag_value_new ("[B, u]", "Cfetch-test", (size_t) 11,

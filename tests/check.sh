@@ -18,8 +18,9 @@ if [ -f tests/agentctl.sh ]; then
     sh tests/agentctl.sh "$B" | tee -a "$out" || status=1
 fi
 #   The benchmark, short: it must run, and its figures are shown, but
-#   timings on a shared machine are not a test (make bench judges them)
-if [ -z "$AGTEST_VALGRIND" ]; then
+#   timings on a shared machine are not a test (make bench judges them).
+#   Not under sanitizers or valgrind, whose figures would mean nothing.
+if [ -z "$AGTEST_VALGRIND" ] && [ -z "$SANFLAGS" ]; then
     if "$B/bench/agentbench" --quick "$B" > "$out.bench" 2>&1; then
         sed 's/^/   /' "$out.bench"
         echo " * agentbench --quick: OK"
