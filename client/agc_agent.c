@@ -485,17 +485,23 @@ agc_agent_is_async (agc_agent_t *self, const char *method)
 {
     if (!method)
         return false;
+    pthread_mutex_lock (&self->lock);
+    bool async;
     if (self->cls) {
         const ag_method_t *m = ag_class_method (self->cls, method,
                                                 strlen (method));
-        return m && m->mode == AG_ASYNC;
+        async = m && m->mode == AG_ASYNC;
     }
-    return ag_obj_streq (ag_obj_get (self->methods, method), "async");
+    else
+        async = ag_obj_streq (ag_obj_get (self->methods, method), "async");
+    pthread_mutex_unlock (&self->lock);
+    return async;
 }
 
 //  ---------------------------------------------------------------------
 //  Calls
 
+//  Call a local agent; self->lock held, self->cls set
 static agc_future_t *
 s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args)
 {
@@ -512,10 +518,8 @@ s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args)
     ag_call_t call;
     ag_call_init (&call, &buffer);
     ag_value_t *value = NULL;
-    pthread_mutex_lock (&self->lock);
     int rc = m->fn (self->state, args? ag_value_object (args): &nil, &call);
     int status = s_run_local (&call, &buffer, rc, &value);
-    pthread_mutex_unlock (&self->lock);
     msgpack_sbuffer_destroy (&buffer);
     return agc_future_resolved (status, status == AG_OK? "": call.reason,
                                 value);
@@ -576,8 +580,14 @@ agc_agent_call (agc_agent_t *self, const char *method, const ag_value_t *args)
     if (!method || !*method)
         return agc_future_resolved (AG_NO_METHOD, "no method name given",
                                     NULL);
-    if (self->cls)
-        return s_local_call (self, method, args);
+    //  Under the lock: another thread may be moving the agent to a server
+    pthread_mutex_lock (&self->lock);
+    if (self->cls) {
+        agc_future_t *future = s_local_call (self, method, args);
+        pthread_mutex_unlock (&self->lock);
+        return future;
+    }
+    pthread_mutex_unlock (&self->lock);
     bool async = agc_agent_is_async (self, method);
     packbuf_t buffer;
     s_pack_call (&buffer, method, args);
@@ -611,6 +621,7 @@ agc_agent_call_value (agc_agent_t *self, const char *method,
     return value;
 }
 
+//  Read a local agent's attribute; self->lock held, self->cls set
 static ag_value_t *
 s_local_getattr (agc_agent_t *self, const char *name)
 {
@@ -625,10 +636,8 @@ s_local_getattr (agc_agent_t *self, const char *name)
     ag_call_t call;
     ag_call_init (&call, &buffer);
     ag_value_t *value = NULL;
-    pthread_mutex_lock (&self->lock);
     int status = s_run_local (&call, &buffer, attr->get (self->state, &call),
                               &value);
-    pthread_mutex_unlock (&self->lock);
     msgpack_sbuffer_destroy (&buffer);
     if (status != AG_OK)
         agc_set_error (status, "%s", call.reason);
@@ -642,8 +651,13 @@ agc_agent_getattr (agc_agent_t *self, const char *attr)
         agc_set_error (AG_NO_ATTR, "no attribute name given");
         return NULL;
     }
-    if (self->cls)
-        return s_local_getattr (self, attr);
+    pthread_mutex_lock (&self->lock);
+    if (self->cls) {
+        ag_value_t *value = s_local_getattr (self, attr);
+        pthread_mutex_unlock (&self->lock);
+        return value;
+    }
+    pthread_mutex_unlock (&self->lock);
     ag_value_t *body = ag_value_new ("s", attr);
     if (!body) {
         agc_set_error (AG_INTERNAL, "out of memory");

@@ -180,8 +180,7 @@ s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
     future->status = status;
     future->reason = reason;        //  NULL on success
     future->value = value;
-    //  Once done is seen, nothing touches the connection again: a future
-    //  may outlive it
+    //  done is written last: a thread that sees it reads the fields above
     agc_waiter_t *waiter = future->waiter;
     atomic_store (&future->done, true);
     if (waiter && waiter != s_me)
@@ -191,21 +190,20 @@ s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
 static void
 s_fail_all (agc_conn_t *self, int status, const char *reason)
 {
-    size_t cursor = 0;
-    agc_future_t *future;
-    //  Collect first: resolving must not run while the map is walked
-    size_t count = ag_idmap_size (self->pending);
-    agc_future_t **all = (agc_future_t **) calloc (count + 1, sizeof *all);
-    size_t taken = 0;
-    while ((future = (agc_future_t *) ag_idmap_next (self->pending, &cursor,
-                                                     NULL)))
-        if (all)
-            all [taken++] = future;
-    for (size_t i = 0; i < taken; i++) {
-        ag_idmap_delete (self->pending, all [i]->corr);
-        s_resolve (all [i], status, strdup (reason), NULL);
+    //  In batches: resolving must not run while the map is walked
+    while (ag_idmap_size (self->pending)) {
+        agc_future_t *batch [256];
+        size_t taken = 0, cursor = 0;
+        agc_future_t *future;
+        while (taken < 256
+        &&    (future = (agc_future_t *) ag_idmap_next (self->pending,
+                                                        &cursor, NULL)))
+            batch [taken++] = future;
+        for (size_t i = 0; i < taken; i++) {
+            ag_idmap_delete (self->pending, batch [i]->corr);
+            s_resolve (batch [i], status, strdup (reason), NULL);
+        }
     }
-    free (all);
 }
 
 //  Read the reason an error reply carries (a msgpack string)
@@ -320,15 +318,19 @@ s_heartbeat (agc_conn_t *self, int64_t now)
         return self->timeout;
     }
     if (now - self->quiet_from >= interval
-    &&  (!self->ping_corr || now - self->ping_sent >= interval)) {
+    &&  (!self->ping_corr || now - MAX (self->ping_sent, self->quiet_from)
+                             >= interval)) {
         self->ping_corr = ++self->next_corr;
         self->ping_sent = now;
         s_send (self, AGP_PING, self->ping_corr, 0, 0, NULL, 0);
     }
-    int64_t next = MIN (self->quiet_from + timeout,
-                        (self->ping_corr? self->ping_sent: self->quiet_from)
-                        + interval);
-    return (int) ((next - now + 999) / 1000);
+    //  Next: the end of the silence, or the next ping, counted from the
+    //  later of the last ping and the last word from the server
+    int64_t base = self->ping_corr? MAX (self->ping_sent, self->quiet_from)
+                                  : self->quiet_from;
+    int64_t next = MIN (self->quiet_from + timeout, base + interval);
+    int64_t msecs = (next - now + 999) / 1000;
+    return msecs < 1? 1: (int) msecs;
 }
 
 //  ---------------------------------------------------------------------
@@ -408,18 +410,23 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                 if (futures [i] && !s_is_done (futures [i])
                 &&  futures [i]->conn == conn)
                     futures [i]->waiter = me;
-            if (!conn->reader) {
+            if (!conn->reader || conn->reader == me) {
+                //  Free, or handed to us by the thread that read before
+                if (!slots [s].reading) {
+                    int64_t interval = (int64_t) conn->timeout * 250;
+                    if (now - conn->quiet_from > interval)
+                        conn->quiet_from = now - interval;
+                }
                 conn->reader = me;
                 slots [s].reading = true;
-                //  The silence clock starts when someone listens
-                int64_t interval = (int64_t) conn->timeout * 250;
-                if (now - conn->quiet_from > interval)
-                    conn->quiet_from = now - interval;
             }
             if (slots [s].reading) {
                 s_drain (conn);
                 int next = s_heartbeat (conn, now);
                 poll_ms = MIN (poll_ms, next);
+                //  A ping just sent may have taken the edge the poll
+                //  below would wait for: read what is there now
+                s_drain (conn);
             }
             pthread_mutex_unlock (&conn->lock);
         }
@@ -442,6 +449,8 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         int64_t left = (deadline - now + 999) / 1000;
         if (left < poll_ms)
             poll_ms = (int) left;
+        if (poll_ms < 0)
+            poll_ms = 0;
         size_t nfds = 0;
         fds [nfds++] = (struct pollfd) { me->fd, POLLIN, 0 };
         for (size_t s = 0; s < slot_count; s++)
@@ -467,9 +476,11 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
             &&  futures [i]->waiter == me)
                 futures [i]->waiter = NULL;
         if (conn->reader == me) {
-            conn->reader = NULL;
-            if (conn->waiters)
-                s_wake (conn->waiters->waiter);
+            //  Hand reading to another waiter, by name: a thread merely
+            //  woken could be on its way out, and the role would be lost
+            conn->reader = conn->waiters? conn->waiters->waiter: NULL;
+            if (conn->reader)
+                s_wake (conn->reader);
         }
         pthread_mutex_unlock (&conn->lock);
     }
@@ -555,14 +566,15 @@ agc_future_destroy (agc_future_t **self_p)
         return;
     agc_future_t *self = *self_p;
     *self_p = NULL;
-    if (!s_is_done (self)) {
-        //  Still pending, so its connection is open: forget the future
-        //  there, so a late reply finds nothing
-        agc_conn_t *conn = self->conn;
+    agc_conn_t *conn = self->conn;
+    if (conn) {
+        //  Still pending: forget it, so a late reply finds nothing. The
+        //  future's reference keeps the connection alive until here.
         pthread_mutex_lock (&conn->lock);
         if (!s_is_done (self))
             ag_idmap_delete (conn->pending, self->corr);
         pthread_mutex_unlock (&conn->lock);
+        agc_conn_destroy (&conn);
     }
     ag_value_destroy (&self->value);
     free (self->reason);
@@ -571,6 +583,9 @@ agc_future_destroy (agc_future_t **self_p)
 
 //  ---------------------------------------------------------------------
 //  Connections
+
+static void
+    s_close (agc_conn_t *self);
 
 agc_conn_t *
 agc_conn_new (const char *endpoint)
@@ -606,7 +621,7 @@ agc_conn_new (const char *endpoint)
     self->identity [0] = 'C';
     if (sodium_init () < 0) {
         agc_set_error (AG_INTERNAL, "libsodium cannot initialise");
-        agc_conn_destroy (&self);
+        s_close (self);             //  not listed anywhere yet
         return NULL;
     }
     randombytes_buf (self->identity + 1, sizeof self->identity - 1);
@@ -621,7 +636,7 @@ agc_conn_new (const char *endpoint)
     if (zmq_connect (self->socket, endpoint)) {
         agc_set_error (AG_BAD_REQUEST, "cannot connect to %s: %s", endpoint,
                        zmq_strerror (zmq_errno ()));
-        agc_conn_destroy (&self);
+        s_close (self);             //  not listed anywhere yet
         return NULL;
     }
     return self;
@@ -650,7 +665,8 @@ static void
 s_close (agc_conn_t *self)
 {
     pthread_mutex_lock (&self->lock);
-    //  Futures outlive the connection: the pending ones fail now
+    //  Pending futures hold references, so none should be left; any that
+    //  are fail rather than wait forever
     s_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);
@@ -775,10 +791,14 @@ agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
     future->conn = self;
     future->command = command;
     pthread_mutex_lock (&self->lock);
+    //  A future keeps its connection open: a thread waiting on it must
+    //  not find the connection freed under it
+    self->refs++;
     future->corr = ++self->next_corr;
     if (ag_idmap_size (self->pending) == 0 && !self->reader)
         self->quiet_from = ag_usecs ();
     if (ag_idmap_insert (self->pending, future->corr, future)) {
+        self->refs--;               //  cannot be the last: the caller has one
         pthread_mutex_unlock (&self->lock);
         free (future);
         return NULL;

@@ -73,9 +73,8 @@ AG_EXPORT int
     agc_conn_pid (agc_conn_t *self);
 
 //  Give up this reference to a connection. It closes (and its child
-//  server, if any, stops) once no agent handle made on it remains;
-//  futures still pending then fail with AG_CLOSED. Accepts NULL; sets
-//  *self_p to NULL.
+//  server, if any, stops) once no agent handle and no future made on it
+//  remains. Accepts NULL; sets *self_p to NULL.
 AG_EXPORT void
     agc_conn_destroy (agc_conn_t **self_p);
 
@@ -232,7 +231,7 @@ AG_EXPORT ag_value_t *
 //  limit; a dead server still fails it after the connection timeout).
 //  Returns 0 when resolved (successfully or not), -1 on timeout
 //  (agc_status AG_TIMEOUT) or if the thread cannot wait (AG_INTERNAL).
-//  A future stays readable after its connection has closed.
+//  A future keeps its connection open until it is destroyed.
 AG_EXPORT int
     agc_future_wait (agc_future_t *self, int msecs);
 

@@ -155,7 +155,8 @@ void
                         zmq_msg_t *body, agd_store_deliver_fn *deliver,
                         void *arg);
 //  Look up a result. Returns AG_OK with status/body (a copy) when done;
-//  AG_PENDING after adding routing/corr as a waiter; AG_GONE if unknown
+//  AG_PENDING after adding routing/corr as a waiter (AG_BUSY when too
+//  many wait already); AG_GONE if unknown
 //  or expired.
 int
     agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
@@ -177,6 +178,7 @@ typedef struct {
     zlist_t *endpoints;             //  to bind (borrowed, strings)
     zlist_t *bound;                 //  filled by the broker: as bound
     int stop_fd;                    //  readable when asked to stop
+    size_t abandoned;               //  workers still running at the end
     char error [256];               //  filled by the broker on failure
 } agd_broker_args_t;
 

@@ -600,6 +600,11 @@ s_handle_fetch (self_t *self, agd_job_t *job)
                       "no result for call %" PRIu64 ": never kept here,"
                       " or expired (kept %d ms)", fetch.corr,
                       self->config.retention_ms);
+    else
+    if (found == AG_BUSY)
+        s_send_error (self, &job->routing, &job->env, AG_BUSY,
+                      "too many fetchers already wait for call %" PRIu64,
+                      fetch.corr);
     //  AG_PENDING: the store answers when the result comes in
     zmq_msg_close (&result);
     s_job_free (self, job);
@@ -788,7 +793,7 @@ s_job_done (self_t *self, agd_job_t *job)
         agent->served++;
         if (job->status >= 300)
             agent->failed++;
-        if (job->env.word & AGP_FLAG_KEEP)
+        if (command == AGP_CALL && (job->env.word & AGP_FLAG_KEEP))
             agd_store_complete (self->store, zmq_msg_data (&job->routing),
                                 zmq_msg_size (&job->routing), job->env.corr,
                                 job->status, &job->body, s_deliver_fetch,
@@ -888,6 +893,7 @@ s_finish_stop (self_t *self)
         AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
                  "stopped with %zu calls still running after the grace time",
                  self->workers_busy);
+    self->args->abandoned = self->workers_busy;
     self->stopped = true;
     zstr_send (self->pipe, "STOPPED");
 }

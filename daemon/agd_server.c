@@ -97,8 +97,15 @@ agd_server_destroy (agd_server_t **self_p)
         //  zactor_destroy sends $TERM: the broker finishes its grace
         //  period, replies to everyone, and tears down
         zactor_destroy (&self->broker);
+        //  Threads still running agent code after the grace time need
+        //  their classes: then the plugins stay loaded (and the registry
+        //  with them) for the life of the process
+        if (self->args && self->args->abandoned)
+            zsys_warning ("%zu calls still running: plugins stay loaded",
+                          self->args->abandoned);
+        else
+            agd_registry_destroy (&self->registry);
         free (self->args);
-        agd_registry_destroy (&self->registry);
         zlist_destroy (&self->endpoints);
         zlist_destroy (&self->bound);
         close (self->stop_pipe [0]);

@@ -29,6 +29,7 @@ struct _entry_t {
     entry_t *prev, *next;           //  completion order (done entries)
     uint64_t corr;                  //  call's correlation id
     bool done;                      //  result is in
+    size_t waiting;                 //  fetchers in waiters
     int status;                     //  reply status
     zmq_msg_t body;                 //  reply body
     int64_t expires;                //  ag_usecs () when it goes
@@ -38,6 +39,7 @@ struct _entry_t {
 };
 
 #define SMALL_OWNER 32              //  owners this long use recycled entries
+#define MAX_WAITERS 64              //  fetchers waiting on one result
 
 struct _agd_store_t {
     ag_idmap_t *index;              //  key -> first entry of its chain
@@ -246,9 +248,12 @@ agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
         zmq_msg_copy (body, &entry->body);
         return AG_OK;
     }
+    if (entry->waiting >= MAX_WAITERS)
+        return AG_BUSY;             //  a bound on what fetchers can make us hold
     waiter_t *waiter = (waiter_t *) calloc (1, sizeof (waiter_t));
     if (!waiter)
-        return AG_GONE;
+        return AG_BUSY;
+    entry->waiting++;
     zmq_msg_init (&waiter->routing);
     zmq_msg_copy (&waiter->routing, routing);
     waiter->corr = fetch_corr;
@@ -326,6 +331,14 @@ agd_store_test (bool verbose)
             == AG_GONE);
     //  All pending and full: refused
     assert (agd_store_expect (store, "A1", 2, 5) == -1);
+    //  Fetchers of one pending result are bounded
+    int answers [3] = { 0 };
+    for (int i = 0; i < 70; i++) {
+        int found = agd_store_fetch (store, "A1", 2, 4, &routing, 100,
+                                     &status, &copy);
+        answers [found == AG_PENDING? 0: found == AG_BUSY? 1: 2]++;
+    }
+    assert (answers [0] == 64 && answers [1] == 6 && answers [2] == 0);
     //  Expiry
     agd_store_complete (store, "A1", 2, 2, AG_OK, &body, s_deliver, NULL);
     assert (agd_store_expire (store, ag_usecs ()) > 0);

@@ -271,7 +271,10 @@ agd_worker_main (void *args_)
                 agd_job_t *next = job->next;
                 agd_job_run (job, &buffer, &zone);
                 memcpy (frame, &job, sizeof job);
-                failed = zmq_send (socket, frame, sizeof frame, 0) == -1;
+                //  Never blocks: the broker's queue to us has no limit,
+                //  and a broker that has gone makes this fail at once
+                failed = zmq_send (socket, frame, sizeof frame,
+                                   ZMQ_DONTWAIT) == -1;
                 job = next;
             }
             if (failed)
