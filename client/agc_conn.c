@@ -289,12 +289,16 @@ s_send (agc_conn_t *self, uint8_t command, uint64_t corr, uint64_t agent,
     };
     int rc = agp_send (self->socket, NULL, &env, body, size, NULL,
                        ZMQ_DONTWAIT);
-    //  The send may have consumed the edge the reader is polling for
-    int events = 0;
-    size_t events_size = sizeof events;
-    zmq_getsockopt (self->socket, ZMQ_EVENTS, &events, &events_size);
-    if ((events & ZMQ_POLLIN) && self->reader && self->reader != s_me)
-        s_wake (self->reader);
+    //  The send may have consumed the edge another thread's poll waits
+    //  for. With no reader there is nobody to wake: whoever reads next
+    //  drains the socket before it polls.
+    if (self->reader && self->reader != s_me) {
+        int events = 0;
+        size_t events_size = sizeof events;
+        zmq_getsockopt (self->socket, ZMQ_EVENTS, &events, &events_size);
+        if (events & ZMQ_POLLIN)
+            s_wake (self->reader);
+    }
     return rc;
 }
 
@@ -699,6 +703,16 @@ agc_conn_destroy (agc_conn_t **self_p)
         return;
     agc_conn_t *self = *self_p;
     *self_p = NULL;
+    if (!self->shared) {
+        //  Not listed (shared is set before anyone else sees the
+        //  connection): only its own lock is needed
+        pthread_mutex_lock (&self->lock);
+        bool last = --self->refs == 0;
+        pthread_mutex_unlock (&self->lock);
+        if (last)
+            s_close (self);
+        return;
+    }
     //  A shared connection leaves the list under the list's lock, so no
     //  one finds it again between the last release and the close
     pthread_mutex_lock (&s_shared_lock);
