@@ -327,6 +327,9 @@ s_heartbeat (agc_conn_t *self, int64_t now)
         self->ping_corr = ++self->next_corr;
         self->ping_sent = now;
         s_send (self, AGP_PING, self->ping_corr, 0, 0, NULL, 0);
+        //  The send may have taken the edge our poll would wait for:
+        //  read what is there now
+        s_drain (self);
     }
     //  Next: the end of the silence, or the next ping, counted from the
     //  later of the last ping and the last word from the server
@@ -428,9 +431,6 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                 s_drain (conn);
                 int next = s_heartbeat (conn, now);
                 poll_ms = MIN (poll_ms, next);
-                //  A ping just sent may have taken the edge the poll
-                //  below would wait for: read what is there now
-                s_drain (conn);
             }
             pthread_mutex_unlock (&conn->lock);
         }
@@ -574,10 +574,12 @@ agc_future_destroy (agc_future_t **self_p)
     if (conn) {
         //  Still pending: forget it, so a late reply finds nothing. The
         //  future's reference keeps the connection alive until here.
-        pthread_mutex_lock (&conn->lock);
-        if (!s_is_done (self))
-            ag_idmap_delete (conn->pending, self->corr);
-        pthread_mutex_unlock (&conn->lock);
+        if (!s_is_done (self)) {
+            pthread_mutex_lock (&conn->lock);
+            if (!s_is_done (self))
+                ag_idmap_delete (conn->pending, self->corr);
+            pthread_mutex_unlock (&conn->lock);
+        }
         agc_conn_destroy (&conn);
     }
     ag_value_destroy (&self->value);

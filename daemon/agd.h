@@ -216,8 +216,6 @@ void
 //  A key's value as given, or its default; NULL if neither.
 const char *
     agd_settings_get (agd_settings_t *self, const char *path);
-bool
-    agd_settings_bool (agd_settings_t *self, const char *path);
 //  Check what single keys cannot (threads_min <= threads_max). Returns
 //  0, or -1 with a reason.
 int

@@ -23,7 +23,6 @@
 
 typedef enum {
     KEY_INT,                        //  whole number within bounds
-    KEY_BOOL,                       //  0/1, true/false, yes/no, on/off
     KEY_STRING,                     //  text
     KEY_LIST                        //  text, repeatable
 } key_type_t;
@@ -141,17 +140,6 @@ s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
                       (long long) key->min, (long long) key->max);
             return -1;
         }
-    }
-    else
-    if (key->type == KEY_BOOL) {
-        const char *words [] = { "0", "1", "false", "true", "no", "yes",
-                                 "off", "on", NULL };
-        for (int i = 0; words [i]; i++)
-            if (streq (value, words [i]))
-                return 0;
-        snprintf (why, size, "'%s' is not a boolean (0/1, true/false, yes/no,"
-                  " on/off)", value);
-        return -1;
     }
     else {
         if (*value == 0) {
@@ -370,14 +358,6 @@ static int64_t
 s_int (agd_settings_t *self, const char *path)
 {
     return strtoll (agd_settings_get (self, path), NULL, 10);
-}
-
-bool
-agd_settings_bool (agd_settings_t *self, const char *path)
-{
-    const char *value = agd_settings_get (self, path);
-    return value && (streq (value, "1") || streq (value, "true")
-                  || streq (value, "yes") || streq (value, "on"));
 }
 
 //  Load every *.so in a directory, in name order
