@@ -10,6 +10,7 @@
 
 #include "../common/ag_common.h"
 #include "agentserver.h"
+#include <stdatomic.h>
 
 //  Settings the broker runs with; copied from the server at start.
 typedef struct {
@@ -94,7 +95,6 @@ struct _agd_job_t {
     zmq_msg_t body;                 //  request body in, reply body out
     uint16_t status;                //  reply status, set by the worker
     bool answered;                  //  replied to already (DELETE)
-    int64_t received;               //  ag_usecs () on arrival
 };
 
 //  Run a job on the calling (worker) thread: decode the request, run the
@@ -119,14 +119,37 @@ typedef struct {
 void *
     agd_worker_main (void *args);
 
+//  A hand-off: several agents' chains of jobs for one worker. The
+//  broker fills it and sends its address; the worker runs the chains in
+//  order. A chain is the worker's only once it has claimed it (state
+//  HANDED -> TAKEN); until then the broker may take it back (HANDED ->
+//  REVOKED) and give it to another thread, if this one is held up by a
+//  method that blocks. The batch is the broker's again once the worker
+//  says END.
+#define AGD_BATCH           16      //  agents per hand-off, at most
+#define AGD_SLOT_HANDED     0
+#define AGD_SLOT_TAKEN      1
+#define AGD_SLOT_REVOKED    2
+
+typedef struct {
+    atomic_int state;               //  AGD_SLOT_*
+    agd_job_t *chain;               //  first job; linked by next
+    agd_job_t *last;                //  last job of the chain
+    uint32_t count;                 //  jobs in the chain
+} agd_slot_t;
+
+typedef struct {
+    uint32_t count;                 //  slots in use
+    agd_slot_t slots [AGD_BATCH];
+} agd_batch_t;
+
 //  Commands between broker and worker, one frame each:
-//  worker -> broker: "R" ready, "B" bye, or an 8-byte job pointer (one
-//  per job, as each finishes)
-//  broker -> worker: "T" terminate, or an 8-byte pointer to the first
-//  of a chain of jobs (linked by next), all for one agent, to run in
-//  order
+//  worker -> broker: "R" ready, "B" bye, "E" end of a batch, or an
+//  8-byte job pointer (one per job, as each finishes)
+//  broker -> worker: "T" terminate, or an 8-byte agd_batch_t pointer
 #define AGD_WORKER_READY    'R'
 #define AGD_WORKER_BYE      'B'
+#define AGD_WORKER_END      'E'
 #define AGD_WORKER_TERM     'T'
 
 //  ---------------------------------------------------------------------
@@ -147,13 +170,13 @@ void
 int
     agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
                       uint64_t corr);
-//  A kept call finished: keep a copy of its reply, and deliver it to
-//  fetchers waiting for it.
+//  A kept call finished at now (ag_usecs): keep a copy of its reply,
+//  and deliver it to fetchers waiting for it.
 void
     agd_store_complete (agd_store_t *self, const void *owner,
                         size_t owner_size, uint64_t corr, int status,
-                        zmq_msg_t *body, agd_store_deliver_fn *deliver,
-                        void *arg);
+                        zmq_msg_t *body, int64_t now,
+                        agd_store_deliver_fn *deliver, void *arg);
 //  Look up a result. Returns AG_OK with status/body (a copy) when done;
 //  AG_PENDING after adding routing/corr as a waiter (AG_BUSY when too
 //  many wait already); AG_GONE if unknown

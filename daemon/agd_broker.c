@@ -9,9 +9,13 @@
 //  mailbox. It reads only envelopes (and a CREATE body, to learn the
 //  class), never runs agent code and never blocks: a request becomes a
 //  job in its agent's mailbox, and an agent with work and no worker goes
-//  on the ready queue. Idle workers take ready agents one job at a time;
-//  when none is idle the pool grows, up to its maximum, and threads idle
-//  for long enough are let go. Replies go back through the same socket,
+//  on the ready queue. Idle workers are handed ready agents, each agent's
+//  queued calls in one chain and up to AGD_BATCH agents at once, so a
+//  busy server wakes a worker once for many jobs. A chain the worker has
+//  not started when it turns out to be blocked (nothing back from it for
+//  a while) is taken back and handed to another thread. When no thread
+//  is idle the pool grows, up to its maximum, and threads idle for long
+//  enough are let go. Replies go back through the same socket,
 //  with ZMQ_ROUTER_MANDATORY and no high-water mark, so a reply is never
 //  dropped silently: only a peer that has gone loses it, and that is
 //  logged.
@@ -31,7 +35,11 @@ struct _worker_t {
     uint32_t id;                    //  routing id is 'W' + id
     bool idle;                      //  on the idle list
     bool leaving;                   //  told to terminate
-    uint32_t outstanding;           //  jobs handed to it, not yet back
+    uint32_t outstanding;           //  jobs handed to it and not back,
+                                    //  plus one for the batch's END
+    agd_batch_t *batch;             //  its hand-off, ours when not open
+    bool open;                      //  batch handed, END not yet back
+    int64_t progress;               //  ag_usecs () of hand-off or result
     int64_t idle_since;             //  ag_usecs () when it went idle
     worker_t *prev, *next;          //  idle list (most recent first)
 };
@@ -53,7 +61,10 @@ typedef struct {
     worker_t *idle_tail;            //  longest idle
     size_t workers_total;           //  alive or starting
     size_t workers_starting;        //  not yet ready
-    size_t workers_busy;            //  holding a job
+    size_t workers_busy;            //  holding a batch
+    size_t workers_idle;            //  on the idle list
+    size_t batches_shared;          //  open batches of several chains
+    int64_t next_scan;              //  when to look for blocked batches
     uint32_t next_worker_id;        //  for routing ids
     agd_agent_t *ready_head;        //  agents with work, no worker
     agd_agent_t *ready_tail;
@@ -67,6 +78,7 @@ typedef struct {
     msgpack_packer packer;
     msgpack_zone zone;              //  for CREATE bodies
     int64_t started;                //  ag_usecs () at start
+    int64_t now;                    //  ag_usecs () this pass of the loop
     int64_t next_tick;              //  next housekeeping
     bool stopping;                  //  refusing new work
     bool stopped;                   //  STOPPED sent; waiting for $TERM
@@ -206,7 +218,8 @@ static void
 s_idle_push (self_t *self, worker_t *worker)
 {
     worker->idle = true;
-    worker->idle_since = ag_usecs ();
+    self->workers_idle++;
+    worker->idle_since = self->now;
     worker->prev = NULL;
     worker->next = self->idle_head;
     if (self->idle_head)
@@ -229,6 +242,7 @@ s_idle_remove (self_t *self, worker_t *worker)
         self->idle_tail = worker->prev;
     worker->prev = worker->next = NULL;
     worker->idle = false;
+    self->workers_idle--;
 }
 
 static void
@@ -244,6 +258,7 @@ static void
 s_worker_spawn (self_t *self)
 {
     worker_t *worker = (worker_t *) zmalloc (sizeof (worker_t));
+    worker->batch = (agd_batch_t *) zmalloc (sizeof (agd_batch_t));
     worker->id = ++self->next_worker_id;
     agd_worker_args_t *args = (agd_worker_args_t *)
         zmalloc (sizeof (agd_worker_args_t));
@@ -261,6 +276,7 @@ s_worker_spawn (self_t *self)
                  "cannot start worker thread: %s (threads=%zu)",
                  strerror (rc), self->workers_total);
         free (args);
+        free (worker->batch);
         free (worker);
         return;
     }
@@ -269,45 +285,135 @@ s_worker_spawn (self_t *self)
     self->workers_starting++;
 }
 
+//  Take the next agent off the ready queue, and its calls off its
+//  mailbox into a slot: one hop to the worker for many jobs. CREATE and
+//  DELETE go alone, since they change whether the agent exists at all.
+//  Returns the number of jobs in the slot.
+static uint32_t
+s_fill_slot (self_t *self, agd_slot_t *slot)
+{
+    agd_agent_t *agent = self->ready_head;
+    self->ready_head = agent->next_ready;
+    if (!self->ready_head)
+        self->ready_tail = NULL;
+    self->ready_count--;
+    agent->ready = false;
+    agent->next_ready = NULL;
+
+    agd_job_t *job = agent->head;
+    agd_job_t *last = job;
+    uint32_t count = 1;
+    if (job->env.command == AGP_CALL || job->env.command == AGP_GETATTR)
+        while (last->next && count < CHAIN
+        &&    (last->next->env.command == AGP_CALL
+           ||  last->next->env.command == AGP_GETATTR)) {
+            last = last->next;
+            count++;
+        }
+    agent->head = last->next;
+    if (!agent->head)
+        agent->tail = NULL;
+    last->next = NULL;
+    agent->queued -= count;
+    agent->running = count;
+    agent->busy = true;
+    slot->chain = job;
+    slot->last = last;
+    slot->count = count;
+    //  The send of the batch publishes this to the worker
+    atomic_store_explicit (&slot->state, AGD_SLOT_HANDED,
+                           memory_order_relaxed);
+    return count;
+}
+
+//  Hand ready agents to idle workers, a fair share each: as many as
+//  wait, spread over the threads idle or starting
+static void
+s_hand_out (self_t *self)
+{
+    while (self->ready_head && self->idle_head) {
+        size_t takers = self->workers_idle + self->workers_starting;
+        size_t share = (self->ready_count + takers - 1) / takers;
+        if (share > AGD_BATCH)
+            share = AGD_BATCH;
+        worker_t *worker = self->idle_head;
+        s_idle_remove (self, worker);
+        agd_batch_t *batch = worker->batch;
+        batch->count = 0;
+        worker->outstanding = 1;    //  the END
+        while (batch->count < share && self->ready_head)
+            worker->outstanding += s_fill_slot (
+                self, &batch->slots [batch->count++]);
+        worker->open = true;
+        worker->progress = self->now;
+        if (batch->count > 1)
+            self->batches_shared++;
+        self->workers_busy++;
+        s_worker_send (self, worker, &batch, sizeof batch);
+    }
+}
+
+//  Take back every chain of a worker's batch that it has not started,
+//  and put their agents at the head of the ready queue, in their order.
+//  Returns how many were taken back.
+static size_t
+s_revoke (self_t *self, worker_t *worker)
+{
+    size_t revoked = 0;
+    agd_batch_t *batch = worker->batch;
+    for (uint32_t i = batch->count; i-- > 0; ) {
+        agd_slot_t *slot = &batch->slots [i];
+        int handed = AGD_SLOT_HANDED;
+        if (!atomic_compare_exchange_strong (&slot->state, &handed,
+                                             AGD_SLOT_REVOKED))
+            continue;
+        agd_agent_t *agent = slot->chain->agent;
+        slot->last->next = agent->head;
+        agent->head = slot->chain;
+        if (!agent->tail)
+            agent->tail = slot->last;
+        agent->queued += slot->count;
+        agent->running -= slot->count;
+        agent->busy = false;
+        worker->outstanding -= slot->count;
+        agent->ready = true;
+        agent->next_ready = self->ready_head;
+        self->ready_head = agent;
+        if (!self->ready_tail)
+            self->ready_tail = agent;
+        self->ready_count++;
+        revoked++;
+    }
+    return revoked;
+}
+
+//  Take back the unstarted chains of workers that have sent nothing for
+//  a while: they are blocked in a method, and the agents behind it in
+//  their batch should not wait for it
+static void
+s_revoke_stalled (self_t *self, int64_t now)
+{
+    size_t cursor = 0;
+    worker_t *worker;
+    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor,
+                                                 NULL)))
+        if (worker->open && worker->batch->count > 1
+        &&  now - worker->progress >= GROW_AFTER_US)
+            s_revoke (self, worker);
+}
+
 //  Hand ready agents to idle workers; grow the pool if agents still wait
 static void
 s_dispatch (self_t *self)
 {
-    while (self->ready_head && self->idle_head) {
-        agd_agent_t *agent = self->ready_head;
-        self->ready_head = agent->next_ready;
-        if (!self->ready_head)
-            self->ready_tail = NULL;
-        self->ready_count--;
-        agent->ready = false;
-        agent->next_ready = NULL;
-
-        //  Hand over the agent's calls in a chain: one hop to the
-        //  worker for many jobs. CREATE and DELETE go alone, since they
-        //  change whether the agent exists at all.
-        agd_job_t *job = agent->head;
-        agd_job_t *last = job;
-        uint32_t count = 1;
-        if (job->env.command == AGP_CALL || job->env.command == AGP_GETATTR)
-            while (last->next && count < CHAIN
-            &&    (last->next->env.command == AGP_CALL
-               ||  last->next->env.command == AGP_GETATTR)) {
-                last = last->next;
-                count++;
-            }
-        agent->head = last->next;
-        if (!agent->head)
-            agent->tail = NULL;
-        last->next = NULL;
-        agent->queued -= count;
-        agent->running = count;
-        agent->busy = true;
-
-        worker_t *worker = self->idle_head;
-        s_idle_remove (self, worker);
-        worker->outstanding = count;
-        self->workers_busy++;
-        s_worker_send (self, worker, &job, sizeof job);
+    s_hand_out (self);
+    int64_t now = self->now;
+    if (self->batches_shared) {
+        if (now >= self->next_scan) {
+            s_revoke_stalled (self, now);
+            self->next_scan = now + GROW_AFTER_US;
+            s_hand_out (self);
+        }
     }
     //  Agents still wait, every thread is busy. Threads that finish
     //  quickly will take them soon; threads that block (sleep, I/O, a
@@ -319,7 +425,6 @@ s_dispatch (self_t *self)
         self->starved_since = 0;
         return;
     }
-    int64_t now = ag_usecs ();
     if (!self->starved_since)
         self->starved_since = now;
     if (now - self->starved_since < GROW_AFTER_US
@@ -401,7 +506,8 @@ s_agent_flush (self_t *self, agd_agent_t *agent, int status,
                           self->buffer.size);
             agd_store_complete (self->store, zmq_msg_data (&job->routing),
                                 zmq_msg_size (&job->routing), job->env.corr,
-                                status, &body, s_deliver_fetch, self);
+                                status, &body, self->now, s_deliver_fetch,
+                                self);
             zmq_msg_close (&body);
         }
         s_job_free (self, job);
@@ -750,7 +856,6 @@ s_frontend_recv (self_t *self)
         s_job_free (self, job);
         return 0;
     }
-    job->received = ag_usecs ();
     s_handle_request (self, job);
     return 0;
 }
@@ -796,14 +901,27 @@ s_job_done (self_t *self, agd_job_t *job)
         if (command == AGP_CALL && (job->env.word & AGP_FLAG_KEEP))
             agd_store_complete (self->store, zmq_msg_data (&job->routing),
                                 zmq_msg_size (&job->routing), job->env.corr,
-                                job->status, &job->body, s_deliver_fetch,
-                                self);
+                                job->status, &job->body, self->now,
+                                s_deliver_fetch, self);
         s_send_reply (self, &job->routing, command, job->status,
                       job->env.corr, job->env.agent, NULL, 0, &job->body);
     }
     s_job_free (self, job);
     if (agent)
         s_make_ready (self, agent);
+}
+
+//  One thing less outstanding for a worker; idle when nothing is
+static void
+s_worker_less (self_t *self, worker_t *worker)
+{
+    if (--worker->outstanding)
+        return;
+    worker->open = false;
+    if (worker->batch->count > 1)
+        self->batches_shared--;
+    self->workers_busy--;
+    s_idle_push (self, worker);
 }
 
 static int
@@ -824,13 +942,13 @@ s_backend_recv (self_t *self)
     if (frame_size == sizeof (agd_job_t *)) {
         agd_job_t *job;
         memcpy (&job, frame, sizeof job);
-        self->last_done = ag_usecs ();
+        self->last_done = worker->progress = self->now;
         s_job_done (self, job);
-        if (--worker->outstanding == 0) {
-            self->workers_busy--;
-            s_idle_push (self, worker);
-        }
+        s_worker_less (self, worker);
     }
+    else
+    if (frame_size == 1 && frame [0] == AGD_WORKER_END)
+        s_worker_less (self, worker);
     else
     if (frame_size == 1 && frame [0] == AGD_WORKER_READY) {
         self->workers_starting--;
@@ -841,6 +959,7 @@ s_backend_recv (self_t *self)
         if (worker->idle)
             s_idle_remove (self, worker);
         ag_idmap_delete (self->workers, id);
+        free (worker->batch);
         free (worker);
         self->workers_total--;
     }
@@ -882,7 +1001,14 @@ s_begin_stop (self_t *self)
 static void
 s_finish_stop (self_t *self)
 {
+    //  Chains no thread has started are not going to run now
     size_t cursor = 0;
+    worker_t *worker;
+    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor,
+                                                 NULL)))
+        if (worker->open)
+            s_revoke (self, worker);
+    cursor = 0;
     agd_agent_t *agent;
     while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
                                                    NULL)))
@@ -956,7 +1082,7 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     msgpack_sbuffer_init (&self->buffer);
     msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
     msgpack_zone_init (&self->zone, 2048);
-    self->started = ag_usecs ();
+    self->started = self->now = ag_usecs ();
     //  Agent ids are never reused, not even across restarts: they start
     //  from the start time, so a handle from before a restart finds no
     //  agent rather than somebody else's
@@ -980,8 +1106,12 @@ s_self_destroy (self_t **self_p)
     //  no longer talk to us
     size_t cursor = 0;
     worker_t *worker;
-    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor, NULL)))
+    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor, NULL))) {
+        //  A thread left running may still read its batch: it stays
+        if (!worker->open)
+            free (worker->batch);
         free (worker);
+    }
     ag_idmap_destroy (&self->workers);
     ag_idmap_destroy (&self->agents);
     zhashx_destroy (&self->names);
@@ -1079,6 +1209,8 @@ agd_broker (zsock_t *pipe, void *args_)
         int64_t timeout = (self->next_tick - now) / 1000;
         if (self->stopping && !self->stopped)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
+        if (self->batches_shared)
+            timeout = MIN (timeout, (self->next_scan - now + 999) / 1000);
         if (self->starved_since)
             timeout = MIN (timeout, (MAX (self->starved_since,
                                           self->last_done)
@@ -1088,6 +1220,9 @@ agd_broker (zsock_t *pipe, void *args_)
         int rc = zmq_poll (items, 4, (long) timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
+        //  One clock reading serves this pass: what it handles is
+        //  stamped with it
+        self->now = ag_usecs ();
         if (items [0].revents & ZMQ_POLLIN) {
             char *command = zstr_recv (pipe);
             if (!command || streq (command, "$TERM")) {
@@ -1116,7 +1251,7 @@ agd_broker (zsock_t *pipe, void *args_)
             ;
         s_dispatch (self);
 
-        now = ag_usecs ();
+        now = self->now;
         if (now >= self->next_tick) {
             agd_store_expire (self->store, now);
             s_reap_workers (self, now);

@@ -205,7 +205,7 @@ agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
 void
 agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
                     uint64_t corr, int status, zmq_msg_t *body,
-                    agd_store_deliver_fn *deliver, void *arg)
+                    int64_t now, agd_store_deliver_fn *deliver, void *arg)
 {
     uint64_t key = s_key (owner, owner_size, corr);
     entry_t *entry = s_find (self, owner, owner_size, corr, key);
@@ -214,7 +214,7 @@ agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
     entry->done = true;
     entry->status = status;
     zmq_msg_copy (&entry->body, body);
-    entry->expires = ag_usecs () + self->retention;
+    entry->expires = now + self->retention;
     entry->prev = self->newest;
     if (self->newest)
         self->newest->next = entry;
@@ -314,7 +314,8 @@ agd_store_test (bool verbose)
     //  A fetch before completion waits, and is answered at completion
     assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
             == AG_PENDING);
-    agd_store_complete (store, "A1", 2, 1, AG_OK, &body, s_deliver, NULL);
+    agd_store_complete (store, "A1", 2, 1, AG_OK, &body, ag_usecs (),
+                        s_deliver, NULL);
     assert (s_delivered == 1);
     assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
             == AG_OK);
@@ -340,7 +341,8 @@ agd_store_test (bool verbose)
     }
     assert (answers [0] == 64 && answers [1] == 6 && answers [2] == 0);
     //  Expiry
-    agd_store_complete (store, "A1", 2, 2, AG_OK, &body, s_deliver, NULL);
+    agd_store_complete (store, "A1", 2, 2, AG_OK, &body, ag_usecs (),
+                        s_deliver, NULL);
     assert (agd_store_expire (store, ag_usecs ()) > 0);
     assert (agd_store_expire (store, ag_usecs () + 61000000) == -1);
     assert (agd_store_fetch (store, "A1", 2, 2, &routing, 98, &status, &copy)

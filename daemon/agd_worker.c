@@ -5,9 +5,9 @@
     =========================================================================
 */
 //  @header
-//  A worker is handed a job (a pointer, over inproc) and runs it to the
-//  end: it decodes the request body, finds the method or attribute, runs
-//  the agent's code and leaves the reply in the job. The broker keeps the
+//  A worker is handed a batch of jobs (a pointer, over inproc) and runs
+//  each to the end: it decodes the request body, finds the method or
+//  attribute, runs the agent's code and leaves the reply in the job. The broker keeps the
 //  agent out of every other worker's hands meanwhile, so agent state
 //  needs no lock. Decoding here rather than in the broker keeps msgpack
 //  work, and any hostile body, off the thread that serves everyone.
@@ -258,26 +258,38 @@ agd_worker_main (void *args_)
     msgpack_zone zone;
     msgpack_zone_init (&zone, 2048);
     while (true) {
-        agd_job_t *job;
-        uint8_t frame [sizeof job];
+        agd_batch_t *batch;
+        uint8_t frame [sizeof batch];
         int size = zmq_recv (socket, frame, sizeof frame, 0);
-        if (size == sizeof job) {
-            //  A chain of jobs for one agent: each goes back as soon as
-            //  it is done, so its reply leaves at once; the link is read
-            //  first, as the broker may recycle a job it has back
-            memcpy (&job, frame, sizeof job);
+        if (size == sizeof batch) {
+            //  Chains of jobs, one per agent: each job goes back as soon
+            //  as it is done, so its reply leaves at once; the link is
+            //  read first, as the broker may recycle a job it has back.
+            //  A chain the broker has taken back is skipped.
+            memcpy (&batch, frame, sizeof batch);
             bool failed = false;
-            while (job && !failed) {
-                agd_job_t *next = job->next;
-                agd_job_run (job, &buffer, &zone);
-                memcpy (frame, &job, sizeof job);
-                //  Never blocks: the broker's queue to us has no limit,
-                //  and a broker that has gone makes this fail at once
-                failed = zmq_send (socket, frame, sizeof frame,
-                                   ZMQ_DONTWAIT) == -1;
-                job = next;
+            for (uint32_t i = 0; i < batch->count && !failed; i++) {
+                agd_slot_t *slot = &batch->slots [i];
+                int handed = AGD_SLOT_HANDED;
+                if (!atomic_compare_exchange_strong (&slot->state, &handed,
+                                                     AGD_SLOT_TAKEN))
+                    continue;
+                agd_job_t *job = slot->chain;
+                while (job && !failed) {
+                    agd_job_t *next = job->next;
+                    agd_job_run (job, &buffer, &zone);
+                    //  Never blocks: the broker's queue to us has no
+                    //  limit, and a broker that has gone makes this fail
+                    //  at once
+                    failed = zmq_send (socket, &job, sizeof job,
+                                       ZMQ_DONTWAIT) == -1;
+                    job = next;
+                }
             }
             if (failed)
+                break;
+            command = AGD_WORKER_END;
+            if (zmq_send (socket, &command, 1, ZMQ_DONTWAIT) == -1)
                 break;
         }
         else

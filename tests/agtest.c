@@ -1214,6 +1214,47 @@ s_test_pool (const char *unused)
     return 0;
 }
 
+//  A blocked method holds up only its own agent: calls to other agents
+//  that reached the server with it run on other threads meanwhile
+static int
+s_test_head_of_line (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--threads-min", "1",
+                           "--threads-max", "4", NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *agents [8];
+    for (int i = 0; i < 8; i++) {
+        agents [i] = s_counter (conn, 0);
+        CHECK (agents [i]);
+    }
+    int64_t ms = 4000 * s_slow;
+    ag_value_t *args = ag_value_new ("{s:i}", "ms", ms);
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    int64_t start = ag_usecs ();
+    agc_future_t *slow = agc_agent_call (agents [0], "slow", args);
+    agc_future_t *quick [7];
+    for (int i = 0; i < 7; i++)
+        quick [i] = agc_agent_call (agents [i + 1], "add", one);
+    CHECK (agc_future_wait_all (quick, 7, (int) ms) == 0);
+    CHECK (s_seconds_since (start) < 0.5 * (double) ms / 1000);
+    for (int i = 0; i < 7; i++) {
+        CHECK (agc_future_status (quick [i]) == AG_OK);
+        agc_future_destroy (&quick [i]);
+    }
+    CHECK (!agc_future_ready (slow));
+    CHECK (agc_future_wait (slow, (int) ms * 3) == 0);
+    CHECK (agc_future_status (slow) == AG_OK);
+    agc_future_destroy (&slow);
+    ag_value_destroy (&args);
+    ag_value_destroy (&one);
+    for (int i = 0; i < 8; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 
 //  ---------------------------------------------------------------------
 //  Seed parity: local agents, to_dist, child mode, create on server
@@ -1859,6 +1900,7 @@ static const case_t s_cases [] = {
     { "threads", s_test_threads },
     { "waiting", s_test_waiting },
     { "pool", s_test_pool },
+    { "head_of_line", s_test_head_of_line },
     { "deep_burst", s_test_deep_burst },
     { "big_value", s_test_big_value },
     { "hostile_input", s_test_hostile_input },
