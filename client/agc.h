@@ -24,6 +24,7 @@ struct _agc_future_t {
     char *reason;                   //  reason for a failed status
     ag_value_t *value;              //  value when status is AG_OK
     agc_waiter_t *waiter;           //  thread waiting for it, or NULL
+    bool orphan;                    //  nobody waits: freed when resolved
 };
 
 //  Record the calling thread's last error. Returns -1.
@@ -44,6 +45,13 @@ agc_future_t *
 agc_future_t *
     agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
                       uint16_t flags, const void *body, size_t size);
+
+//  Send a request whose reply nobody waits for: it is read and
+//  dropped. The connection, when closed, lingers up to its timeout to
+//  deliver it. Returns 0, or -1 if it could not be sent.
+int
+    agc_conn_post (agc_conn_t *self, uint8_t command, uint64_t agent,
+                   const void *body, size_t size);
 
 //  Send a request and wait for its reply. Returns the future (resolved,
 //  caller owns), or NULL out of memory.

@@ -425,8 +425,10 @@ agc_agent_release (agc_agent_t **self_p)
     s_free (self);
 }
 
-int
-agc_agent_destroy (agc_agent_t **self_p)
+//  Free a handle and its agent; wait for the server to confirm the
+//  delete or not
+static int
+s_destroy (agc_agent_t **self_p, bool confirm)
 {
     if (!self_p || !*self_p)
         return 0;
@@ -438,19 +440,37 @@ agc_agent_destroy (agc_agent_t **self_p)
         s_local_fini (self);
         pthread_mutex_unlock (&self->lock);
     }
-    else {
+    else
+    if (confirm) {
         agc_future_t *future = agc_conn_roundtrip (self->conn, AGP_DELETE,
                                                    self->id, NULL, 0);
         if (!future || agc_future_status (future) != AG_OK) {
             if (future)
                 agc_set_error_from (future);
+            else
+                agc_set_error (AG_INTERNAL, "out of memory");
             rc = -1;
         }
         agc_future_destroy (&future);
-        agc_conn_destroy (&self->conn);
     }
+    else
+        rc = agc_conn_post (self->conn, AGP_DELETE, self->id, NULL, 0);
+    if (!self->cls)
+        agc_conn_destroy (&self->conn);
     s_free (self);
     return rc;
+}
+
+int
+agc_agent_destroy (agc_agent_t **self_p)
+{
+    return s_destroy (self_p, false);
+}
+
+int
+agc_agent_delete (agc_agent_t **self_p)
+{
+    return s_destroy (self_p, true);
 }
 
 //  ---------------------------------------------------------------------

@@ -59,6 +59,7 @@ struct _agc_conn_t {
     int64_t ping_sent;              //  usecs it went out
     uint8_t identity [16];          //  our routing id
     int refs;                       //  the creator's, plus one per handle
+    size_t orphans;                 //  pending requests nobody waits for
     bool shared;                    //  listed in s_shared
     int child;                      //  child server's pid, or 0
     int watch_fd;                   //  child's watch pipe, or -1
@@ -177,6 +178,13 @@ agc_future_resolved (int status, const char *reason, ag_value_t *value)
 static void
 s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
 {
+    if (future->orphan) {
+        future->conn->orphans--;
+        ag_value_destroy (&value);
+        free (reason);
+        free (future);
+        return;
+    }
     future->status = status;
     future->reason = reason;        //  NULL on success
     future->value = value;
@@ -671,8 +679,13 @@ static void
 s_close (agc_conn_t *self)
 {
     pthread_mutex_lock (&self->lock);
-    //  Pending futures hold references, so none should be left; any that
-    //  are fail rather than wait forever
+    //  Pending futures hold references, so only posted requests can be
+    //  left. Those are not lost: the socket lingers to deliver them (a
+    //  child server is stopped anyway, with all it holds).
+    if (self->orphans && !self->child) {
+        int linger = self->timeout;
+        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger, sizeof linger);
+    }
     s_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);
@@ -831,6 +844,43 @@ agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
     }
     pthread_mutex_unlock (&self->lock);
     return future;
+}
+
+int
+agc_conn_post (agc_conn_t *self, uint8_t command, uint64_t agent,
+               const void *body, size_t size)
+{
+    agc_future_t *future = (agc_future_t *) calloc (1, sizeof *future);
+    if (!future)
+        return agc_set_error (AG_INTERNAL, "out of memory");
+    future->conn = self;
+    future->command = command;
+    future->orphan = true;
+    pthread_mutex_lock (&self->lock);
+    //  No reference: the connection may close with the request pending
+    future->corr = ++self->next_corr;
+    if (ag_idmap_size (self->pending) == 0 && !self->reader)
+        self->quiet_from = ag_usecs ();
+    int rc = ag_idmap_insert (self->pending, future->corr, future);
+    if (rc == 0) {
+        self->orphans++;
+        rc = s_send (self, command, future->corr, agent, 0, body, size);
+        if (rc) {
+            int error = zmq_errno ();
+            ag_idmap_delete (self->pending, future->corr);
+            self->orphans--;
+            agc_set_error (error == EAGAIN? AG_BUSY: AG_UNREACHABLE,
+                           "cannot send to %s: %s", self->endpoint,
+                           error == EAGAIN? "send queue full"
+                                          : zmq_strerror (error));
+        }
+    }
+    else
+        agc_set_error (AG_INTERNAL, "out of memory");
+    pthread_mutex_unlock (&self->lock);
+    if (rc)
+        free (future);
+    return rc? -1: 0;
 }
 
 agc_future_t *

@@ -168,7 +168,7 @@ agctl_delete (agctl_t *self, int argc, char **argv)
     msgpack_object deleted = {
         .type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = agc_agent_id (agent)
     };
-    if (agc_agent_destroy (&agent))
+    if (agc_agent_delete (&agent))
         return agctl_fail_status (agc_status (), agc_reason ());
     if (self->json) {
         json_t *json = json_pack ("{s:o}", "deleted",

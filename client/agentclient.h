@@ -180,11 +180,19 @@ AG_EXPORT agc_agent_t *
 
 //  Destroy a handle and its agent: a local agent's fini runs now; a
 //  distributed one is deleted on its server (fini runs after the calls
-//  already queued for it). Accepts NULL; sets *self_p to NULL. Returns
-//  0, or -1 if the server did not confirm the delete (the handle is
-//  freed in any case).
+//  already queued for it). The delete is sent, not waited for: requests
+//  sent after it on the same connection see the agent gone, and a
+//  connection being closed lingers up to its timeout to deliver it.
+//  Accepts NULL; sets *self_p to NULL. Returns 0, or -1 if the delete
+//  could not be sent (the handle is freed in any case).
 AG_EXPORT int
     agc_agent_destroy (agc_agent_t **self_p);
+
+//  The same, but wait until the server confirms the delete. Returns 0,
+//  or -1 (agc_status: AG_NO_AGENT if the agent was already gone,
+//  AG_UNREACHABLE, ...); the handle is freed in any case.
+AG_EXPORT int
+    agc_agent_delete (agc_agent_t **self_p);
 
 //  The agent's id on its server; 0 for a local agent.
 AG_EXPORT uint64_t

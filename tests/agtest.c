@@ -377,9 +377,47 @@ s_test_lifecycle (const char *endpoint)
     CHECK (agc_future_status (late) == AG_NO_AGENT);
     CHECK (strstr (agc_future_reason (late), "no agent"));
     agc_future_destroy (&late);
+    //  A confirmed delete reports an agent already gone
+    agc_agent_t *twin = s_counter (conn, 0);
+    agc_agent_t *again = agc_agent_attach (conn, agc_agent_id (twin));
+    CHECK (twin && again);
+    CHECK (agc_agent_delete (&twin) == 0);
+    CHECK (twin == NULL);
+    CHECK (agc_agent_delete (&again) == -1);
+    CHECK (agc_status () == AG_NO_AGENT);
+    CHECK (again == NULL);
+    //  Deletes sent just before their connection closes still arrive:
+    //  another connection sees the agents go
+    agc_conn_t *conn2 = agc_conn_new (endpoint);
+    agc_conn_t *brief = agc_conn_new (endpoint);
+    agc_agent_t *doomed [500];
+    for (int i = 0; i < 500; i++) {
+        doomed [i] = s_counter (brief, 0);
+        CHECK (doomed [i]);
+    }
+    int64_t first_id = (int64_t) agc_agent_id (doomed [0]);
+    uint64_t last_id = agc_agent_id (doomed [499]);
+    for (int i = 0; i < 500; i++)
+        CHECK (agc_agent_destroy (&doomed [i]) == 0);
+    agc_conn_destroy (&brief);
+    int64_t deadline = ag_usecs () + 10000000LL * s_slow;
+    agc_agent_t *seen;
+    while ((seen = agc_agent_attach (conn2, last_id))
+    &&     ag_usecs () < deadline)
+        agc_agent_release (&seen);
+    CHECK (seen == NULL && agc_status () == AG_NO_AGENT);
+    ag_value_t *left = agc_conn_list (conn2);
+    const msgpack_object *agents = ag_value_object (left);
+    CHECK (agents);
+    for (size_t i = 0; i < ag_obj_count (agents); i++) {
+        int64_t listed = ag_obj_int (ag_obj_get (ag_obj_at (agents, i), "id"),
+                                     0);
+        CHECK (listed < first_id || listed > (int64_t) last_id);
+    }
+    ag_value_destroy (&left);
+
     //  Futures keep their connection open: one resolved before the last
     //  handle went, and one still pending then, which still completes
-    agc_conn_t *conn2 = agc_conn_new (endpoint);
     agc_agent_t *sleeper = s_counter (conn2, 0);
     ag_value_t *nap = ag_value_new ("[s, {s:i}]", "slow", "ms", (int64_t) 500);
     agc_future_t *done = agc_agent_call (other, "add", NULL);
@@ -779,7 +817,7 @@ s_test_killed_server (const char *unused)
     ag_value_destroy (&one);
     CHECK (agc_future_status (future) == AG_UNREACHABLE);
     agc_future_destroy (&future);
-    CHECK (agc_agent_destroy (&agent) == -1);
+    CHECK (agc_agent_delete (&agent) == -1);
     agc_conn_destroy (&conn);
     return 0;
 }
@@ -891,7 +929,7 @@ s_test_graceful_stop (const char *unused)
     agc_future_destroy (&future);
     CHECK (s_daemon_reap (&daemon, 20000 * s_slow) == 0);
     //  The server is gone: deleting fails, within the timeout
-    CHECK (agc_agent_destroy (&agent) == -1);
+    CHECK (agc_agent_delete (&agent) == -1);
     CHECK (agc_status () == AG_UNREACHABLE);
     agc_conn_destroy (&conn);
     return 0;
