@@ -268,4 +268,7 @@ dep:
 	@sh contrib/deps.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+#   libFuzzer harnesses (clang): fuzz-build, fuzz-quick, fuzz, fuzz-regress
+include tests/fuzz/fuzz.mk

@@ -262,8 +262,9 @@ s_face (const msgpack_object *info, const msgpack_object *class_name)
         if (name && name->type == MSGPACK_OBJECT_STR
         &&  class_name->type == MSGPACK_OBJECT_STR
         &&  name->via.str.size == class_name->via.str.size
-        &&  memcmp (name->via.str.ptr, class_name->via.str.ptr,
-                    name->via.str.size) == 0)
+        &&  (name->via.str.size == 0
+         ||  memcmp (name->via.str.ptr, class_name->via.str.ptr,
+                     name->via.str.size) == 0))
             return face;
     }
     return NULL;

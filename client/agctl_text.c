@@ -210,7 +210,8 @@ int
 agctl_print_value (const msgpack_object *object, FILE *file)
 {
     if (object->type == MSGPACK_OBJECT_STR) {
-        fwrite (object->via.str.ptr, 1, object->via.str.size, file);
+        if (object->via.str.size)
+            fwrite (object->via.str.ptr, 1, object->via.str.size, file);
         return fputc ('\n', file) == EOF? -1: 0;
     }
     json_t *json = agctl_json_from_object (object);

@@ -583,7 +583,7 @@ ag_obj_get (const msgpack_object *self, const char *key)
     for (uint32_t i = 0; i < self->via.map.size; i++) {
         const msgpack_object *k = &self->via.map.ptr [i].key;
         if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == len
-        &&  memcmp (k->via.str.ptr, key, len) == 0)
+        &&  (len == 0 || memcmp (k->via.str.ptr, key, len) == 0))
             return &self->via.map.ptr [i].val;
     }
     return NULL;
@@ -619,9 +619,10 @@ ag_obj_streq (const msgpack_object *self, const char *text)
 {
     if (!ag_obj_is_str (self) || !text)
         return false;
+    //  msgpack-c leaves ptr NULL for an empty string: no memcmp then
     size_t len = strlen (text);
     return self->via.str.size == len
-        && memcmp (self->via.str.ptr, text, len) == 0;
+        && (len == 0 || memcmp (self->via.str.ptr, text, len) == 0);
 }
 
 char *
@@ -644,7 +645,8 @@ ag_obj_strdup (const msgpack_object *self)
         return NULL;
     char *copy = (char *) malloc (len + 1);
     if (copy) {
-        memcpy (copy, ptr, len);
+        if (len)                    //  ptr may be NULL when len is 0
+            memcpy (copy, ptr, len);
         copy [len] = 0;
     }
     return copy;
@@ -709,6 +711,17 @@ ag_value_test (bool verbose)
         printf ("\n");
 
     //  @selftest
+    //  An empty fixstr decodes with a NULL pointer: the readers cope
+    ag_value_t *empty = ag_value_decode ("\x81\xa0\xa0", 3);
+    assert (empty);
+    const msgpack_object *pair = ag_value_object (empty);
+    char *nothing = ag_obj_strdup (ag_obj_get (pair, ""));
+    assert (nothing && streq (nothing, ""));
+    free (nothing);
+    assert (ag_obj_streq (ag_obj_get (pair, ""), ""));
+    assert (!ag_obj_streq (ag_obj_get (pair, ""), "x"));
+    ag_value_destroy (&empty);
+
     ag_value_t *value = ag_value_new ("{s:s, s:[i, d, b], s:n, s:B}",
         "name", "W0", "list", (int64_t) -5, 2.5, 1, "none",
         "blob", "\x01\x02", (size_t) 2);

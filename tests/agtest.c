@@ -586,6 +586,17 @@ s_test_errors (const char *endpoint)
     CHECK (agc_status () == AG_NO_CLASS);
     CHECK (strstr (agc_reason (), "NoSuchClass"));
 
+    //  A Counter refuses to overflow (found by fuzzing)
+    agc_agent_t *full = s_counter (conn, INT64_MAX - 1);
+    ag_value_t *unit = ag_value_new ("i", (int64_t) 1);
+    agc_future_t *total = agc_agent_call (full, "add", unit);
+    CHECK (agc_future_status (total) == AG_OK);
+    agc_future_destroy (&total);
+    total = agc_agent_call (full, "add", unit);
+    CHECK (agc_future_status (total) == AG_BAD_ARGS);
+    agc_future_destroy (&total);
+    ag_value_destroy (&unit);
+    agc_agent_destroy (&full);
     CHECK (agc_agent_new (conn, "Broken", NULL, NULL) == NULL);
     CHECK (agc_status () == AG_INIT_FAILED);
     CHECK (strstr (agc_reason (), "cannot open the database"));

@@ -73,8 +73,12 @@ s_add (void *state, const msgpack_object *args, ag_call_t *call)
     if (!args || (args->type != MSGPACK_OBJECT_POSITIVE_INTEGER
                && args->type != MSGPACK_OBJECT_NEGATIVE_INTEGER))
         return ag_call_error (call, AG_BAD_ARGS, "add needs an integer");
+    int64_t total;
+    if (__builtin_add_overflow (self->count, ag_obj_int (args, 0), &total))
+        return ag_call_error (call, AG_BAD_ARGS, "add would overflow the"
+                              " count");
     s_enter (self);
-    self->count += ag_obj_int (args, 0);
+    self->count = total;
     s_leave (self);
     return ag_call_return (call, "i", self->count);
 }
