@@ -71,12 +71,12 @@ ALL_LDFLAGS = -pthread $(SANFLAGS) $(LDFLAGS)
 LIBS        = $(PKG_LIBS) -ldl -lm
 
 COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
-              common/ag_msg.c \
+              common/ag_msg.c common/ag_cert.c \
               protocol/ag_proto.c protocol/ag_status.c
 CLIENT_SRC  = client/agc_conn.c client/agc_agent.c client/agc_spawn.c
 SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_worker.c \
               daemon/agd_registry.c daemon/agd_store.c daemon/agd_config.c \
-              daemon/agd_notify.c
+              daemon/agd_notify.c daemon/agd_client.c daemon/agd_auth.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
@@ -93,7 +93,7 @@ EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
 PROGRAMS    = $(B)/agentd $(B)/agentctl
 CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
 CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
-TESTS       = $(B)/tests/selftest $(B)/tests/agtest
+TESTS       = $(B)/tests/selftest $(B)/tests/agtest $(B)/tests/sectest
 BENCH       = $(B)/bench/agentbench
 
 HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
@@ -175,6 +175,11 @@ $(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
 
 $(B)/tests/agtest: $(B)/tests/agtest.o \
                    $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/sectest: $(B)/tests/sectest.o \
+                    $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -129,16 +129,20 @@ s_free (agc_agent_t *self)
     free (self);
 }
 
-//  Create the agent on the server: body {class, args, name, state}.
-//  Fills in the remote half of the handle. Returns 0 or -1.
+//  Create the agent on the server: body {class, args, name, state,
+//  detached}. Fills in the remote half of the handle. Returns 0 or -1.
 static int
 s_create_remote (agc_agent_t *self, agc_conn_t *conn, const char *class_name,
                  const ag_value_t *args, const char *name,
-                 const ag_value_t *state)
+                 const ag_value_t *state, bool detached)
 {
+    //  A moved agent (with state) is never detached
     ag_value_t *body = state?
         ag_value_new ("{s:s, s:v, s:s, s:v}", "class", class_name,
                       "args", args, "name", name, "state", state):
+    detached?
+        ag_value_new ("{s:s, s:v, s:s, s:b}", "class", class_name,
+                      "args", args, "name", name, "detached", 1):
         ag_value_new ("{s:s, s:v, s:s}", "class", class_name,
                       "args", args, "name", name);
     if (!body)
@@ -167,23 +171,38 @@ s_create_remote (agc_agent_t *self, agc_conn_t *conn, const char *class_name,
     return 0;
 }
 
-agc_agent_t *
-agc_agent_new (agc_conn_t *conn, const char *class_name,
-               const ag_value_t *args, const char *name)
+static agc_agent_t *
+s_agent_new (agc_conn_t *conn, const char *class_name,
+             const ag_value_t *args, const char *name, bool detached)
 {
     if (!conn || !class_name) {
-        agc_set_error (AG_BAD_REQUEST, "agc_agent_new needs a connection"
+        agc_set_error (AG_BAD_REQUEST, "creating an agent needs a connection"
                        " and a class name");
         return NULL;
     }
     agc_agent_t *self = s_new (class_name);
-    if (!self || s_create_remote (self, conn, class_name, args, name, NULL)) {
+    if (!self || s_create_remote (self, conn, class_name, args, name, NULL,
+                                  detached)) {
         if (self)
             s_free (self);
         return NULL;
     }
     self->made_remote = true;
     return self;
+}
+
+agc_agent_t *
+agc_agent_new (agc_conn_t *conn, const char *class_name,
+               const ag_value_t *args, const char *name)
+{
+    return s_agent_new (conn, class_name, args, name, false);
+}
+
+agc_agent_t *
+agc_agent_new_detached (agc_conn_t *conn, const char *class_name,
+                        const ag_value_t *args, const char *name)
+{
+    return s_agent_new (conn, class_name, args, name, true);
 }
 
 //  A handle on an existing agent: find it in LIST (by id, or by name
@@ -365,7 +384,7 @@ agc_agent_to_conn (agc_agent_t *self, agc_conn_t *conn)
         }
     }
     int rc = s_create_remote (self, conn, self->class_name, self->init_args,
-                              NULL, state);
+                              NULL, state, false);
     ag_value_destroy (&state);
     if (rc == 0)
         s_local_fini (self);

@@ -20,9 +20,17 @@
 //  the sender checks ZMQ_EVENTS and, if a reply is waiting, wakes the
 //  reader. While futures are pending and the server is silent, the
 //  reader pings it; a server silent for the timeout fails them all.
+//
+//  A connection with CURVE also reads its socket's monitor, for the
+//  handshake's outcome: ZeroMQ gives no error on the socket when the
+//  server refuses the client's key, and no longer reconnects. The
+//  reader (or a sender) sees the event, fails what is pending with
+//  AG_DENIED, and the next request connects again, so a key allowed
+//  later on the server gets in without a new connection object.
 //  @end
 
 #include "agc.h"
+#include "../common/ag_cert.h"
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -63,7 +71,15 @@ struct _agc_conn_t {
     bool shared;                    //  listed in s_shared
     int child;                      //  child server's pid, or 0
     int watch_fd;                   //  child's watch pipe, or -1
+    void *monitor;                  //  PAIR on the socket's handshake
+                                    //  events (CURVE only), or NULL
+    int monitor_fd;                 //  its ZMQ_FD
+    bool refused;                   //  the server refused our key:
+                                    //  connect again before sending
 };
+
+//  Monitors are told apart by a number
+static atomic_uint s_monitor_count;
 
 //  Connections the library made for endpoints, shared by the agents
 //  moved there
@@ -224,10 +240,74 @@ s_reason_of (int status, const void *data, size_t size)
     return reason? reason: strdup (ag_status_str (status));
 }
 
+//  Read the handshake events of a CURVE connection. Connection locked.
+static void
+s_monitor_drain (agc_conn_t *self)
+{
+    if (!self->monitor)
+        return;
+    while (true) {
+        zmq_msg_t head, address;
+        zmq_msg_init (&head);
+        if (zmq_msg_recv (&head, self->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (&head);
+            break;
+        }
+        zmq_msg_init (&address);
+        if (zmq_msg_more (&head))
+            zmq_msg_recv (&address, self->monitor, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size (&head) == 6) {
+            memcpy (&event, zmq_msg_data (&head), 2);
+            memcpy (&value, (uint8_t *) zmq_msg_data (&head) + 2, 4);
+        }
+        zmq_msg_close (&head);
+        zmq_msg_close (&address);
+        char reason [400];
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            //  ZeroMQ does not reconnect after this; we do, on the next
+            //  request
+            snprintf (reason, sizeof reason, "%s refused this client's"
+                      " CURVE key (ZAP status %u): it is not among the"
+                      " server's allowed client certificates",
+                      self->endpoint, (unsigned) value);
+            self->refused = true;
+            s_fail_all (self, AG_DENIED, reason);
+        }
+        else
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
+            snprintf (reason, sizeof reason, "CURVE handshake with %s"
+                      " failed: %s", self->endpoint,
+                      value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+                      ? "the server does not use CURVE"
+                      : "protocol error");
+            s_fail_all (self, AG_UNREACHABLE, reason);
+        }
+    }
+}
+
+//  Before a request goes out: take in the handshake's news, and after a
+//  refusal connect again, so the request is a new attempt. Connection
+//  locked.
+static void
+s_prepare_send (agc_conn_t *self)
+{
+    if (!self->monitor)
+        return;
+    s_monitor_drain (self);
+    if (self->refused) {
+        zmq_disconnect (self->socket, self->endpoint);
+        zmq_connect (self->socket, self->endpoint);
+        self->refused = false;
+    }
+}
+
 //  Read every message waiting on the socket. Connection locked.
 static void
 s_drain (agc_conn_t *self)
 {
+    s_monitor_drain (self);
     while (true) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
@@ -408,10 +488,11 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
             pthread_mutex_unlock (&conn->lock);
         }
     }
-    struct pollfd local_fds [5];
+    //  Each connection's socket and, with CURVE, its monitor
+    struct pollfd local_fds [9];
     struct pollfd *fds = local_fds;
-    if (slot_count + 1 > 5)
-        fds = (struct pollfd *) calloc (slot_count + 1, sizeof *fds);
+    if (2 * slot_count + 1 > 9)
+        fds = (struct pollfd *) calloc (2 * slot_count + 1, sizeof *fds);
 
     int result = -1;
     while (true) {
@@ -466,8 +547,12 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         size_t nfds = 0;
         fds [nfds++] = (struct pollfd) { me->fd, POLLIN, 0 };
         for (size_t s = 0; s < slot_count; s++)
-            if (slots [s].reading)
+            if (slots [s].reading) {
                 fds [nfds++] = (struct pollfd) { slots [s].conn->fd, POLLIN, 0 };
+                if (slots [s].conn->monitor)
+                    fds [nfds++] = (struct pollfd) {
+                        slots [s].conn->monitor_fd, POLLIN, 0 };
+            }
         if (poll (fds, nfds, poll_ms) > 0 && (fds [0].revents & POLLIN)) {
             uint64_t counter;
             ssize_t rc = read (me->fd, &counter, sizeof counter);
@@ -601,8 +686,66 @@ agc_future_destroy (agc_future_t **self_p)
 static void
     s_close (agc_conn_t *self);
 
-agc_conn_t *
-agc_conn_new (const char *endpoint)
+//  Set CURVE on a connection's socket, with the server's public key and
+//  the client's own certificate, and start reading its handshake
+//  events. origin prefixes reasons ("AGENTD_CLIENT_CERT", or NULL).
+//  Returns 0, or -1 with the thread's error set.
+static int
+s_curve (agc_conn_t *self, void *context, const char *server_cert,
+         const char *server_origin, const char *client_cert,
+         const char *client_origin)
+{
+    char error [512];
+    ag_cert_t server, client;
+    if (ag_cert_load_public (&server, server_cert, error, sizeof error))
+        return agc_set_error (AG_BAD_REQUEST, "%s%s%s", server_origin?
+                              server_origin: "", server_origin? ": ": "",
+                              error);
+    if (ag_cert_load_secret (&client, client_cert, error, sizeof error))
+        return agc_set_error (AG_BAD_REQUEST, "%s%s%s", client_origin?
+                              client_origin: "", client_origin? ": ": "",
+                              error);
+    int rc = zmq_setsockopt (self->socket, ZMQ_CURVE_SERVERKEY,
+                             server.public_key, 40);
+    if (rc == 0)
+        rc = zmq_setsockopt (self->socket, ZMQ_CURVE_PUBLICKEY,
+                             client.public_key, 40);
+    if (rc == 0)
+        rc = zmq_setsockopt (self->socket, ZMQ_CURVE_SECRETKEY,
+                             client.secret_key, 40);
+    ag_cert_wipe (&client);
+    ag_cert_wipe (&server);
+    if (rc)
+        return agc_set_error (AG_INTERNAL, "cannot set CURVE keys: %s (is"
+                              " libzmq built with CURVE?)",
+                              zmq_strerror (zmq_errno ()));
+    //  The monitor's queue is ours to bound: unlimited (a refusal ends
+    //  ZeroMQ's reconnecting, so few events come), never blocking libzmq
+    char name [64];
+    snprintf (name, sizeof name, "inproc://agc-monitor-%u",
+              atomic_fetch_add (&s_monitor_count, 1));
+    if (zmq_socket_monitor (self->socket, name,
+                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                          | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        return agc_set_error (AG_INTERNAL, "cannot monitor the socket: %s",
+                              zmq_strerror (zmq_errno ()));
+    self->monitor = zmq_socket (context, ZMQ_PAIR);
+    int zero = 0;
+    zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (self->monitor, ZMQ_RCVHWM, &zero, sizeof zero);
+    if (zmq_connect (self->monitor, name))
+        return agc_set_error (AG_INTERNAL, "cannot read the socket's"
+                              " monitor: %s", zmq_strerror (zmq_errno ()));
+    size_t fd_size = sizeof self->monitor_fd;
+    zmq_getsockopt (self->monitor, ZMQ_FD, &self->monitor_fd, &fd_size);
+    return 0;
+}
+
+//  Open a connection, with CURVE if server_cert is not NULL
+static agc_conn_t *
+s_open (const char *endpoint, const char *server_cert,
+        const char *server_origin, const char *client_cert,
+        const char *client_origin)
 {
     if (!endpoint || !(strncmp (endpoint, "tcp://", 6) == 0
                     || strncmp (endpoint, "ipc://", 6) == 0)) {
@@ -647,6 +790,11 @@ agc_conn_new (const char *endpoint)
     zmq_setsockopt (self->socket, ZMQ_SNDHWM, &deep, sizeof deep);
     size_t fd_size = sizeof self->fd;
     zmq_getsockopt (self->socket, ZMQ_FD, &self->fd, &fd_size);
+    if (server_cert && s_curve (self, context, server_cert, server_origin,
+                                client_cert, client_origin)) {
+        s_close (self);             //  not listed anywhere yet
+        return NULL;
+    }
     if (zmq_connect (self->socket, endpoint)) {
         agc_set_error (AG_BAD_REQUEST, "cannot connect to %s: %s", endpoint,
                        zmq_strerror (zmq_errno ()));
@@ -654,6 +802,41 @@ agc_conn_new (const char *endpoint)
         return NULL;
     }
     return self;
+}
+
+agc_conn_t *
+agc_conn_new (const char *endpoint)
+{
+    //  Programs written without CURVE in mind reach a server that
+    //  requires it through these
+    const char *server_cert = getenv ("AGENTD_SERVER_KEY");
+    const char *client_cert = getenv ("AGENTD_CLIENT_CERT");
+    if (server_cert && !*server_cert)
+        server_cert = NULL;
+    if (client_cert && !*client_cert)
+        client_cert = NULL;
+    if (!server_cert != !client_cert) {
+        agc_set_error (AG_BAD_REQUEST, "%s is set but %s is not: CURVE"
+                       " needs the server's public certificate and this"
+                       " client's certificate",
+                       server_cert? "AGENTD_SERVER_KEY": "AGENTD_CLIENT_CERT",
+                       server_cert? "AGENTD_CLIENT_CERT": "AGENTD_SERVER_KEY");
+        return NULL;
+    }
+    return s_open (endpoint, server_cert, "AGENTD_SERVER_KEY", client_cert,
+                   "AGENTD_CLIENT_CERT");
+}
+
+agc_conn_t *
+agc_conn_new_secure (const char *endpoint, const char *server_cert,
+                     const char *client_cert)
+{
+    if (!server_cert || !client_cert) {
+        agc_set_error (AG_BAD_REQUEST, "CURVE needs the server's public"
+                       " certificate and this client's certificate");
+        return NULL;
+    }
+    return s_open (endpoint, server_cert, NULL, client_cert, NULL);
 }
 
 //  Stop a child server: it sees its watch pipe close, and gets SIGTERM;
@@ -689,6 +872,8 @@ s_close (agc_conn_t *self)
     s_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);
+    if (self->monitor)
+        zmq_close (self->monitor);
     s_stop_child (self);
     ag_idmap_destroy (&self->pending);
     pthread_mutex_destroy (&self->lock);
@@ -779,7 +964,9 @@ agc_conn_spawn (const char *plugin)
     int pid = agc_spawn_agentd (plugin, endpoint, sizeof endpoint, &watch_fd);
     if (pid < 0)
         return NULL;
-    agc_conn_t *self = agc_conn_new (endpoint);
+    //  A child listens on loopback, without CURVE, whatever the
+    //  environment says about other servers
+    agc_conn_t *self = s_open (endpoint, NULL, NULL, NULL, NULL);
     if (!self) {
         close (watch_fd);
         kill (pid, SIGKILL);
@@ -820,6 +1007,7 @@ agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
     future->conn = self;
     future->command = command;
     pthread_mutex_lock (&self->lock);
+    s_prepare_send (self);
     //  A future keeps its connection open: a thread waiting on it must
     //  not find the connection freed under it
     self->refs++;
@@ -857,6 +1045,7 @@ agc_conn_post (agc_conn_t *self, uint8_t command, uint64_t agent,
     future->command = command;
     future->orphan = true;
     pthread_mutex_lock (&self->lock);
+    s_prepare_send (self);
     //  No reference: the connection may close with the request pending
     future->corr = ++self->next_corr;
     if (ag_idmap_size (self->pending) == 0 && !self->reader)

@@ -41,6 +41,8 @@ typedef struct {
     int timeout;                    //  ms of server silence that is fatal
     bool json;                      //  print JSON rather than text
     const char *name;               //  create --name, or NULL
+    const char *server_key;         //  --server-key: CURVE, or NULL
+    const char *cert;               //  --cert: our certificate, or NULL
     agc_conn_t *conn;               //  server connection, or NULL
 } agctl_t;
 
@@ -53,6 +55,10 @@ typedef int (agctl_command_fn) (agctl_t *self, int argc, char **argv);
 
 agctl_command_fn agctl_status, agctl_list, agctl_show, agctl_ping;
 agctl_command_fn agctl_call, agctl_getattr, agctl_create, agctl_delete;
+
+//  keygen NAME (agctl_keygen.c): write a CURVE certificate, NAME and
+//  NAME_secret, in czmq's zcert format. Needs no server.
+agctl_command_fn agctl_keygen;
 
 //  ---------------------------------------------------------------------
 //  Runs, errors and agents (agctl_run.c)

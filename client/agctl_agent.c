@@ -98,7 +98,8 @@ agctl_create (agctl_t *self, int argc, char **argv)
         rc = agctl_open_conn (self);
     agc_agent_t *agent = NULL;
     if (rc == AGCTL_OK) {
-        agent = agc_agent_new (self->conn, argv [0], args, self->name);
+        agent = agc_agent_new_detached (self->conn, argv [0], args,
+                                        self->name);
         if (!agent)
             rc = agctl_fail_status (agc_status (), agc_reason ());
     }

@@ -42,7 +42,8 @@ agctl_exit_code (int status)
 {
     if (status == AG_OK)
         return AGCTL_OK;
-    if (status == AG_UNREACHABLE || status == AG_TIMEOUT)
+    if (status == AG_UNREACHABLE || status == AG_TIMEOUT
+    ||  status == AG_DENIED)
         return AGCTL_UNREACHABLE;
     //  Local conditions of the client library, not answers from the server
     if (status == AG_PENDING || status == AG_BUSY || status == AG_CLOSED)
@@ -69,7 +70,11 @@ agctl_open_conn (agctl_t *self)
 {
     if (self->conn)
         return AGCTL_OK;
-    self->conn = agc_conn_new (self->endpoint);
+    //  --server-key and --cert, else whatever the environment says
+    self->conn = self->server_key
+               ? agc_conn_new_secure (self->endpoint, self->server_key,
+                                      self->cert)
+               : agc_conn_new (self->endpoint);
     if (!self->conn)
         return agctl_fail (agc_status () == AG_BAD_REQUEST? AGCTL_USAGE
                                                           : AGCTL_FAILED,

@@ -55,8 +55,37 @@ AG_EXPORT const char *
 //  at once; the connection is made in the background and a server that
 //  cannot be reached shows up as AG_UNREACHABLE on the first call.
 //  Returns NULL if the endpoint is malformed.
+//  When the environment sets AGENTD_SERVER_KEY (the path of the server's
+//  public certificate) and AGENTD_CLIENT_CERT (the path of this client's
+//  certificate, whose secret half is that path with _secret added), the
+//  connection uses CURVE with them, as agc_conn_new_secure: so do the
+//  connections the library makes itself (agc_agent_to_dist and
+//  agc_agent_new_dist to an endpoint), and a program written without
+//  CURVE reaches a server that requires it. One of the two set without
+//  the other, or a certificate that cannot be read, is an error
+//  (AG_BAD_REQUEST, the reason naming the variable and the file).
 AG_EXPORT agc_conn_t *
     agc_conn_new (const char *endpoint);
+
+//  Connect with CURVE: the connection is encrypted, and the server
+//  knows this client by its key. server_cert is the server's public
+//  certificate (czmq's zcert format, as agentctl keygen writes it);
+//  client_cert is this client's certificate: its public file NAME or
+//  its secret file NAME_secret, which is read either way and must not
+//  be readable by group or others. The environment is not consulted.
+//  Returns NULL if the endpoint is malformed or a certificate cannot be
+//  read (AG_BAD_REQUEST, the reason naming the file).
+//  A server that refuses this client's key gives it no reply: ZeroMQ
+//  reports the refusal only as an event on the socket, which the
+//  library watches. Requests pending then fail with AG_DENIED, and so do
+//  requests sent before the refusal was seen; each later request
+//  connects again, so a key the server allows later gets in. A wrong
+//  server key shows as AG_UNREACHABLE after the connection's timeout (the
+//  server cannot decrypt the handshake and drops it), and a server
+//  without CURVE as AG_UNREACHABLE at once.
+AG_EXPORT agc_conn_t *
+    agc_conn_new_secure (const char *endpoint, const char *server_cert,
+                         const char *client_cert);
 
 //  Start a child agent server for this process (child mode): an agentd
 //  that loads the given plugin (NULL: none) and listens on an ephemeral
@@ -64,7 +93,8 @@ AG_EXPORT agc_conn_t *
 //  The child dies with this process, even if it is killed, and stops
 //  when the connection and every handle made on it are destroyed. The
 //  agentd program is $AGENTD if set, else the installed one, else agentd
-//  on the PATH. NULL on failure (agc_status tells why).
+//  on the PATH. NULL on failure (agc_status tells why). The child
+//  listens on loopback without CURVE, whatever AGENTD_SERVER_KEY says.
 AG_EXPORT agc_conn_t *
     agc_conn_spawn (const char *plugin);
 
@@ -177,6 +207,14 @@ AG_EXPORT agc_conn_t *
 AG_EXPORT agc_agent_t *
     agc_agent_new (agc_conn_t *conn, const char *class_name,
                    const ag_value_t *args, const char *name);
+
+//  The agents a connection creates belong to it: when the client has
+//  gone (its connection closed, or unreachable) for the server's
+//  client grace time, they are deleted. A detached agent belongs to no
+//  one and stays until deleted. Otherwise as agc_agent_new.
+AG_EXPORT agc_agent_t *
+    agc_agent_new_detached (agc_conn_t *conn, const char *class_name,
+                            const ag_value_t *args, const char *name);
 
 //  Destroy a handle and its agent: a local agent's fini runs now; a
 //  distributed one is deleted on its server (fini runs after the calls

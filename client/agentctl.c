@@ -35,6 +35,7 @@ static const command_t s_commands [] = {
     { "create",  agctl_create,  1, 2, " CLASS [JSON-ARGS] [--name NAME]" },
     { "delete",  agctl_delete,  1, 1, " AGENT" },
     { "ping",    agctl_ping,    0, 0, "" },
+    { "keygen",  agctl_keygen,  1, 1, " NAME" },
     { NULL }
 };
 
@@ -55,6 +56,8 @@ s_usage (void)
 "                                  create an agent; print its id\n"
 "  delete AGENT                    delete an agent\n"
 "  ping                            round trip to the server, in us\n"
+"  keygen NAME                     write a CURVE certificate: NAME (public)\n"
+"                                  and NAME_secret (mode 600)\n"
 "\n"
 "AGENT is an agent's id or name. JSON-ARGS is one JSON document, or '-'\n"
 "to read it from standard input; absent means null.\n"
@@ -64,11 +67,16 @@ s_usage (void)
 "                           else " AGCTL_DEFAULT_ENDPOINT ")\n"
 "  -j, --json               print one JSON document\n"
 "  -t, --timeout MS         give up on a server silent for MS ms (%d)\n"
+"      --server-key FILE    the server's public certificate: use CURVE\n"
+"                           (default $AGENTD_SERVER_KEY)\n"
+"      --cert FILE          this client's certificate, FILE and FILE_secret\n"
+"                           (default $AGENTD_CLIENT_CERT)\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
 "\n"
-"Exit status: 0 success, 1 failure, 2 usage error, 3 server unreachable,\n"
-"4 error reported by the server. See agentctl(1).\n",
+"Exit status: 0 success, 1 failure, 2 usage error, 3 server unreachable\n"
+"(or refused this client's key), 4 error reported by the server. See\n"
+"agentctl(1).\n",
         AGCTL_DEFAULT_TIMEOUT);
 }
 
@@ -157,6 +165,20 @@ main (int argc, char *argv [])
             ctl.timeout = (int) timeout;
         }
         else
+        if (s_is (arg, NULL, "--server-key", true)) {
+            ctl.server_key = s_value (argc, argv, &i, NULL, "--server-key");
+            if (!ctl.server_key || !*ctl.server_key)
+                rc = agctl_fail (AGCTL_USAGE, "--server-key needs the"
+                                 " server's public certificate file");
+        }
+        else
+        if (s_is (arg, NULL, "--cert", true)) {
+            ctl.cert = s_value (argc, argv, &i, NULL, "--cert");
+            if (!ctl.cert || !*ctl.cert)
+                rc = agctl_fail (AGCTL_USAGE, "--cert needs this client's"
+                                 " certificate file");
+        }
+        else
         if (s_is (arg, NULL, "--name", true)) {
             ctl.name = s_value (argc, argv, &i, NULL, "--name");
             if (!ctl.name || !*ctl.name)
@@ -182,6 +204,10 @@ main (int argc, char *argv [])
                          command->name, command->args);
     if (rc == AGCTL_OK && ctl.name && command->fn != agctl_create)
         rc = agctl_fail (AGCTL_USAGE, "--name is an option of create only");
+    if (rc == AGCTL_OK && !ctl.server_key != !ctl.cert)
+        rc = agctl_fail (AGCTL_USAGE, "--server-key and --cert go together:"
+                         " CURVE needs the server's public certificate and"
+                         " this client's certificate");
     if (rc == AGCTL_OK)
         rc = agctl_finish (&ctl, command->fn (&ctl, count - 1, args + 1));
     free (args);

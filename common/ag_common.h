@@ -14,9 +14,17 @@
 
 //  Limits on any msgpack we decode: nesting depth, and objects in total
 //  (each costs a msgpack_object of 24 bytes when unpacked, so this also
-//  bounds the memory a hostile body can make us allocate).
+//  bounds the memory a hostile body can make us allocate). These are the
+//  defaults and the most allowed: msgpack-c unpacks no deeper than 32.
 #define AG_MAX_DEPTH        32
 #define AG_MAX_ELEMENTS     (1 << 20)
+#define AG_MAX_ELEMENTS_CAP (1 << 24)
+
+//  Lower the depth (1..AG_MAX_DEPTH) or change the element limit
+//  (1..AG_MAX_ELEMENTS_CAP) for every check in this process; 0 leaves
+//  one as it is. Returns 0, or -1 if a value is out of range.
+int
+    ag_msgpack_set_limits (int depth, size_t elements);
 
 //  Check that data holds exactly one well-formed msgpack object within
 //  the limits above. Returns 0, or -1 with a reason (static string).

@@ -13,6 +13,7 @@
 //  @end
 
 #include "ag_common.h"
+#include <stdatomic.h>
 #include <math.h>
 
 struct _ag_value_t {
@@ -56,14 +57,33 @@ s_read_be (const uint8_t *p, int bytes)
     return value;
 }
 
+//  Process-wide, set before serving: relaxed atomics, as checks on other
+//  threads may read them at any time
+static atomic_int s_max_depth = AG_MAX_DEPTH;
+static atomic_size_t s_max_elements = AG_MAX_ELEMENTS;
+
+int
+ag_msgpack_set_limits (int depth, size_t elements)
+{
+    if (depth < 0 || depth > AG_MAX_DEPTH || elements > AG_MAX_ELEMENTS_CAP)
+        return -1;
+    if (depth)
+        atomic_store_explicit (&s_max_depth, depth, memory_order_relaxed);
+    if (elements)
+        atomic_store_explicit (&s_max_elements, elements,
+                               memory_order_relaxed);
+    return 0;
+}
+
 static int
 s_check_object (check_t *c, int depth)
 {
-    if (depth > AG_MAX_DEPTH) {
+    if (depth > atomic_load_explicit (&s_max_depth, memory_order_relaxed)) {
         c->reason = "msgpack nested too deep";
         return -1;
     }
-    if (++c->elements > AG_MAX_ELEMENTS) {
+    if (++c->elements > atomic_load_explicit (&s_max_elements,
+                                              memory_order_relaxed)) {
         c->reason = "msgpack has too many elements";
         return -1;
     }

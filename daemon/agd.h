@@ -11,6 +11,7 @@
 #include "../common/ag_common.h"
 #include "agentserver.h"
 #include <stdatomic.h>
+#include <pthread.h>
 
 //  Settings the broker runs with; copied from the server at start.
 typedef struct {
@@ -23,6 +24,15 @@ typedef struct {
     int heartbeat_ms;               //  ZMQ heartbeats to clients, or 0
     int heartbeat_timeout_ms;       //  their timeout, or 0 (10 x interval)
     int grace_ms;                   //  time running calls get at stop
+    size_t max_agents;              //  agents on this server at most
+    size_t max_agents_per_client;   //  agents one client owns at most
+    size_t max_pending_per_client;  //  requests one client has pending
+    int client_grace_ms;            //  a client gone this long loses its
+                                    //  agents
+    int inbound_hwm;                //  messages queued per connection
+    int outbound_hwm;               //  replies queued per connection
+    int max_depth;                  //  msgpack nesting, process-wide
+    size_t max_elements;            //  msgpack objects, process-wide
     int log_level;                  //  AGD_LOG_ERROR .. AGD_LOG_DEBUG
 } agd_config_t;
 
@@ -67,12 +77,14 @@ void
 
 typedef struct _agd_job_t agd_job_t;
 typedef struct _agd_agent_t agd_agent_t;
+typedef struct _agd_client_t agd_client_t;
 
 struct _agd_agent_t {
     uint64_t id;                    //  unique on this server, never reused
     const ag_class_t *cls;          //  class
     void *state;                    //  touched only by the worker running it
     char *name;                     //  unique name, or NULL
+    agd_client_t *owner;            //  client that owns it, or NULL
     agd_job_t *head;                //  mailbox: jobs in arrival order
     agd_job_t *tail;
     size_t queued;                  //  jobs in the mailbox
@@ -90,6 +102,7 @@ struct _agd_agent_t {
 struct _agd_job_t {
     agd_job_t *next;                //  mailbox link
     agd_agent_t *agent;             //  target
+    agd_client_t *client;           //  requester, counted; or NULL
     zmq_msg_t routing;              //  requester's routing id
     agp_envelope_t env;             //  request envelope
     zmq_msg_t body;                 //  request body in, reply body out
@@ -145,7 +158,7 @@ typedef struct {
 
 //  Commands between broker and worker, one frame each:
 //  worker -> broker: "R" ready, "B" bye, "E" end of a batch, or an
-//  8-byte job pointer (one per job, as each finishes)
+//  8-byte job pointer (one per job, as each finishes, before the END)
 //  broker -> worker: "T" terminate, or an 8-byte agd_batch_t pointer
 #define AGD_WORKER_READY    'R'
 #define AGD_WORKER_BYE      'B'
@@ -201,6 +214,8 @@ typedef struct {
     zlist_t *endpoints;             //  to bind (borrowed, strings)
     zlist_t *bound;                 //  filled by the broker: as bound
     int stop_fd;                    //  readable when asked to stop
+    const char *curve_secret;       //  Z85 secret key: CURVE; NULL: none
+    const char *zap_domain;         //  ZAP domain of our handler (CURVE)
     size_t abandoned;               //  workers still running at the end
     char error [256];               //  filled by the broker on failure
 } agd_broker_args_t;
@@ -256,6 +271,43 @@ void
     agd_settings_print (FILE *file);
 
 //  ---------------------------------------------------------------------
+//  agd_clients: what the broker knows of each client, by routing id.
+//  An entry lives while its client has requests pending or owns agents.
+
+struct _agd_client_t {
+    uint64_t key;                   //  hash of the routing id
+    agd_client_t *chain;            //  entries with the same key
+    size_t pending;                 //  requests in mailboxes, running, or
+                                    //  replied to not yet
+    size_t owned;                   //  agents it created, not detached
+    int64_t suspect_since;          //  a connection dropped since, or 0
+    size_t id_size;
+    uint8_t id [];                  //  routing id
+};
+
+typedef struct _agd_clients_t agd_clients_t;
+
+agd_clients_t *
+    agd_clients_new (void);
+void
+    agd_clients_destroy (agd_clients_t **self_p);
+//  The entry for a routing id, or NULL
+agd_client_t *
+    agd_clients_find (agd_clients_t *self, const void *id, size_t size);
+//  The entry for a routing id, made if new; NULL out of memory
+agd_client_t *
+    agd_clients_get (agd_clients_t *self, const void *id, size_t size);
+//  Free the entry if it holds nothing (no pending, no owned); accepts NULL
+void
+    agd_clients_release (agd_clients_t *self, agd_client_t *client);
+size_t
+    agd_clients_size (agd_clients_t *self);
+//  Up to max entries into clients; returns how many
+size_t
+    agd_clients_collect (agd_clients_t *self, agd_client_t **clients,
+                         size_t max);
+
+//  ---------------------------------------------------------------------
 //  agd_notify: systemd's notify protocol.
 
 //  Send a state ("READY=1", "STOPPING=1", "WATCHDOG=1") to $NOTIFY_SOCKET.
@@ -266,10 +318,50 @@ int
 int64_t
     agd_notify_watchdog_usec (void);
 
+//  ---------------------------------------------------------------------
+//  agd_auth: the ZAP handler (RFC 27) that decides which CURVE clients
+//  may connect. One handler serves the process (ZeroMQ looks for it at
+//  inproc://zeromq.zap.01 in the czmq context); each server with CURVE
+//  registers a ZAP domain of its own, with the keys it allows.
+
+typedef struct _agd_auth_t agd_auth_t;
+
+//  Read the client certificates in dir (every file but hidden ones and
+//  *_secret) and register them under a new domain, starting the
+//  handler if it is not running. log_level decides which decisions are
+//  logged (refusals at AGD_LOG_WARNING). Returns NULL with a reason.
+agd_auth_t *
+    agd_auth_new (const char *dir, int log_level, char *error, size_t size);
+//  Unregister; the handler stops with its last domain.
+void
+    agd_auth_destroy (agd_auth_t **self_p);
+//  The ZAP domain to set on the server's socket.
+const char *
+    agd_auth_domain (agd_auth_t *self);
+//  Read the directory again and allow what it holds now. Returns the
+//  number of keys, or -1 with a reason (the keys allowed stay as they
+//  were).
+int
+    agd_auth_reload (agd_auth_t *self, char *error, size_t size);
+//  Change the log level.
+void
+    agd_auth_set_log_level (agd_auth_t *self, int level);
+//  Check a directory of client certificates as agd_auth_new would read
+//  it. Returns the number of keys, or -1 with a reason.
+int
+    agd_auth_check_dir (const char *dir, char *error, size_t size);
+
+//  True if an endpoint can only be reached from this machine: ipc://,
+//  or tcp:// on a loopback address (127.0.0.0/8, ::1, localhost).
+bool
+    agd_endpoint_is_local (const char *endpoint);
+
 //  Selftests
+void agd_auth_test (bool verbose);
 void agd_config_test (bool verbose);
 void agd_registry_test (bool verbose);
 void agd_store_test (bool verbose);
+void agd_clients_test (bool verbose);
 void agd_server_test (bool verbose);
 
 #endif

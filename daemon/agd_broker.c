@@ -74,6 +74,13 @@ typedef struct {
     agd_job_t *free_jobs;           //  recycled jobs
     size_t free_count;
     agd_store_t *store;             //  kept results
+    agd_clients_t *clients;         //  clients with work or agents here
+    size_t agents_counted;          //  agents not deleted
+    void *monitor;                  //  frontend's connection events
+    char monitor_endpoint [64];
+    int64_t next_client_check;      //  when to look at suspects, or 0
+    int64_t last_suspect;           //  when owners were last made suspects
+    bool suspect_again;             //  a drop since: do it at the check
     msgpack_sbuffer buffer;         //  for bodies the broker writes
     msgpack_packer packer;
     msgpack_zone zone;              //  for CREATE bodies
@@ -118,6 +125,11 @@ s_job_new (self_t *self)
 static void
 s_job_free (self_t *self, agd_job_t *job)
 {
+    if (job->client) {
+        job->client->pending--;
+        agd_clients_release (self->clients, job->client);
+        job->client = NULL;
+    }
     zmq_msg_close (&job->routing);
     zmq_msg_close (&job->body);
     if (self->free_count < 1024) {
@@ -160,6 +172,13 @@ s_send_reply (self_t *self, zmq_msg_t *routing, uint8_t command,
                             " corr=%" PRIu64, agp_command_name (env.command),
                             corr);
         }
+        else
+        if (error == EAGAIN)
+            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                     "reply dropped: the client reads nothing, %d replies"
+                     " wait for it (server/outbound_hwm) command=%s"
+                     " corr=%" PRIu64, self->config.outbound_hwm,
+                     agp_command_name (env.command), corr);
         else
             AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
                      "reply dropped: %s command=%s corr=%" PRIu64,
@@ -473,9 +492,25 @@ s_enqueue (self_t *self, agd_agent_t *agent, agd_job_t *job)
 //  ---------------------------------------------------------------------
 //  Agents
 
+//  An agent leaves the counts its limits are checked against: when
+//  deleted (before its fini has run), or when freed
+static void
+s_agent_uncount (self_t *self, agd_agent_t *agent)
+{
+    if (agent->deleting)
+        return;                     //  done already
+    self->agents_counted--;
+    if (agent->owner) {
+        agent->owner->owned--;
+        agd_clients_release (self->clients, agent->owner);
+        agent->owner = NULL;
+    }
+}
+
 static void
 s_agent_free (self_t *self, agd_agent_t *agent)
 {
+    s_agent_uncount (self, agent);
     ag_idmap_delete (self->agents, agent->id);
     if (agent->name) {
         if (zhashx_lookup (self->names, agent->name) == agent)
@@ -483,6 +518,19 @@ s_agent_free (self_t *self, agd_agent_t *agent)
         free (agent->name);
     }
     free (agent);
+}
+
+//  From now on the agent takes no requests, and its name is free
+static void
+s_agent_deleting (self_t *self, agd_agent_t *agent)
+{
+    s_agent_uncount (self, agent);
+    agent->deleting = true;
+    if (agent->name) {
+        zhashx_delete (self->names, agent->name);
+        free (agent->name);
+        agent->name = NULL;
+    }
 }
 
 //  Answer every job still in an agent's mailbox with an error
@@ -546,7 +594,7 @@ s_pack_info (self_t *self)
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     agd_registry_t *registry = self->args->registry;
-    msgpack_pack_map (pk, 10);
+    msgpack_pack_map (pk, 11);
     s_pack_str (pk, "version");
     s_pack_str (pk, AG_VERSION_STRING);
     s_pack_str (pk, "protocol");
@@ -578,6 +626,8 @@ s_pack_info (self_t *self)
     msgpack_pack_uint64 (pk, self->jobs_pending);
     s_pack_str (pk, "results");
     msgpack_pack_uint64 (pk, agd_store_size (self->store));
+    s_pack_str (pk, "clients");
+    msgpack_pack_uint64 (pk, agd_clients_size (self->clients));
 }
 
 static void
@@ -662,10 +712,36 @@ s_handle_create (self_t *self, agd_job_t *job)
             return;
         }
     }
+    agd_client_t *client = job->client;
+    const char *limit = NULL;
+    size_t count = 0;
+    if (self->agents_counted >= self->config.max_agents) {
+        limit = "this server holds %zu agents, its limit"
+                " (server/max_agents)";
+        count = self->agents_counted;
+    }
+    else
+    if (!create.detached
+    &&  client->owned >= self->config.max_agents_per_client) {
+        limit = "this client owns %zu agents, the limit"
+                " (server/max_agents_per_client)";
+        count = client->owned;
+    }
+    if (limit) {
+        s_send_error (self, &job->routing, &job->env, AG_BUSY, limit, count);
+        free (name);
+        s_job_free (self, job);
+        return;
+    }
     agd_agent_t *agent = (agd_agent_t *) zmalloc (sizeof (agd_agent_t));
     agent->id = ++self->next_agent_id;
     agent->cls = cls;
     agent->name = name;
+    self->agents_counted++;
+    if (!create.detached) {
+        agent->owner = client;
+        client->owned++;
+    }
     agent->created = ag_usecs ();
     ag_idmap_insert (self->agents, agent->id, agent);
     if (name)
@@ -716,10 +792,41 @@ s_handle_fetch (self_t *self, agd_job_t *job)
     s_job_free (self, job);
 }
 
+//  Count a request that goes to a mailbox against its client. Returns
+//  0, or -1 having answered it (the client is over its limit).
+static int
+s_admit (self_t *self, agd_job_t *job)
+{
+    agd_client_t *client = agd_clients_get (self->clients,
+        zmq_msg_data (&job->routing), zmq_msg_size (&job->routing));
+    if (!client) {
+        s_send_error (self, &job->routing, &job->env, AG_INTERNAL,
+                      "out of memory");
+        return -1;
+    }
+    if (client->pending >= self->config.max_pending_per_client) {
+        s_send_error (self, &job->routing, &job->env, AG_BUSY,
+                      "this client has %zu requests pending, the limit"
+                      " (server/max_pending_per_client)", client->pending);
+        agd_clients_release (self->clients, client);
+        return -1;
+    }
+    client->pending++;
+    job->client = client;
+    return 0;
+}
+
 static void
 s_handle_request (self_t *self, agd_job_t *job)
 {
     agp_envelope_t *env = &job->env;
+    if (self->next_client_check) {
+        //  A client heard from is not gone
+        agd_client_t *client = agd_clients_find (self->clients,
+            zmq_msg_data (&job->routing), zmq_msg_size (&job->routing));
+        if (client)
+            client->suspect_since = 0;
+    }
     if (self->config.log_level >= AGD_LOG_INFO)
         zsys_info ("request command=%s corr=%" PRIu64 " agent=%" PRIu64
                    " size=%zu", agp_command_name (env->command), env->corr,
@@ -749,6 +856,10 @@ s_handle_request (self_t *self, agd_job_t *job)
         s_job_free (self, job);
         return;
     }
+    if (s_admit (self, job)) {
+        s_job_free (self, job);
+        return;
+    }
     if (env->command == AGP_CREATE) {
         s_handle_create (self, job);
         return;
@@ -765,12 +876,7 @@ s_handle_request (self_t *self, agd_job_t *job)
     if (env->command == AGP_DELETE) {
         //  Answered now: from here on the agent takes no requests. Its
         //  fini runs after the calls queued before this one.
-        agent->deleting = true;
-        if (agent->name) {
-            zhashx_delete (self->names, agent->name);
-            free (agent->name);
-            agent->name = NULL;
-        }
+        s_agent_deleting (self, agent);
         s_send_reply (self, &job->routing, AGP_DELETE, AG_OK, env->corr,
                       env->agent, NULL, 0, NULL);
         job->answered = true;
@@ -967,6 +1073,174 @@ s_backend_recv (self_t *self)
 }
 
 //  ---------------------------------------------------------------------
+//  Clients that go
+//
+//  A connection that drops may be a client that has gone for good,
+//  with agents that nobody will delete. ZeroMQ does not say whose
+//  connection dropped, so every client owning agents becomes a suspect;
+//  after the client grace time each suspect not heard from is probed (a
+//  message it ignores, which ZMQ_ROUTER_MANDATORY refuses when the
+//  client has no connection), and the agents of those gone are deleted.
+
+//  The probe runs no sooner than this after a drop, so that the socket
+//  has seen the connection end
+#define PROBE_AFTER_US  100000
+
+static void
+s_clients_suspect (self_t *self)
+{
+    //  At most once a probe interval: a storm of connections that come
+    //  and go costs one walk of the clients per interval, not per drop
+    if (self->last_suspect
+    &&  self->now - self->last_suspect < PROBE_AFTER_US) {
+        self->suspect_again = true;
+        int64_t due = self->last_suspect + PROBE_AFTER_US;
+        if (!self->next_client_check || self->next_client_check > due)
+            self->next_client_check = due;
+        return;
+    }
+    self->last_suspect = self->now;
+    self->suspect_again = false;
+    size_t count = agd_clients_size (self->clients);
+    agd_client_t **clients = (agd_client_t **) malloc (sizeof (agd_client_t *)
+                                                       * (count + 1));
+    if (!clients)
+        return;
+    count = agd_clients_collect (self->clients, clients, count);
+    bool any = false;
+    for (size_t i = 0; i < count; i++)
+        if (clients [i]->owned && !clients [i]->suspect_since) {
+            clients [i]->suspect_since = self->now;
+            any = true;
+        }
+    free (clients);
+    int64_t wait = MAX ((int64_t) self->config.client_grace_ms * 1000,
+                        PROBE_AFTER_US);
+    if (any && (!self->next_client_check
+            ||  self->next_client_check > self->now + wait))
+        self->next_client_check = self->now + wait;
+}
+
+//  True unless the client has no connection to us
+static bool
+s_reachable (self_t *self, agd_client_t *client)
+{
+    agp_envelope_t env = { .command = AGP_PING | AGP_REPLY, .word = AG_OK };
+    zmq_msg_t routing;
+    if (zmq_msg_init_size (&routing, client->id_size))
+        return true;
+    memcpy (zmq_msg_data (&routing), client->id, client->id_size);
+    int rc = agp_send (self->frontend, &routing, &env, NULL, 0, NULL,
+                       ZMQ_DONTWAIT);
+    bool reachable = rc == 0 || zmq_errno () != EHOSTUNREACH;
+    zmq_msg_close (&routing);
+    return reachable;
+}
+
+//  Delete the agents a client owns, as if it had sent DELETE for each
+static void
+s_clients_orphan (self_t *self, agd_client_t *client)
+{
+    size_t count = 0, cursor = 0;
+    agd_agent_t *agent;
+    zlist_t *owned = zlist_new ();
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->owner == client && !agent->deleting)
+            zlist_append (owned, agent);
+    while ((agent = (agd_agent_t *) zlist_pop (owned))) {
+        agd_job_t *job = s_job_new (self);
+        if (!job)
+            break;                  //  out of memory: next time
+        job->env.command = AGP_DELETE;
+        job->env.agent = agent->id;
+        job->answered = true;       //  nobody to answer
+        s_agent_deleting (self, agent);
+        s_enqueue (self, agent, job);
+        count++;
+    }
+    zlist_destroy (&owned);
+    AGD_LOG (self->config, AGD_LOG_NOTICE, zsys_notice,
+             "client gone for %d ms: deleting the %zu agents it owned",
+             self->config.client_grace_ms, count);
+}
+
+static void
+s_clients_check (self_t *self)
+{
+    if (self->suspect_again)
+        s_clients_suspect (self);
+    int64_t wait = MAX ((int64_t) self->config.client_grace_ms * 1000,
+                        PROBE_AFTER_US);
+    size_t count = agd_clients_size (self->clients);
+    agd_client_t **clients = (agd_client_t **) malloc (sizeof (agd_client_t *)
+                                                       * (count + 1));
+    if (!clients)
+        return;                     //  next pass
+    count = agd_clients_collect (self->clients, clients, count);
+    int64_t next = 0;
+    //  Orphaning may free the entry it orphans (once its agents are
+    //  deleting, it holds nothing), never another: the pointers after
+    //  it stay valid
+    for (size_t i = 0; i < count; i++) {
+        agd_client_t *client = clients [i];
+        if (!client->suspect_since)
+            continue;
+        if (self->now - client->suspect_since < wait) {
+            int64_t due = client->suspect_since + wait;
+            next = next && next < due? next: due;
+            continue;
+        }
+        client->suspect_since = 0;
+        if (!s_reachable (self, client))
+            s_clients_orphan (self, client);
+    }
+    free (clients);
+    self->next_client_check = next;
+}
+
+//  Connection events: a drop makes owners suspects; a peer that does
+//  not speak ZeroMQ is refused by libzmq, and logged here
+static void
+s_monitor_recv (self_t *self)
+{
+    bool dropped = false;
+    while (true) {
+        //  Each event is two frames: event number and value, then the
+        //  endpoint it happened on
+        zmq_msg_t event, address;
+        zmq_msg_init (&event);
+        zmq_msg_init (&address);
+        if (zmq_msg_recv (&event, self->monitor, ZMQ_DONTWAIT) == -1
+        ||  !zmq_msg_more (&event)
+        ||  zmq_msg_recv (&address, self->monitor, 0) == -1) {
+            zmq_msg_close (&event);
+            zmq_msg_close (&address);
+            break;
+        }
+        uint16_t number = 0;
+        if (zmq_msg_size (&event) >= 2)
+            memcpy (&number, zmq_msg_data (&event), 2);
+        if (number == ZMQ_EVENT_DISCONNECTED)
+            dropped = true;
+        else
+        if (number == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+        ||  number == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                     "refused a connection on %.*s: %s",
+                     (int) zmq_msg_size (&address),
+                     (char *) zmq_msg_data (&address),
+                     number == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     ? "it does not speak ZeroMQ (ZMTP) correctly"
+                     : "its handshake failed");
+        zmq_msg_close (&event);
+        zmq_msg_close (&address);
+    }
+    if (dropped)
+        s_clients_suspect (self);
+}
+
+//  ---------------------------------------------------------------------
 //  Housekeeping and stopping
 
 static void
@@ -1079,14 +1353,21 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     self->workers = ag_idmap_new ();
     self->store = agd_store_new (self->config.retention_ms,
                                  self->config.retention_max);
+    self->clients = agd_clients_new ();
+
     msgpack_sbuffer_init (&self->buffer);
     msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
     msgpack_zone_init (&self->zone, 2048);
     self->started = self->now = ag_usecs ();
     //  Agent ids are never reused, not even across restarts: they start
-    //  from the start time, so a handle from before a restart finds no
-    //  agent rather than somebody else's
-    self->next_agent_id = (uint64_t) time (NULL) << 20;
+    //  from the start time in microseconds, so a handle from before a
+    //  restart finds no agent rather than somebody else's. A server
+    //  creates agents far slower than one a microsecond, so its ids stay
+    //  below the start of the next one, even one started at once.
+    struct timespec clock;
+    clock_gettime (CLOCK_REALTIME, &clock);
+    self->next_agent_id = (uint64_t) clock.tv_sec * 1000000
+                        + (uint64_t) clock.tv_nsec / 1000;
     return self;
 }
 
@@ -1116,6 +1397,12 @@ s_self_destroy (self_t **self_p)
     ag_idmap_destroy (&self->agents);
     zhashx_destroy (&self->names);
     agd_store_destroy (&self->store);
+    agd_clients_destroy (&self->clients);
+
+    if (self->monitor) {
+        zmq_socket_monitor (self->frontend, NULL, 0);
+        zmq_close (self->monitor);
+    }
     msgpack_sbuffer_destroy (&self->buffer);
     msgpack_zone_destroy (&self->zone);
     zsock_destroy (&self->backend_sock);
@@ -1136,8 +1423,14 @@ s_bind (self_t *self)
     self->frontend = zsock_resolve (self->frontend_sock);
     int on = 1, zero = 0;
     zmq_setsockopt (self->frontend, ZMQ_ROUTER_MANDATORY, &on, sizeof on);
-    zmq_setsockopt (self->frontend, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt (self->frontend, ZMQ_RCVHWM, &zero, sizeof zero);
+    //  Outbound, a queue per connection that only a client reading
+    //  nothing fills; then its replies are dropped, and logged
+    zmq_setsockopt (self->frontend, ZMQ_SNDHWM, &self->config.outbound_hwm,
+                    sizeof (int));
+    //  Inbound, a bounded queue per connection: a client that sends
+    //  faster than we read is held back by TCP, not buffered here
+    zmq_setsockopt (self->frontend, ZMQ_RCVHWM, &self->config.inbound_hwm,
+                    sizeof (int));
     zmq_setsockopt (self->frontend, ZMQ_LINGER, &zero, sizeof zero);
     //  Hard cap in libzmq, above the limit we answer with TOO_LARGE, so
     //  an absurd frame is cut off before it is ever buffered
@@ -1151,6 +1444,20 @@ s_bind (self_t *self)
                     : self->config.heartbeat_ms * 10;
         zmq_setsockopt (self->frontend, ZMQ_HEARTBEAT_TIMEOUT, &timeout,
                         sizeof timeout);
+    }
+    if (args->curve_secret) {
+        //  CURVE: libzmq asks the ZAP handler (agd_auth) about each
+        //  client, under our domain
+        if (zmq_setsockopt (self->frontend, ZMQ_CURVE_SERVER, &on, sizeof on)
+        ||  zmq_setsockopt (self->frontend, ZMQ_CURVE_SECRETKEY,
+                            args->curve_secret, strlen (args->curve_secret))
+        ||  zmq_setsockopt (self->frontend, ZMQ_ZAP_DOMAIN, args->zap_domain,
+                            strlen (args->zap_domain))) {
+            snprintf (args->error, sizeof args->error, "cannot enable"
+                      " CURVE: %s (is libzmq built with CURVE?)",
+                      zmq_strerror (zmq_errno ()));
+            return -1;
+        }
     }
     const char *endpoint = (const char *) zlist_first (args->endpoints);
     while (endpoint) {
@@ -1193,6 +1500,24 @@ agd_broker (zsock_t *pipe, void *args_)
         zstr_free (&command);
         return;
     }
+    //  Dropped connections, to notice clients that go, and refused ones
+    snprintf (self->monitor_endpoint, sizeof self->monitor_endpoint,
+              "inproc://agd-monitor-%p", (void *) self);
+    if (zmq_socket_monitor (self->frontend, self->monitor_endpoint,
+                            ZMQ_EVENT_DISCONNECTED
+                          | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                          | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+        self->monitor = zmq_socket (zsys_init (), ZMQ_PAIR);
+        if (self->monitor
+        &&  zmq_connect (self->monitor, self->monitor_endpoint)) {
+            zmq_close (self->monitor);
+            self->monitor = NULL;
+        }
+    }
+    if (!self->monitor)
+        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                 "cannot watch connections: agents of clients that go"
+                 " stay until deleted");
     for (int i = 0; i < self->config.threads_min; i++)
         s_worker_spawn (self);
     zsock_signal (pipe, 0);
@@ -1201,8 +1526,10 @@ agd_broker (zsock_t *pipe, void *args_)
         { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
         { self->frontend, 0, ZMQ_POLLIN, 0 },
         { self->backend, 0, ZMQ_POLLIN, 0 },
-        { NULL, args->stop_fd, ZMQ_POLLIN, 0 }
+        { NULL, args->stop_fd, ZMQ_POLLIN, 0 },
+        { self->monitor, 0, ZMQ_POLLIN, 0 }
     };
+    int item_count = self->monitor? 5: 4;
     self->next_tick = ag_usecs () + TICK_MS * 1000;
     while (!self->terminated || !self->stopped) {
         int64_t now = ag_usecs ();
@@ -1215,9 +1542,12 @@ agd_broker (zsock_t *pipe, void *args_)
             timeout = MIN (timeout, (MAX (self->starved_since,
                                           self->last_done)
                                      + GROW_AFTER_US - now + 999) / 1000);
+        if (self->next_client_check)
+            timeout = MIN (timeout, (self->next_client_check - now + 999)
+                                    / 1000);
         if (timeout < 0)
             timeout = 0;
-        int rc = zmq_poll (items, 4, (long) timeout);
+        int rc = zmq_poll (items, item_count, (long) timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
         //  One clock reading serves this pass: what it handles is
@@ -1249,6 +1579,10 @@ agd_broker (zsock_t *pipe, void *args_)
             ;
         for (int i = 0; i < BATCH && s_frontend_recv (self) == 0; i++)
             ;
+        if (item_count > 4 && (items [4].revents & ZMQ_POLLIN))
+            s_monitor_recv (self);
+        if (self->next_client_check && self->now >= self->next_client_check)
+            s_clients_check (self);
         s_dispatch (self);
 
         now = self->now;

@@ -18,6 +18,7 @@
 //  @end
 
 #include "agd.h"
+#include "../common/ag_cert.h"
 #include <ctype.h>
 #include <dirent.h>
 
@@ -59,11 +60,38 @@ static const cfg_key_t s_keys [] = {
       "--max-message", "largest request body, in bytes" },
     { "server/grace_ms", KEY_INT, "10000", 0, 3600000, "--grace-ms",
       "time running calls get to finish at stop" },
+    { "server/max_agents", KEY_INT, "1000000", 1, 100000000, "--max-agents",
+      "agents on this server at most" },
+    { "server/max_agents_per_client", KEY_INT, "1000000", 1, 100000000,
+      NULL, "agents one client owns at most" },
+    { "server/max_pending_per_client", KEY_INT, "200000", 1, 100000000,
+      "--max-pending", "requests one client has queued or running at most" },
+    { "server/client_grace_ms", KEY_INT, "10000", 0, 86400000,
+      "--client-grace-ms", "how long a client may be gone before the"
+      " agents it owns are deleted" },
+    { "server/inbound_hwm", KEY_INT, "10000", 0, 10000000, "--inbound-hwm",
+      "requests queued per client connection before TCP holds the client"
+      " back (0: no limit)" },
+    { "server/max_depth", KEY_INT, "32", 1, 32, NULL,
+      "deepest msgpack nesting accepted in a request" },
+    { "server/max_elements", KEY_INT, "1048576", 1, 16777216, NULL,
+      "most msgpack objects accepted in one request body" },
+    { "server/outbound_hwm", KEY_INT, "1000000", 0, 100000000, NULL,
+      "replies queued per client connection; past it a client that reads"
+      " nothing loses replies, each logged (0: no limit)" },
     { "server/heartbeat_ms", KEY_INT, "0", 0, 3600000, NULL,
       "ZeroMQ heartbeat interval to clients (0: none)" },
     { "server/heartbeat_timeout_ms", KEY_INT, "0", 0, 3600000, NULL,
       "silence after which a client's connection is dropped (0: 10 x"
       " heartbeat_ms)" },
+    { "security/curve_secret_key", KEY_STRING, NULL, 0, 0, "--curve-key",
+      "the server's CURVE certificate (zcert): NAME_secret, or NAME to"
+      " read NAME_secret; mode 600" },
+    { "security/curve_allow_dir", KEY_STRING, NULL, 0, 0, "--curve-allow",
+      "directory of the certificates of the clients allowed in; SIGHUP"
+      " re-reads it" },
+    { "security/insecure", KEY_INT, "0", 0, 1, "--insecure",
+      "1: bind endpoints beyond loopback without CURVE, unencrypted" },
     { "log/level", KEY_STRING, "notice", 0, 0, "-v",
       "error, warning, notice, info (every request) or debug; -v sets"
       " info; SIGHUP re-reads it" },
@@ -388,6 +416,67 @@ s_load_dir (agd_server_t *server, const char *dir, char *error, size_t size)
     return rc;
 }
 
+//  CURVE needs both its settings, and files that read well and are
+//  private where they must be; without it, only endpoints of this
+//  machine, unless insecure is set
+static int
+s_check_security (agd_settings_t *self, char *error, size_t size)
+{
+    int secret_index = s_find ("security/curve_secret_key");
+    int allow_index = s_find ("security/curve_allow_dir");
+    const char *secret = agd_settings_get (self, "security/curve_secret_key");
+    const char *allow = agd_settings_get (self, "security/curve_allow_dir");
+    char why [512];
+    if (secret && !allow) {
+        snprintf (error, size, "%s: security/curve_secret_key is set but"
+                  " security/curve_allow_dir is not: CURVE needs both",
+                  self->slots [secret_index].origin);
+        return -1;
+    }
+    if (allow && !secret) {
+        snprintf (error, size, "%s: security/curve_allow_dir is set but"
+                  " security/curve_secret_key is not: CURVE needs both",
+                  self->slots [allow_index].origin);
+        return -1;
+    }
+    if (secret) {
+        ag_cert_t cert;
+        if (ag_cert_load_secret (&cert, secret, why, sizeof why)) {
+            snprintf (error, size, "%s: security/curve_secret_key: %s",
+                      self->slots [secret_index].origin, why);
+            return -1;
+        }
+        ag_cert_wipe (&cert);
+        if (agd_auth_check_dir (allow, why, sizeof why) < 0) {
+            snprintf (error, size, "%s: security/curve_allow_dir: %s",
+                      self->slots [allow_index].origin, why);
+            return -1;
+        }
+        return 0;
+    }
+    if (s_int (self, "security/insecure"))
+        return 0;
+    int index = s_find ("server/endpoint");
+    slot_t *slot = &self->slots [index];
+    const char *endpoint = (const char *) zlist_first (slot->items);
+    if (!endpoint)
+        endpoint = s_keys [index].fallback;
+    while (endpoint) {
+        if (!agd_endpoint_is_local (endpoint)) {
+            snprintf (error, size, "%s: server/endpoint %s is not loopback"
+                      " and CURVE is not set: set security/curve_secret_key"
+                      " and security/curve_allow_dir (--curve-key,"
+                      " --curve-allow), or security/insecure = 1"
+                      " (--insecure) to serve it unencrypted to anyone who"
+                      " can reach it", slot->origin? slot->origin: "default",
+                      endpoint);
+            return -1;
+        }
+        endpoint = (const char *) zlist_next (slot->items);
+    }
+    return 0;
+}
+
 int
 agd_settings_check (agd_settings_t *self, char *error, size_t size)
 {
@@ -399,7 +488,7 @@ agd_settings_check (agd_settings_t *self, char *error, size_t size)
                   (long long) max);
         return -1;
     }
-    return 0;
+    return s_check_security (self, error, size);
 }
 
 int
@@ -435,8 +524,28 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
     agd_server_set_max_message (server,
                                 (size_t) s_int (self, "server/max_message"));
     agd_server_set_grace (server, (int) s_int (self, "server/grace_ms"));
+    agd_server_set_limits (server,
+        (size_t) s_int (self, "server/max_agents"),
+        (size_t) s_int (self, "server/max_agents_per_client"),
+        (size_t) s_int (self, "server/max_pending_per_client"));
+    agd_server_set_client_grace (server,
+        (int) s_int (self, "server/client_grace_ms"));
+    agd_server_set_inbound_hwm (server,
+        (int) s_int (self, "server/inbound_hwm"));
+    agd_server_set_outbound_hwm (server,
+        (int) s_int (self, "server/outbound_hwm"));
+    agd_server_set_msgpack_limits (server,
+        (int) s_int (self, "server/max_depth"),
+        (size_t) s_int (self, "server/max_elements"));
     agd_server_set_heartbeat (server, (int) s_int (self, "server/heartbeat_ms"),
         (int) s_int (self, "server/heartbeat_timeout_ms"));
+    const char *secret = agd_settings_get (self, "security/curve_secret_key");
+    if (secret && agd_server_set_curve (server, secret,
+                      agd_settings_get (self, "security/curve_allow_dir"))) {
+        snprintf (error, size, "%s", agd_server_error (server));
+        return -1;
+    }
+    agd_server_set_insecure (server, s_int (self, "security/insecure") != 0);
     agd_server_set_log_level (server,
         agd_log_level_of (agd_settings_get (self, "log/level")));
     return 0;
@@ -533,7 +642,9 @@ agd_config_test (bool verbose)
                                    sizeof error) == 0);
         for (size_t i = 0; i < KEY_COUNT; i++)
             assert (zlist_size (settings->slots [i].items) > 0
-                ||  streq (s_keys [i].path, "server/plugin_dir"));
+                ||  streq (s_keys [i].path, "server/plugin_dir")
+                ||  streq (s_keys [i].path, "security/curve_secret_key")
+                ||  streq (s_keys [i].path, "security/curve_allow_dir"));
     }
     agd_settings_destroy (&settings);
     settings = agd_settings_new ();

@@ -10,11 +10,19 @@
 //  serve its own classes with it (the seed's RpcAgentServerLauncher).
 //  Stopping is a byte written to a pipe the broker polls: safe from any
 //  thread, and from a signal handler.
+//
+//  With CURVE set, the server checks its secret key and its directory of
+//  client certificates when told, and at start registers with the ZAP
+//  handler (agd_auth) before the broker binds. Without CURVE it binds
+//  only endpoints this machine alone can reach, unless told it may be
+//  insecure.
 //  @end
 
 #include "agd.h"
+#include "../common/ag_cert.h"
 #include <fcntl.h>
 #include <signal.h>
+#include <sodium.h>
 
 struct _agd_server_t {
     agd_config_t config;            //  settings
@@ -24,6 +32,10 @@ struct _agd_server_t {
     zactor_t *broker;               //  running broker, or NULL
     agd_broker_args_t *args;        //  the broker's arguments
     int stop_pipe [2];              //  write end: agd_server_stop
+    char *curve_secret;             //  Z85 secret key, or NULL: no CURVE
+    char *curve_allow;              //  client certificate directory
+    bool insecure;                  //  may bind beyond loopback unencrypted
+    agd_auth_t *auth;               //  our ZAP domain, once started
     bool started;                   //  start succeeded
     bool stopped;                   //  broker said STOPPED
     char error [512];               //  last failure
@@ -68,6 +80,14 @@ agd_server_new (void)
         .retention_max = 10000,
         .max_message = 64 * 1024 * 1024,
         .grace_ms = 10000,
+        .max_agents = 1000000,
+        .max_agents_per_client = 1000000,
+        .max_pending_per_client = 200000,
+        .client_grace_ms = 10000,
+        .inbound_hwm = 10000,
+        .outbound_hwm = 1000000,
+        .max_depth = AG_MAX_DEPTH,
+        .max_elements = AG_MAX_ELEMENTS,
         .log_level = AGD_LOG_NOTICE
     };
     self->registry = agd_registry_new ();
@@ -106,6 +126,12 @@ agd_server_destroy (agd_server_t **self_p)
         else
             agd_registry_destroy (&self->registry);
         free (self->args);
+        //  The socket it served is closed: the ZAP domain can go
+        agd_auth_destroy (&self->auth);
+        if (self->curve_secret)
+            sodium_memzero (self->curve_secret, strlen (self->curve_secret));
+        free (self->curve_secret);
+        free (self->curve_allow);
         zlist_destroy (&self->endpoints);
         zlist_destroy (&self->bound);
         close (self->stop_pipe [0]);
@@ -200,6 +226,54 @@ agd_server_set_grace (agd_server_t *self, int msecs)
 }
 
 void
+agd_server_set_limits (agd_server_t *self, size_t agents,
+                       size_t agents_per_client, size_t pending_per_client)
+{
+    if (agents)
+        self->config.max_agents = agents;
+    if (agents_per_client)
+        self->config.max_agents_per_client = agents_per_client;
+    if (pending_per_client)
+        self->config.max_pending_per_client = pending_per_client;
+}
+
+void
+agd_server_set_client_grace (agd_server_t *self, int msecs)
+{
+    self->config.client_grace_ms = msecs < 0? 0: msecs;
+}
+
+void
+agd_server_set_inbound_hwm (agd_server_t *self, int messages)
+{
+    self->config.inbound_hwm = messages < 0? 0: messages;
+}
+
+void
+agd_server_set_outbound_hwm (agd_server_t *self, int messages)
+{
+    self->config.outbound_hwm = messages < 0? 0: messages;
+}
+
+int
+agd_server_set_msgpack_limits (agd_server_t *self, int depth,
+                               size_t elements)
+{
+    if (depth < 0 || depth > AG_MAX_DEPTH
+    ||  elements > AG_MAX_ELEMENTS_CAP) {
+        snprintf (self->error, sizeof self->error, "msgpack limits: depth"
+                  " must be 1..%d and elements 1..%d", AG_MAX_DEPTH,
+                  AG_MAX_ELEMENTS_CAP);
+        return -1;
+    }
+    if (depth)
+        self->config.max_depth = depth;
+    if (elements)
+        self->config.max_elements = elements;
+    return 0;
+}
+
+void
 agd_server_set_heartbeat (agd_server_t *self, int msecs, int timeout)
 {
     self->config.heartbeat_ms = msecs < 0? 0: msecs;
@@ -216,12 +290,66 @@ agd_server_set_log_level (agd_server_t *self, int level)
     self->config.log_level = level;
     if (self->started && !self->stopped)
         zstr_sendf (zactor_sock (self->broker), "LOGLEVEL %d", level);
+    if (self->auth)
+        agd_auth_set_log_level (self->auth, level);
 }
 
 void
 agd_server_set_verbose (agd_server_t *self, bool verbose)
 {
     agd_server_set_log_level (self, verbose? AGD_LOG_INFO: AGD_LOG_NOTICE);
+}
+
+int
+agd_server_set_curve (agd_server_t *self, const char *secret_cert,
+                      const char *allow_dir)
+{
+    if (s_not_started (self, "set CURVE"))
+        return -1;
+    if (!secret_cert || !allow_dir) {
+        snprintf (self->error, sizeof self->error, "CURVE needs both the"
+                  " server's secret certificate and a directory of client"
+                  " certificates");
+        return -1;
+    }
+    ag_cert_t cert;
+    if (ag_cert_load_secret (&cert, secret_cert, self->error,
+                             sizeof self->error))
+        return -1;
+    char reason [512];
+    if (agd_auth_check_dir (allow_dir, reason, sizeof reason) < 0) {
+        snprintf (self->error, sizeof self->error, "%s", reason);
+        ag_cert_wipe (&cert);
+        return -1;
+    }
+    if (self->curve_secret)
+        sodium_memzero (self->curve_secret, strlen (self->curve_secret));
+    free (self->curve_secret);
+    free (self->curve_allow);
+    self->curve_secret = strdup (cert.secret_key);
+    //  Absolute, so a reload finds it after agentd detaches to /
+    self->curve_allow = realpath (allow_dir, NULL);
+    if (!self->curve_allow)
+        self->curve_allow = strdup (allow_dir);
+    ag_cert_wipe (&cert);
+    return 0;
+}
+
+void
+agd_server_set_insecure (agd_server_t *self, bool insecure)
+{
+    self->insecure = insecure;
+}
+
+int
+agd_server_reload_keys (agd_server_t *self)
+{
+    if (!self->auth) {
+        snprintf (self->error, sizeof self->error, "reload keys: the"
+                  " server is not running with CURVE");
+        return -1;
+    }
+    return agd_auth_reload (self->auth, self->error, sizeof self->error);
 }
 
 int
@@ -258,6 +386,19 @@ agd_server_start (agd_server_t *self)
         return -1;
     if (zlist_size (self->endpoints) == 0)
         zlist_append (self->endpoints, "tcp://127.0.0.1:*");
+    //  Without CURVE, nothing another machine can reach, unless asked
+    const char *endpoint = (const char *) zlist_first (self->endpoints);
+    for (; endpoint && !self->curve_secret && !self->insecure;
+           endpoint = (const char *) zlist_next (self->endpoints))
+        if (!agd_endpoint_is_local (endpoint)) {
+            snprintf (self->error, sizeof self->error, "endpoint %s is not"
+                      " loopback and CURVE is not set: other machines could"
+                      " reach it unencrypted and unauthenticated (set CURVE"
+                      " keys, or say insecure explicitly)", endpoint);
+            return -1;
+        }
+    ag_msgpack_set_limits (self->config.max_depth,
+                           self->config.max_elements);
     self->args = (agd_broker_args_t *) zmalloc (sizeof (agd_broker_args_t));
     self->args->config = self->config;
     self->args->registry = self->registry;
@@ -274,6 +415,19 @@ agd_server_start (agd_server_t *self)
     sigdelset (&all, SIGFPE);
     sigdelset (&all, SIGILL);
     pthread_sigmask (SIG_BLOCK, &all, &old);
+    //  CURVE: the ZAP handler knows our domain before the socket binds
+    if (self->curve_secret && !self->auth) {
+        self->auth = agd_auth_new (self->curve_allow, self->config.log_level,
+                                   self->error, sizeof self->error);
+        if (!self->auth) {
+            pthread_sigmask (SIG_SETMASK, &old, NULL);
+            return -1;
+        }
+    }
+    if (self->auth) {
+        self->args->curve_secret = self->curve_secret;
+        self->args->zap_domain = agd_auth_domain (self->auth);
+    }
     self->broker = zactor_new (agd_broker, self->args);
     pthread_sigmask (SIG_SETMASK, &old, NULL);
     if (!self->broker) {

@@ -38,6 +38,16 @@ s_usage (FILE *file)
 "      --retention-ms N     keep async results N ms (default 300000)\n"
 "      --max-message N      largest request body in bytes (default 64 MiB)\n"
 "      --grace-ms N         time running calls get at stop (default 10000)\n"
+"      --max-agents N       agents on this server at most (1000000)\n"
+"      --max-pending N      requests one client has pending at most (200000)\n"
+"      --client-grace-ms N  a client gone this long loses the agents it owns\n"
+"                           (default 10000)\n"
+"      --inbound-hwm N      requests queued per connection before TCP holds\n"
+"                           the client back (default 10000; 0: no limit)\n"
+"      --curve-key FILE     encrypt with CURVE, with this server certificate\n"
+"                           (FILE_secret, or FILE whose FILE_secret is read)\n"
+"      --curve-allow DIR    let in only clients whose certificates are in DIR\n"
+"      --insecure           allow endpoints beyond loopback without CURVE\n"
 "      --parent-fd FD       stop when FD (a pipe from the parent) closes\n"
 "      --settings           print every setting, its default and meaning\n"
 "  -V, --version            print the version and exit\n"
@@ -46,7 +56,9 @@ s_usage (FILE *file)
 "Once every endpoint is bound agentd prints 'listening on ENDPOINT' for\n"
 "each, with the real port where ':*' was given, and tells systemd it is\n"
 "ready. SIGINT or SIGTERM stops it gracefully; SIGHUP re-reads log/level\n"
-"from the configuration file. See agentd(8).\n");
+"from the configuration file, and the --curve-allow directory. Without\n"
+"CURVE, an endpoint other machines can reach needs --insecure. See\n"
+"agentd(8).\n");
 }
 
 //  A child server watches a pipe from its parent: when the parent goes,
@@ -97,10 +109,21 @@ s_detach (int *report_fd)
     return 0;
 }
 
-//  SIGHUP: re-read the one setting that applies while running
+//  SIGHUP: re-read the client keys, and the one setting that applies
+//  while running
 static void
-s_reload (agd_server_t *server, const char *config, agd_settings_t *cli)
+s_reload (agd_server_t *server, const char *config, agd_settings_t *cli,
+          bool curve)
 {
+    if (curve) {
+        int count = agd_server_reload_keys (server);
+        if (count < 0)
+            zsys_warning ("SIGHUP: %s; the client keys allowed stay as they"
+                          " were", agd_server_error (server));
+        else
+            zsys_notice ("SIGHUP: %d client key%s allowed", count,
+                         count == 1? "": "s");
+    }
     if (!config) {
         zsys_notice ("SIGHUP: no configuration file to re-read");
         return;
@@ -137,6 +160,13 @@ main (int argc, char *argv [])
         { "idle-ms", required_argument, NULL, 6 },
         { "parent-fd", required_argument, NULL, 7 },
         { "settings", no_argument, NULL, 8 },
+        { "max-agents", required_argument, NULL, 9 },
+        { "max-pending", required_argument, NULL, 10 },
+        { "client-grace-ms", required_argument, NULL, 11 },
+        { "inbound-hwm", required_argument, NULL, 12 },
+        { "curve-key", required_argument, NULL, 20 },
+        { "curve-allow", required_argument, NULL, 21 },
+        { "insecure", no_argument, NULL, 22 },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -145,7 +175,9 @@ main (int argc, char *argv [])
     static const char *option_keys [] = {
         NULL, "server/threads_min", "server/threads_max",
         "server/retention_ms", "server/max_message", "server/grace_ms",
-        "server/idle_ms"
+        "server/idle_ms", NULL, NULL, "server/max_agents",
+        "server/max_pending_per_client", "server/client_grace_ms",
+        "server/inbound_hwm"
     };
     //  Signals are taken by sigwait below; block them before any thread
     //  exists so every thread inherits the mask
@@ -196,7 +228,23 @@ main (int argc, char *argv [])
                                        sizeof error);
                 break;
             case 1: case 2: case 3: case 4: case 5: case 6:
+            case 9: case 10: case 11: case 12:
                 rc = agd_settings_set (cli, option_keys [option], optarg,
+                                       "command line", true, error,
+                                       sizeof error);
+                break;
+            case 20:
+                rc = agd_settings_set (cli, "security/curve_secret_key",
+                                       optarg, "command line", true, error,
+                                       sizeof error);
+                break;
+            case 21:
+                rc = agd_settings_set (cli, "security/curve_allow_dir",
+                                       optarg, "command line", true, error,
+                                       sizeof error);
+                break;
+            case 22:
+                rc = agd_settings_set (cli, "security/insecure", "1",
                                        "command line", true, error,
                                        sizeof error);
                 break;
@@ -325,7 +373,8 @@ main (int argc, char *argv [])
         if (sigwait (&signals, &signal))
             break;
         if (signal == SIGHUP) {
-            s_reload (server, config, cli);
+            s_reload (server, config, cli, agd_settings_get (settings,
+                      "security/curve_secret_key") != NULL);
             continue;
         }
         zsys_notice ("signal=%s: stopping", strsignal (signal));

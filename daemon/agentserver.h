@@ -85,6 +85,35 @@ AG_EXPORT void
 //  grace time for running calls at stop (default 10000 ms);
 AG_EXPORT void
     agd_server_set_grace (agd_server_t *self, int msecs);
+//  limits, each answered with AG_BUSY when reached: agents on the
+//  server (default 1000000), agents one client owns (default 1000000),
+//  requests one client has queued, running or not yet answered (default
+//  200000); 0 leaves a limit as it is;
+AG_EXPORT void
+    agd_server_set_limits (agd_server_t *self, size_t agents,
+                           size_t agents_per_client,
+                           size_t pending_per_client);
+//  how long a client that owns agents may be gone (its connection
+//  closed or unreachable) before its agents are deleted; detached
+//  agents are never (default 10000 ms);
+AG_EXPORT void
+    agd_server_set_client_grace (agd_server_t *self, int msecs);
+//  requests queued per client connection before TCP holds the client
+//  back; nothing is dropped (default 10000; 0: no limit);
+AG_EXPORT void
+    agd_server_set_inbound_hwm (agd_server_t *self, int messages);
+//  replies queued per client connection; past it, a client that reads
+//  nothing loses replies, each logged (default 1000000; 0: no limit);
+AG_EXPORT void
+    agd_server_set_outbound_hwm (agd_server_t *self, int messages);
+//  the deepest msgpack nesting (1..32, default 32) and the most objects
+//  in one body (1..16777216, default 1048576) accepted; past them a
+//  request is answered 400. These apply to every msgpack check in the
+//  process, the client library's too, from agd_server_start on. 0 leaves
+//  one as it is. Returns 0, or -1 if out of range;
+AG_EXPORT int
+    agd_server_set_msgpack_limits (agd_server_t *self, int depth,
+                                   size_t elements);
 //  which messages to log (default AGD_LOG_NOTICE: start, stop, and
 //  trouble; AGD_LOG_INFO adds every request, AGD_LOG_DEBUG adds replies
 //  dropped for clients that left). Unlike the others, these two may also
@@ -100,8 +129,40 @@ AG_EXPORT void
 AG_EXPORT void
     agd_server_set_verbose (agd_server_t *self, bool verbose);
 
+//  Security (before start only). CURVE encrypts every connection and
+//  lets in only the clients whose public keys are in allow_dir.
+//  secret_cert is the server's certificate in czmq's zcert format: the
+//  secret file NAME_secret, or its public twin NAME (NAME_secret is
+//  then read); it must not be readable by group or others. allow_dir
+//  holds one public certificate per allowed client (hidden files and
+//  *_secret files are skipped). Both are read now: returns 0, or -1
+//  with a reason from agd_server_error naming the file at fault. At
+//  start the server registers with the process's ZAP handler, which it
+//  starts if need be; it logs every refused client at AGD_LOG_WARNING,
+//  with the client's address and key. The handler serves every czmq
+//  socket of the process and refuses requests for ZAP domains that no
+//  agent server registered, so a program must not run czmq's zauth
+//  beside a server with CURVE.
+AG_EXPORT int
+    agd_server_set_curve (agd_server_t *self, const char *secret_cert,
+                          const char *allow_dir);
+//  Without CURVE, agd_server_start refuses endpoints other machines
+//  can reach (anything but ipc:// and tcp:// on 127.0.0.0/8, ::1 or
+//  localhost; tcp://*:port and tcp://0.0.0.0:port among them) unless
+//  this was set to true. Default false.
+AG_EXPORT void
+    agd_server_set_insecure (agd_server_t *self, bool insecure);
+//  Read allow_dir again, while the server runs: clients whose keys are
+//  in it now may connect, others no longer may (connections already
+//  made stay). Returns the number of keys allowed, or -1 with a reason
+//  (the keys allowed before stay allowed). From the thread that owns
+//  the server.
+AG_EXPORT int
+    agd_server_reload_keys (agd_server_t *self);
+
 //  Bind every endpoint and start serving. Returns 0, or -1 with a reason
-//  from agd_server_error (for example, an endpoint in use). With no
+//  from agd_server_error (for example, an endpoint in use, or one that
+//  is not loopback without CURVE or agd_server_set_insecure). With no
 //  endpoint added, binds tcp://127.0.0.1:* .
 AG_EXPORT int
     agd_server_start (agd_server_t *self);

@@ -122,6 +122,14 @@ agp_create_decode (agp_create_t *self, const msgpack_object *body,
         *reason = "CREATE \"name\" must be a string of 1 to 255 bytes";
         return -1;
     }
+    const msgpack_object *detached = ag_obj_get (body, "detached");
+    if (detached && detached->type != MSGPACK_OBJECT_NIL
+    &&  detached->type != MSGPACK_OBJECT_BOOLEAN) {
+        *reason = "CREATE \"detached\" must be true or false";
+        return -1;
+    }
+    self->detached = detached && detached->type == MSGPACK_OBJECT_BOOLEAN
+                  && detached->via.boolean;
     self->args = ag_obj_get (body, "args");
     self->state = ag_obj_get (body, "state");
     if (self->state && self->state->type == MSGPACK_OBJECT_NIL)

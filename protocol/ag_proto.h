@@ -90,6 +90,7 @@ typedef struct {
     agp_str_t name;                 //  ptr NULL when absent
     const msgpack_object *args;     //  NULL when absent
     const msgpack_object *state;    //  saved state to load; NULL if absent
+    bool detached;                  //  belongs to no client
 } agp_create_t;
 
 //  CALL body: [method: str, args: any]

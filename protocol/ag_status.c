@@ -31,6 +31,7 @@ ag_status_str (int status)
         case AG_UNREACHABLE:    return "server unreachable";
         case AG_TIMEOUT:        return "timed out";
         case AG_CLOSED:         return "connection closed";
+        case AG_DENIED:         return "access denied";
         default:                return "unknown status";
     }
 }

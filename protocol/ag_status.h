@@ -44,6 +44,7 @@ extern "C" {
 #define AG_UNREACHABLE       590    //  client: server dead or unreachable
 #define AG_TIMEOUT           591    //  client: wait timed out
 #define AG_CLOSED            592    //  client: connection closed locally
+#define AG_DENIED            593    //  client: server refused our key
 
 //  Return a constant, human-readable name for a status code, such as
 //  "no such agent". Unknown codes give "unknown status".

@@ -166,7 +166,8 @@ status_json () {
         || return 1
     json_holds '[c for c in d["classes"] if c["name"] == "Counter"][0]
                 == {"name": "Counter", "base": None,
-                    "methods": {"add": "sync", "echo": "sync",
+                    "methods": {"add": "sync", "bump": "async",
+                                "echo": "sync",
                                 "echo_async": "async", "nap": "sync",
                                 "slow": "async", "record": "async",
                                 "fail": "sync", "blob": "sync"},
@@ -175,7 +176,7 @@ status_json () {
     json_holds 'set (d["threads"]) >= {"busy", "total", "max"}
                 and set (d["calls"]) >= {"served", "failed"}
                 and d["pending"] >= 0 and d["results"] >= 0
-                and d["agents"] >= 0'
+                and d["agents"] >= 0 and d["clients"] >= 0'
 }
 
 create_text () {

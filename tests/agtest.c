@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <dlfcn.h>
 #include <spawn.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -86,8 +87,12 @@ typedef struct {
     pid_t pid;
     int pidfd;                      //  readable when the process exits
     int out;                        //  its stdout
+    int err;                        //  its stderr, if captured, or -1
     char endpoint [320];            //  first endpoint it listens on
 } daemon_t;
+
+//  The next daemon started has its stderr captured in daemon_t.err
+static bool s_capture_stderr;
 
 static int
 s_pidfd (pid_t pid)
@@ -148,13 +153,24 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
         envp [envc++] = *env++;
     envp [envc] = NULL;
 
-    int fds [2];
+    int fds [2], errs [2] = { -1, -1 };
     if (pipe (fds))
         return -1;
+    if (s_capture_stderr && pipe (errs)) {
+        close (fds [0]);
+        close (fds [1]);
+        return -1;
+    }
+    s_capture_stderr = false;
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init (&actions);
     posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
     posix_spawn_file_actions_addclose (&actions, fds [0]);
+    if (errs [1] >= 0) {
+        posix_spawn_file_actions_adddup2 (&actions, errs [1], 2);
+        posix_spawn_file_actions_addclose (&actions, errs [0]);
+    }
+    else
     if (!s_verbose) {
         posix_spawn_file_actions_addopen (&actions, 2, "/dev/null",
                                           O_WRONLY, 0);
@@ -163,8 +179,13 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
                            (char *const *) argv, (char *const *) envp);
     posix_spawn_file_actions_destroy (&actions);
     close (fds [1]);
+    if (errs [1] >= 0)
+        close (errs [1]);
+    self->err = errs [0];
     if (rc) {
         close (fds [0]);
+        if (self->err >= 0)
+            close (self->err);
         return -1;
     }
     self->out = fds [0];
@@ -176,6 +197,8 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
         waitpid (self->pid, NULL, 0);
         close (self->out);
         close (self->pidfd);
+        if (self->err >= 0)
+            close (self->err);
         return -1;
     }
     snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
@@ -221,6 +244,9 @@ s_daemon_reap (daemon_t *self, int msecs)
     waitpid (self->pid, &status, 0);
     close (self->pidfd);
     close (self->out);
+    if (self->err >= 0)
+        close (self->err);
+    self->err = -1;
     self->pid = 0;
     if (WIFSIGNALED (status))
         return 128 + WTERMSIG (status);
@@ -801,6 +827,79 @@ s_test_hostile_input (const char *unused)
     return 0;
 }
 
+//  Read the daemon's stderr until a line holds one of the words;
+//  true if one did within msecs
+static bool
+s_log_has (daemon_t *daemon, const char *word1, const char *word2,
+           int msecs)
+{
+    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
+    char line [1024];
+    while (ag_usecs () < deadline) {
+        int left = (int) ((deadline - ag_usecs ()) / 1000);
+        if (s_read_line (daemon->err, line, sizeof line, left) < 0)
+            return false;
+        if (s_verbose)
+            printf ("   log: %s\n", line);
+        if (strstr (line, word1) || (word2 && strstr (line, word2)))
+            return true;
+    }
+    return false;
+}
+
+//  Bytes on the daemon's TCP port from something that is not a ZeroMQ
+//  peer: refused and logged; clients already connected are unaffected
+static int
+s_test_garbage (const char *unused)
+{
+    daemon_t daemon;
+    s_capture_stderr = true;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    CHECK (daemon.err >= 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *agent = s_counter (conn, 3);
+    CHECK (agent);
+    const char *port = strrchr (daemon.endpoint, ':');
+    CHECK (port);
+    struct sockaddr_in address = { .sin_family = AF_INET };
+    address.sin_port = htons ((uint16_t) atoi (port + 1));
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    const char *http = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    uint8_t noise [4096];
+    for (size_t i = 0; i < sizeof noise; i++)
+        noise [i] = (uint8_t) random ();
+    //  A greeting's signature, then nonsense where the version goes
+    uint8_t greeting [64] = { 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 9, 9 };
+    const struct { const void *data; size_t size; } junk [] = {
+        { http, strlen (http) }, { noise, sizeof noise },
+        { greeting, sizeof greeting }
+    };
+    for (size_t i = 0; i < 3; i++) {
+        int fd = socket (AF_INET, SOCK_STREAM, 0);
+        CHECK (fd >= 0);
+        CHECK (connect (fd, (struct sockaddr *) &address, sizeof address)
+               == 0);
+        CHECK (write (fd, junk [i].data, junk [i].size) > 0);
+        //  Wait for the server to hang up (or give up after a while)
+        struct pollfd item = { fd, POLLIN, 0 };
+        char sink [256];
+        while (poll (&item, 1, 500 * s_slow) == 1
+        &&     read (fd, sink, sizeof sink) > 0)
+            ;
+        close (fd);
+    }
+    CHECK (s_log_has (&daemon, "refused a connection", "not AGP",
+                      10000 * s_slow));
+    //  The honest client never noticed
+    ag_value_t *count = agc_agent_getattr (agent, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 3);
+    ag_value_destroy (&count);
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 //  A server killed mid-call: the pending future fails within the timeout
 static int
 s_test_killed_server (const char *unused)
@@ -1298,6 +1397,376 @@ s_test_head_of_line (const char *unused)
     ag_value_destroy (&args);
     ag_value_destroy (&one);
     for (int i = 0; i < 8; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
+//  Faults and limits
+
+//  The client the client_gone test kills: three agents it owns and one
+//  detached, their ids on stdout, then wait
+static int
+s_hold (const char *endpoint)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    for (int i = 0; i < 4; i++) {
+        agc_agent_t *agent = i < 3? agc_agent_new (conn, "Counter", NULL, NULL)
+                                  : agc_agent_new_detached (conn, "Counter",
+                                                            NULL, NULL);
+        if (!agent)
+            return 1;
+        printf ("%" PRIu64 "\n", agc_agent_id (agent));
+        fflush (stdout);
+    }
+    while (true)
+        pause ();
+}
+
+//  True if the agent exists on the server
+static bool
+s_exists (agc_conn_t *conn, uint64_t id)
+{
+    agc_agent_t *agent = agc_agent_attach (conn, id);
+    bool exists = agent != NULL;
+    agc_agent_release (&agent);
+    return exists;
+}
+
+//  A client killed while it owns agents: they go after the client grace
+//  time, not before; its detached agent stays, and so do the agents of
+//  a client still connected
+static int
+s_test_client_gone (const char *unused)
+{
+    int grace_ms = 1500 * s_slow;
+    char grace [16];
+    snprintf (grace, sizeof grace, "%d", grace_ms);
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--client-grace-ms", grace,
+                           NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_agent_t *mine = s_counter (conn, 7);
+    CHECK (mine);
+
+    char agtest [300];
+    snprintf (agtest, sizeof agtest, "%s/tests/agtest", s_build);
+    const char *argv [] = { agtest, "--hold", daemon.endpoint, s_build, NULL };
+    int out [2];
+    CHECK (pipe (out) == 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
+    posix_spawn_file_actions_addclose (&actions, out [0]);
+    pid_t holder;
+    CHECK (posix_spawn (&holder, agtest, &actions, NULL, (char *const *) argv,
+                        environ) == 0);
+    posix_spawn_file_actions_destroy (&actions);
+    close (out [1]);
+    uint64_t ids [4];
+    char line [64];
+    for (int i = 0; i < 4; i++) {
+        CHECK (s_read_line (out [0], line, sizeof line, 20000 * s_slow) > 0);
+        ids [i] = strtoull (line, NULL, 10);
+        CHECK (s_exists (conn, ids [i]));
+    }
+    close (out [0]);
+    kill (holder, SIGKILL);
+    waitpid (holder, NULL, 0);
+    int64_t killed = ag_usecs ();
+    //  Within the grace time they are all still there
+    for (int i = 0; i < 4; i++)
+        CHECK (s_exists (conn, ids [i]) || s_seconds_since (killed) * 1000
+                                           >= grace_ms);
+    //  Then the owned ones go
+    int64_t deadline = killed + (int64_t) (grace_ms + 20000 * s_slow) * 1000;
+    while (s_exists (conn, ids [2]) && ag_usecs () < deadline)
+        ;
+    CHECK (s_seconds_since (killed) * 1000 >= grace_ms);
+    for (int i = 0; i < 3; i++)
+        CHECK (!s_exists (conn, ids [i]));
+    CHECK (s_exists (conn, ids [3]));
+    //  The live client's agent stays, and works
+    ag_value_t *count = agc_agent_getattr (mine, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 7);
+    ag_value_destroy (&count);
+    agc_agent_t *detached = agc_agent_attach (conn, ids [3]);
+    CHECK (agc_agent_delete (&detached) == 0);
+    agc_agent_destroy (&mine);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  agentd killed and started again on the same endpoint: the client
+//  reconnects, new calls work, old agents are gone
+static int
+s_test_restart (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    char endpoint [320];
+    snprintf (endpoint, sizeof endpoint, "%s", daemon.endpoint);
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *before = s_counter (conn, 1);
+    CHECK (before);
+    kill (daemon.pid, SIGKILL);
+    CHECK (s_daemon_reap (&daemon, 10000 * s_slow) == 128 + SIGKILL);
+    CHECK (s_daemon_start (&daemon, endpoint, NULL) == 0);
+    CHECK (streq (daemon.endpoint, endpoint));
+    agc_agent_t *after = s_counter (conn, 5);
+    CHECK (after);
+    ag_value_t *count = agc_agent_getattr (after, "count");
+    CHECK (ag_obj_int (ag_value_object (count), 0) == 5);
+    ag_value_destroy (&count);
+    agc_future_t *future = agc_agent_call (before, "add", NULL);
+    CHECK (agc_future_status (future) == AG_NO_AGENT);
+    agc_future_destroy (&future);
+    agc_agent_release (&before);
+    agc_agent_destroy (&after);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  Each limit answers 302 with the setting's name, and frees up again
+static int
+s_test_limits (const char *unused)
+{
+    char path [] = "/tmp/agtest_limits_XXXXXX";
+    int fd = mkstemp (path);
+    CHECK (fd >= 0);
+    const char *text = "server\n    max_agents_per_client = 3\n"
+                       "    max_depth = 4\n    max_elements = 100\n";
+    CHECK (write (fd, text, strlen (text)) == (ssize_t) strlen (text));
+    close (fd);
+    daemon_t daemon;
+    int rc = s_daemon_start (&daemon, NULL, "-c", path, "--max-agents", "5",
+                             "--max-pending", "100", NULL);
+    unlink (path);
+    CHECK (rc == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_conn_t *other = agc_conn_new (daemon.endpoint);
+
+    //  Agents one client owns; detached ones do not count
+    agc_agent_t *agents [6] = { NULL };
+    for (int i = 0; i < 3; i++)
+        CHECK ((agents [i] = s_counter (conn, 0)));
+    CHECK (s_counter (conn, 0) == NULL);
+    CHECK (agc_status () == AG_BUSY);
+    CHECK (strstr (agc_reason (), "server/max_agents_per_client"));
+    CHECK ((agents [3] = agc_agent_new_detached (conn, "Counter", NULL,
+                                                 NULL)));
+    //  Agents on the server
+    CHECK ((agents [4] = s_counter (other, 0)));
+    CHECK (s_counter (other, 0) == NULL);
+    CHECK (agc_status () == AG_BUSY);
+    CHECK (strstr (agc_reason (), "server/max_agents"));
+    agc_agent_delete (&agents [4]);
+    CHECK ((agents [4] = s_counter (other, 0)));
+
+    //  Requests one client has pending: one call blocks the agent, 99
+    //  more fit behind it, the next 100 are refused at once
+    ag_value_t *nap = ag_value_new ("{s:i}", "ms", (int64_t) 1000 * s_slow);
+    agc_future_t *futures [200];
+    futures [0] = agc_agent_call (agents [0], "slow", nap);
+    ag_value_destroy (&nap);
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    for (int i = 1; i < 200; i++)
+        futures [i] = agc_agent_call (agents [0], "bump", one);
+    ag_value_destroy (&one);
+    CHECK (agc_future_wait_all (futures, 200, 20000 * s_slow) == 0);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 200; i++) {
+        int status = agc_future_status (futures [i]);
+        if (status == AG_BUSY) {
+            busy++;
+            CHECK (strstr (agc_future_reason (futures [i]),
+                           "server/max_pending_per_client"));
+        }
+        else
+            ok += status == AG_OK;
+        agc_future_destroy (&futures [i]);
+    }
+    CHECK (ok == 100 && busy == 100);
+    //  msgpack nesting and element counts: the body [method, args] is
+    //  one level and one element more than args
+    ag_value_t *deep = ag_value_new ("[[[i]]]", (int64_t) 1);
+    agc_future_t *refused = agc_agent_call (agents [1], "echo", deep);
+    CHECK (agc_future_status (refused) == AG_BAD_REQUEST);
+    CHECK (strstr (agc_future_reason (refused), "nested too deep"));
+    agc_future_destroy (&refused);
+    ag_value_destroy (&deep);
+    deep = ag_value_new ("[[i]]", (int64_t) 1);
+    agc_future_t *echoed = agc_agent_call (agents [1], "echo", deep);
+    CHECK (agc_future_status (echoed) == AG_OK);
+    agc_future_destroy (&echoed);
+    ag_value_destroy (&deep);
+    msgpack_sbuffer wide;
+    msgpack_sbuffer_init (&wide);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &wide, msgpack_sbuffer_write);
+    msgpack_pack_array (&packer, 2);
+    msgpack_pack_str_with_body (&packer, "echo", 4);
+    msgpack_pack_array (&packer, 98);
+    for (int i = 0; i < 98; i++)
+        msgpack_pack_int (&packer, i);
+    refused = agc_conn_request (conn, AGP_CALL, agc_agent_id (agents [1]), 0,
+                                wide.data, wide.size);
+    CHECK (agc_future_wait (refused, 10000 * s_slow) == 0);
+    CHECK (agc_future_status (refused) == AG_BAD_REQUEST);
+    CHECK (strstr (agc_future_reason (refused), "too many elements"));
+    agc_future_destroy (&refused);
+    msgpack_sbuffer_destroy (&wide);
+
+    //  Another client is not held back by it, and the first recovers
+    ag_value_t *count = agc_agent_getattr (agents [4], "count");
+    CHECK (count);
+    ag_value_destroy (&count);
+    count = agc_agent_getattr (agents [0], "count");
+    CHECK (count);
+    ag_value_destroy (&count);
+    for (int i = 0; i < 6; i++)
+        agc_agent_delete (&agents [i]);
+    agc_conn_destroy (&other);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  The daemon's peak resident memory, in KiB, or -1
+static int64_t
+s_peak_rss_kib (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    int64_t kib = -1;
+    while (fgets (line, sizeof line, file))
+        if (strncmp (line, "VmHWM:", 6) == 0)
+            kib = strtoll (line + 6, NULL, 10);
+    fclose (file);
+    return kib;
+}
+
+//  One client sends a million requests as fast as it can: every one is
+//  answered, with its result or busy, and the daemon's memory stays
+//  bounded by the limits, not by the flood
+static int
+s_test_flood (const char *unused)
+{
+    int calls = s_valgrind? 50000: 1000000;
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--max-pending", "10000",
+                           NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_conn_set_timeout (conn, 60000 * s_slow);
+    agc_agent_t *agents [4];
+    for (int i = 0; i < 4; i++)
+        CHECK ((agents [i] = s_counter (conn, 0)));
+    int64_t base_kib = s_peak_rss_kib (daemon.pid);
+    agc_future_t **futures = (agc_future_t **)
+        calloc ((size_t) calls, sizeof *futures);
+    CHECK (futures);
+    ag_value_t *one = ag_value_new ("i", (int64_t) 1);
+    for (int i = 0; i < calls; i++)
+        futures [i] = agc_agent_call (agents [i % 4], "bump", one);
+    ag_value_destroy (&one);
+    CHECK (agc_future_wait_all (futures, (size_t) calls, 300000 * s_slow) == 0);
+    int64_t ok = 0, busy = 0, other = 0;
+    for (int i = 0; i < calls; i++) {
+        int status = agc_future_status (futures [i]);
+        ok += status == AG_OK;
+        busy += status == AG_BUSY;
+        other += status != AG_OK && status != AG_BUSY;
+        agc_future_destroy (&futures [i]);
+    }
+    free (futures);
+    int64_t peak_kib = s_peak_rss_kib (daemon.pid);
+    //  What the counters say was added matches what was answered OK
+    int64_t total = 0;
+    for (int i = 0; i < 4; i++) {
+        ag_value_t *count = agc_agent_getattr (agents [i], "count");
+        total += ag_obj_int (ag_value_object (count), -1000000);
+        ag_value_destroy (&count);
+    }
+    if (s_verbose)
+        printf ("   flood: %d calls, %" PRId64 " ok, %" PRId64 " busy, daemon"
+                " peak RSS %" PRId64 " KiB (%" PRId64 " KiB before)\n",
+                calls, ok, busy, peak_kib, base_kib);
+    CHECK (other == 0 && ok + busy == calls && ok > 0);
+    CHECK (total == ok);
+    //  64 MiB; AddressSanitizer keeps 256 MiB of freed memory in
+    //  quarantine, and valgrind a queue of its own
+    int64_t bound_kib = 64 * 1024;
+#if defined (__SANITIZE_ADDRESS__)
+    bound_kib += 512 * 1024;
+#endif
+    if (s_valgrind)
+        bound_kib += 256 * 1024;
+    CHECK (peak_kib > 0 && peak_kib - base_kib < bound_kib);
+    for (int i = 0; i < 4; i++)
+        agc_agent_destroy (&agents [i]);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
+//  The served count INFO reports
+static int64_t
+s_served (agc_conn_t *conn)
+{
+    ag_value_t *info = agc_conn_info (conn);
+    int64_t served = ag_obj_int (ag_obj_get (ag_obj_get (
+        ag_value_object (info), "calls"), "served"), -1);
+    ag_value_destroy (&info);
+    return served;
+}
+
+//  A million calls across 100 agents through a deliberately small
+//  inbound queue: each answered once, with its own result
+static int
+s_test_small_hwm (const char *unused)
+{
+    int calls = s_valgrind? 50000: 1000000;
+    int window = 20000;
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, "--inbound-hwm", "16", NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    agc_conn_set_timeout (conn, 60000 * s_slow);
+    agc_agent_t *agents [100];
+    for (int i = 0; i < 100; i++)
+        CHECK ((agents [i] = s_counter (conn, 0)));
+    int64_t served = s_served (conn);
+    agc_future_t **ring = (agc_future_t **) calloc ((size_t) window,
+                                                    sizeof *ring);
+    int64_t checked = 0;
+    for (int64_t i = 0; i < calls + window; i++) {
+        agc_future_t **slot = &ring [i % window];
+        if (*slot) {
+            CHECK (agc_future_wait (*slot, 60000 * s_slow) == 0);
+            CHECK (agc_future_status (*slot) == AG_OK);
+            CHECK (ag_obj_int (ag_value_object (agc_future_value (*slot)),
+                               -1) == i - window);
+            agc_future_destroy (slot);
+            checked++;
+        }
+        if (i < calls) {
+            ag_value_t *args = ag_value_new ("i", i);
+            *slot = agc_agent_call (agents [i % 100], "echo_async", args);
+            ag_value_destroy (&args);
+        }
+    }
+    free (ring);
+    CHECK (checked == calls);
+    //  The server sent one reply for each: none twice (INFO answers
+    //  itself before it counts)
+    CHECK (s_served (conn) - served == calls + 1);
+    for (int i = 0; i < 100; i++)
         agc_agent_destroy (&agents [i]);
     agc_conn_destroy (&conn);
     CHECK (s_daemon_stop (&daemon) == 0);
@@ -1950,9 +2419,15 @@ static const case_t s_cases [] = {
     { "waiting", s_test_waiting },
     { "pool", s_test_pool },
     { "head_of_line", s_test_head_of_line },
+    { "client_gone", s_test_client_gone },
+    { "restart", s_test_restart },
+    { "limits", s_test_limits },
+    { "flood", s_test_flood },
+    { "small_hwm", s_test_small_hwm },
     { "deep_burst", s_test_deep_burst },
     { "big_value", s_test_big_value },
     { "hostile_input", s_test_hostile_input },
+    { "garbage", s_test_garbage },
     { "killed_server", s_test_killed_server },
     { "fetch", s_test_fetch },
     { "graceful_stop", s_test_graceful_stop },
@@ -1977,6 +2452,7 @@ int
 main (int argc, char *argv [])
 {
     const char *only = NULL;
+    const char *hold = NULL;
     bool orphan_parent = false;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-v"))
@@ -1987,6 +2463,9 @@ main (int argc, char *argv [])
         else
         if (streq (argv [i], "--orphan-parent"))
             orphan_parent = true;
+        else
+        if (streq (argv [i], "--hold") && i + 1 < argc)
+            hold = argv [++i];
         else
         if (argv [i][0] != '-')
             s_build = argv [i];
@@ -2002,6 +2481,8 @@ main (int argc, char *argv [])
     snprintf (s_plugin, sizeof s_plugin, "%s/plugins/testclasses.so", s_build);
     if (orphan_parent)
         return s_orphan_parent ();
+    if (hold)
+        return s_hold (hold);
     s_valgrind = getenv ("AGTEST_VALGRIND") != NULL;
     if (s_valgrind)
         s_slow = 4;

@@ -3,20 +3,34 @@
 #   AGTEST_VALGRIND=1 runs the selftests and every agentd under valgrind.
 B=${1:-build}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+trap 'rm -f "$out" "$out.rc" "$out.bench"' EXIT
 status=0
+#   Run a test program, its output shown and kept; a program that exits
+#   with an error (a crash, or a leak report after its count) fails the
+#   check even when every case it counted passed. A pipe's status is its
+#   last command's, so the program's own goes through a file.
+run () {
+    { "$@"; echo $? > "$out.rc"; } | tee -a "$out"
+    rc=$(cat "$out.rc")
+    if [ "$rc" != 0 ]; then
+        echo " * $*: exited with status $rc"
+        status=1
+    fi
+}
 if [ -n "$AGTEST_VALGRIND" ]; then
-    valgrind -q --leak-check=full --show-leak-kinds=definite \
+    run valgrind -q --leak-check=full --show-leak-kinds=definite \
         --errors-for-leak-kinds=definite \
-        --error-exitcode=99 "$B/tests/selftest" | tee "$out" || status=1
+        --error-exitcode=99 "$B/tests/selftest"
 else
-    "$B/tests/selftest" | tee -a "$out" || status=1
+    run "$B/tests/selftest"
 fi
-"$B/tests/agtest" "$B" | tee -a "$out" || status=1
-sh tests/install.sh "$B" | tee -a "$out" || status=1
+run "$B/tests/agtest" "$B"
+run "$B/tests/sectest" "$B"
+run sh tests/install.sh "$B"
 if [ -f tests/agentctl.sh ]; then
-    sh tests/agentctl.sh "$B" | tee -a "$out" || status=1
+    run sh tests/agentctl.sh "$B"
 fi
+rm -f "$out.rc"
 #   The benchmark, short: it must run, and its figures are shown, but
 #   timings on a shared machine are not a test (make bench judges them).
 #   Not under sanitizers or valgrind, whose figures would mean nothing.

@@ -12,6 +12,7 @@
 
 #include "../daemon/agd.h"
 #include "../client/agc.h"
+#include "../common/ag_cert.h"
 #include <sys/wait.h>
 
 typedef struct {
@@ -25,9 +26,12 @@ static const test_t s_tests [] = {
     { "ag_proto", ag_proto_test },
     { "ag_class", ag_class_test },
     { "ag_msg", ag_msg_test },
+    { "ag_cert", ag_cert_test },
     { "agd_config", agd_config_test },
     { "agd_registry", agd_registry_test },
     { "agd_store", agd_store_test },
+    { "agd_clients", agd_clients_test },
+    { "agd_auth", agd_auth_test },
     { "agd_server", agd_server_test },
     { "agc_conn", agc_conn_test },
     { NULL, NULL }

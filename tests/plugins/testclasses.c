@@ -65,7 +65,7 @@ s_leave (counter_t *self)
     atomic_fetch_sub (&self->running, 1);
 }
 
-//  add (sync): n -> new total
+//  add (sync) and bump (async): n -> new total
 static int
 s_add (void *state, const msgpack_object *args, ag_call_t *call)
 {
@@ -179,6 +179,7 @@ s_get_log (void *state, ag_call_t *call)
 
 static const ag_method_t s_counter_methods [] = {
     { "add", s_add, AG_SYNC },
+    { "bump", s_add, AG_ASYNC },
     { "echo", s_echo, AG_SYNC },
     { "echo_async", s_echo, AG_ASYNC },
     { "nap", s_nap, AG_SYNC },
