@@ -879,12 +879,18 @@ s_close (agc_conn_t *self)
     pthread_mutex_destroy (&self->lock);
     free (self->endpoint);
     free (self);
+    //  The last connection ends the context. Terminating may wait for a
+    //  lingering socket, so it happens outside the lock: a thread making
+    //  a new connection meanwhile gets a new context.
+    void *ending = NULL;
     pthread_mutex_lock (&s_context_lock);
     if (--s_context_users == 0) {
-        zmq_ctx_term (s_context);
+        ending = s_context;
         s_context = NULL;
     }
     pthread_mutex_unlock (&s_context_lock);
+    if (ending)
+        zmq_ctx_term (ending);
 }
 
 agc_conn_t *

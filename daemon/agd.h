@@ -281,6 +281,7 @@ struct _agd_client_t {
                                     //  replied to not yet
     size_t owned;                   //  agents it created, not detached
     int64_t suspect_since;          //  a connection dropped since, or 0
+    uint64_t gone_in;               //  the check that found it gone
     size_t id_size;
     uint8_t id [];                  //  routing id
 };

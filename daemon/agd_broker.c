@@ -29,6 +29,8 @@
 #define GROW_AFTER_US   1000        //  agents wait this long before the
                                     //  pool grows for them
 #define TICK_MS         1000        //  housekeeping interval
+#define PROBE_AFTER_US  100000      //  clients are probed no sooner after
+                                    //  a drop: the socket has seen it end
 
 typedef struct _worker_t worker_t;
 struct _worker_t {
@@ -39,6 +41,7 @@ struct _worker_t {
                                     //  plus one for the batch's END
     agd_batch_t *batch;             //  its hand-off, ours when not open
     bool open;                      //  batch handed, END not yet back
+    bool revocable;                 //  its batch may hold unclaimed chains
     int64_t progress;               //  ag_usecs () of hand-off or result
     int64_t idle_since;             //  ag_usecs () when it went idle
     worker_t *prev, *next;          //  idle list (most recent first)
@@ -63,7 +66,8 @@ typedef struct {
     size_t workers_starting;        //  not yet ready
     size_t workers_busy;            //  holding a batch
     size_t workers_idle;            //  on the idle list
-    size_t batches_shared;          //  open batches of several chains
+    size_t batches_revocable;       //  open batches that may hold
+                                    //  unclaimed chains
     int64_t next_scan;              //  when to look for blocked batches
     uint32_t next_worker_id;        //  for routing ids
     agd_agent_t *ready_head;        //  agents with work, no worker
@@ -81,6 +85,7 @@ typedef struct {
     int64_t next_client_check;      //  when to look at suspects, or 0
     int64_t last_suspect;           //  when owners were last made suspects
     bool suspect_again;             //  a drop since: do it at the check
+    uint64_t checks;                //  client checks made
     msgpack_sbuffer buffer;         //  for bodies the broker writes
     msgpack_packer packer;
     msgpack_zone zone;              //  for CREATE bodies
@@ -365,8 +370,9 @@ s_hand_out (self_t *self)
                 self, &batch->slots [batch->count++]);
         worker->open = true;
         worker->progress = self->now;
-        if (batch->count > 1)
-            self->batches_shared++;
+        worker->revocable = batch->count > 1;
+        if (worker->revocable)
+            self->batches_revocable++;
         self->workers_busy++;
         s_worker_send (self, worker, &batch, sizeof batch);
     }
@@ -403,6 +409,11 @@ s_revoke (self_t *self, worker_t *worker)
         self->ready_count++;
         revoked++;
     }
+    //  Nothing is left to claim, or to take back
+    if (worker->revocable) {
+        worker->revocable = false;
+        self->batches_revocable--;
+    }
     return revoked;
 }
 
@@ -416,7 +427,7 @@ s_revoke_stalled (self_t *self, int64_t now)
     worker_t *worker;
     while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor,
                                                  NULL)))
-        if (worker->open && worker->batch->count > 1
+        if (worker->open && worker->revocable
         &&  now - worker->progress >= GROW_AFTER_US)
             s_revoke (self, worker);
 }
@@ -427,7 +438,7 @@ s_dispatch (self_t *self)
 {
     s_hand_out (self);
     int64_t now = self->now;
-    if (self->batches_shared) {
+    if (self->batches_revocable) {
         if (now >= self->next_scan) {
             s_revoke_stalled (self, now);
             self->next_scan = now + GROW_AFTER_US;
@@ -449,7 +460,12 @@ s_dispatch (self_t *self)
     if (now - self->starved_since < GROW_AFTER_US
     ||  now - self->last_done < GROW_AFTER_US)
         return;
-    while (self->ready_count > self->workers_starting
+    //  At most doubling the pool each time: many agents that only look
+    //  blocked (slow calls, a slow machine) do not make the broker start
+    //  hundreds of threads at once, and blocked ones still get theirs in
+    //  a few rounds
+    size_t room = MAX (self->workers_total, 1);
+    while (room-- && self->ready_count > self->workers_starting
     &&     self->workers_total < (size_t) self->config.threads_max) {
         size_t before = self->workers_total;
         s_worker_spawn (self);
@@ -741,6 +757,17 @@ s_handle_create (self_t *self, agd_job_t *job)
     if (!create.detached) {
         agent->owner = client;
         client->owned++;
+        //  A connection that dropped just now may be this client's,
+        //  its CREATE read after the drop was seen: a suspect too
+        if (self->last_suspect && !client->suspect_since
+        &&  self->now - self->last_suspect < PROBE_AFTER_US) {
+            client->suspect_since = self->now;
+            int64_t due = self->now + MAX ((int64_t) self->config
+                                           .client_grace_ms * 1000,
+                                           PROBE_AFTER_US);
+            if (!self->next_client_check || self->next_client_check > due)
+                self->next_client_check = due;
+        }
     }
     agent->created = ag_usecs ();
     ag_idmap_insert (self->agents, agent->id, agent);
@@ -1024,8 +1051,10 @@ s_worker_less (self_t *self, worker_t *worker)
     if (--worker->outstanding)
         return;
     worker->open = false;
-    if (worker->batch->count > 1)
-        self->batches_shared--;
+    if (worker->revocable) {
+        worker->revocable = false;
+        self->batches_revocable--;
+    }
     self->workers_busy--;
     s_idle_push (self, worker);
 }
@@ -1064,6 +1093,13 @@ s_backend_recv (self_t *self)
     if (frame_size == 1 && frame [0] == AGD_WORKER_BYE) {
         if (worker->idle)
             s_idle_remove (self, worker);
+        if (worker->open) {
+            //  It could not send (the context is going): what it had
+            //  not started goes back to the ready queue
+            s_revoke (self, worker);
+            worker->open = false;
+            self->workers_busy--;
+        }
         ag_idmap_delete (self->workers, id);
         free (worker->batch);
         free (worker);
@@ -1082,9 +1118,6 @@ s_backend_recv (self_t *self)
 //  message it ignores, which ZMQ_ROUTER_MANDATORY refuses when the
 //  client has no connection), and the agents of those gone are deleted.
 
-//  The probe runs no sooner than this after a drop, so that the socket
-//  has seen the connection end
-#define PROBE_AFTER_US  100000
 
 static void
 s_clients_suspect (self_t *self)
@@ -1137,32 +1170,43 @@ s_reachable (self_t *self, agd_client_t *client)
     return reachable;
 }
 
-//  Delete the agents a client owns, as if it had sent DELETE for each
-static void
-s_clients_orphan (self_t *self, agd_client_t *client)
+//  Delete the agents of the clients this check found gone, as if each
+//  had sent DELETE for them: one walk of the agents, however many
+//  clients went. Returns true if some are left (out of memory), their
+//  owners suspects again.
+static bool
+s_clients_orphan (self_t *self, size_t gone)
 {
     size_t count = 0, cursor = 0;
+    bool left = false;
     agd_agent_t *agent;
     zlist_t *owned = zlist_new ();
     while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
                                                    NULL)))
-        if (agent->owner == client && !agent->deleting)
+        if (agent->owner && agent->owner->gone_in == self->checks
+        &&  !agent->deleting)
             zlist_append (owned, agent);
     while ((agent = (agd_agent_t *) zlist_pop (owned))) {
         agd_job_t *job = s_job_new (self);
-        if (!job)
-            break;                  //  out of memory: next time
+        if (!job) {
+            agent->owner->suspect_since = self->now;
+            left = true;
+            continue;
+        }
         job->env.command = AGP_DELETE;
         job->env.agent = agent->id;
         job->answered = true;       //  nobody to answer
+        //  This may free the owner's entry, with its last agent
         s_agent_deleting (self, agent);
         s_enqueue (self, agent, job);
         count++;
     }
     zlist_destroy (&owned);
     AGD_LOG (self->config, AGD_LOG_NOTICE, zsys_notice,
-             "client gone for %d ms: deleting the %zu agents it owned",
+             "%zu client%s gone for %d ms: deleting the %zu agents they"
+             " owned", gone, gone == 1? "": "s",
              self->config.client_grace_ms, count);
+    return left;
 }
 
 static void
@@ -1178,10 +1222,9 @@ s_clients_check (self_t *self)
     if (!clients)
         return;                     //  next pass
     count = agd_clients_collect (self->clients, clients, count);
+    self->checks++;
     int64_t next = 0;
-    //  Orphaning may free the entry it orphans (once its agents are
-    //  deleting, it holds nothing), never another: the pointers after
-    //  it stay valid
+    size_t gone = 0;
     for (size_t i = 0; i < count; i++) {
         agd_client_t *client = clients [i];
         if (!client->suspect_since)
@@ -1192,10 +1235,21 @@ s_clients_check (self_t *self)
             continue;
         }
         client->suspect_since = 0;
-        if (!s_reachable (self, client))
-            s_clients_orphan (self, client);
+        if (!s_reachable (self, client)) {
+            client->gone_in = self->checks;
+            gone++;
+        }
     }
     free (clients);
+    if (gone && s_clients_orphan (self, gone)) {
+        int64_t due = self->now + wait;
+        next = next && next < due? next: due;
+    }
+    //  A drop seen too soon after the last walk is still to be handled
+    if (self->suspect_again) {
+        int64_t due = self->last_suspect + PROBE_AFTER_US;
+        next = next && next < due? next: due;
+    }
     self->next_client_check = next;
 }
 
@@ -1272,6 +1326,19 @@ s_begin_stop (self_t *self)
 }
 
 //  Grace is over (or nothing is left): refuse what is still queued
+//  Workers holding a job not back yet (a worker whose last job is back
+//  but whose END is not, runs no agent code)
+static size_t
+s_workers_running (self_t *self)
+{
+    size_t running = 0, cursor = 0;
+    worker_t *worker;
+    while ((worker = (worker_t *) ag_idmap_next (self->workers, &cursor,
+                                                 NULL)))
+        running += worker->open && worker->outstanding > 1;
+    return running;
+}
+
 static void
 s_finish_stop (self_t *self)
 {
@@ -1289,11 +1356,11 @@ s_finish_stop (self_t *self)
         if (agent->head)
             s_agent_flush (self, agent, AG_STOPPING,
                            "server stopped before this request ran");
-    if (self->workers_busy)
+    size_t running = s_workers_running (self);
+    if (running)
         AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
                  "stopped with %zu calls still running after the grace time",
-                 self->workers_busy);
-    self->args->abandoned = self->workers_busy;
+                 running);
     self->stopped = true;
     zstr_send (self->pipe, "STOPPED");
 }
@@ -1336,6 +1403,8 @@ s_teardown (self_t *self)
         s_agent_free (self, agent);
     }
     zlist_destroy (&agents);
+    //  Threads still running agent code keep the plugins loaded
+    self->args->abandoned = s_workers_running (self);
 }
 
 //  ---------------------------------------------------------------------
@@ -1536,13 +1605,13 @@ agd_broker (zsock_t *pipe, void *args_)
         int64_t timeout = (self->next_tick - now) / 1000;
         if (self->stopping && !self->stopped)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
-        if (self->batches_shared)
+        if (self->batches_revocable)
             timeout = MIN (timeout, (self->next_scan - now + 999) / 1000);
         if (self->starved_since)
             timeout = MIN (timeout, (MAX (self->starved_since,
                                           self->last_done)
                                      + GROW_AFTER_US - now + 999) / 1000);
-        if (self->next_client_check)
+        if (self->next_client_check && !self->stopping)
             timeout = MIN (timeout, (self->next_client_check - now + 999)
                                     / 1000);
         if (timeout < 0)
@@ -1581,7 +1650,8 @@ agd_broker (zsock_t *pipe, void *args_)
             ;
         if (item_count > 4 && (items [4].revents & ZMQ_POLLIN))
             s_monitor_recv (self);
-        if (self->next_client_check && self->now >= self->next_client_check)
+        if (self->next_client_check && self->now >= self->next_client_check
+        &&  !self->stopping)
             s_clients_check (self);
         s_dispatch (self);
 

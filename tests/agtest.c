@@ -431,9 +431,17 @@ s_test_lifecycle (const char *endpoint)
     while ((seen = agc_agent_attach (conn2, last_id))
     &&     ag_usecs () < deadline)
         agc_agent_release (&seen);
+    if (s_verbose && seen)
+        printf ("   agent %" PRIu64 " still there after %.1f s\n", last_id,
+                s_seconds_since (deadline - 10000000LL * s_slow));
+    else
+    if (s_verbose && agc_status () != AG_NO_AGENT)
+        printf ("   attach failed: %d %s\n", agc_status (), agc_reason ());
     CHECK (seen == NULL && agc_status () == AG_NO_AGENT);
     ag_value_t *left = agc_conn_list (conn2);
     const msgpack_object *agents = ag_value_object (left);
+    if (s_verbose && !agents)
+        printf ("   list failed: %d %s\n", agc_status (), agc_reason ());
     CHECK (agents);
     for (size_t i = 0; i < ag_obj_count (agents); i++) {
         int64_t listed = ag_obj_int (ag_obj_get (ag_obj_at (agents, i), "id"),
