@@ -76,7 +76,8 @@ COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
 CLIENT_SRC  = client/agc_conn.c client/agc_agent.c client/agc_spawn.c
 SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_worker.c \
               daemon/agd_registry.c daemon/agd_store.c daemon/agd_config.c \
-              daemon/agd_notify.c daemon/agd_client.c daemon/agd_auth.c
+              daemon/agd_notify.c daemon/agd_client.c daemon/agd_auth.c \
+              daemon/agd_future.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
@@ -89,7 +90,7 @@ SERVER_SO   = $(B)/libagentserver.so.$(VERSION)
 
 PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
 EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
-              $(B)/examples/example
+              $(B)/examples/example $(B)/examples/pipeline
 PROGRAMS    = $(B)/agentd $(B)/agentctl
 CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
 CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
@@ -114,7 +115,8 @@ $(CLIENT_A): $(COMMON_OBJ) $(CLIENT_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(SERVER_A): $(COMMON_OBJ) $(SERVER_OBJ)
+#   A server is a client too, of the servers whose futures it is given
+$(SERVER_A): $(COMMON_OBJ) $(CLIENT_OBJ) $(SERVER_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -124,7 +126,7 @@ $(CLIENT_SO): $(COMMON_OBJ) $(CLIENT_OBJ)
 	ln -sf libagentclient.so.$(VERSION) $(B)/libagentclient.so.$(SOVERSION)
 	ln -sf libagentclient.so.$(SOVERSION) $(B)/libagentclient.so
 
-$(SERVER_SO): $(COMMON_OBJ) $(SERVER_OBJ)
+$(SERVER_SO): $(COMMON_OBJ) $(CLIENT_OBJ) $(SERVER_OBJ)
 	$(CC) -shared -Wl,-soname,libagentserver.so.$(SOVERSION) \
 	    $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 	ln -sf libagentserver.so.$(VERSION) $(B)/libagentserver.so.$(SOVERSION)

@@ -25,6 +25,7 @@ struct _agc_future_t {
     ag_value_t *value;              //  value when status is AG_OK
     agc_waiter_t *waiter;           //  thread waiting for it, or NULL
     bool orphan;                    //  nobody waits: freed when resolved
+    bool kept;                      //  the server keeps its result
 };
 
 //  Record the calling thread's last error. Returns -1.

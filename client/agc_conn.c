@@ -656,6 +656,37 @@ agc_future_id (agc_future_t *self)
     return self->corr;
 }
 
+ag_value_t *
+agc_future_ref (agc_future_t *self)
+{
+    if (!self || !self->kept || !self->conn) {
+        agc_set_error (AG_BAD_REQUEST, "only the future of an async call"
+                       " on a server can stand for its value");
+        return NULL;
+    }
+    //  The reference: where the result is kept, and under which key
+    msgpack_sbuffer inner, outer;
+    msgpack_sbuffer_init (&inner);
+    msgpack_sbuffer_init (&outer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &inner, msgpack_sbuffer_write);
+    msgpack_pack_array (&packer, 3);
+    const char *endpoint = self->conn->endpoint;
+    msgpack_pack_str_with_body (&packer, endpoint, strlen (endpoint));
+    msgpack_pack_bin_with_body (&packer, self->conn->identity,
+                                sizeof self->conn->identity);
+    msgpack_pack_uint64 (&packer, self->corr);
+    msgpack_packer_init (&packer, &outer, msgpack_sbuffer_write);
+    msgpack_pack_ext_with_body (&packer, inner.data, inner.size,
+                                AGP_EXT_FUTURE);
+    ag_value_t *value = ag_value_decode (outer.data, outer.size);
+    msgpack_sbuffer_destroy (&inner);
+    msgpack_sbuffer_destroy (&outer);
+    if (!value)
+        agc_set_error (AG_INTERNAL, "out of memory");
+    return value;
+}
+
 void
 agc_future_destroy (agc_future_t **self_p)
 {
@@ -1012,6 +1043,7 @@ agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
         return NULL;
     future->conn = self;
     future->command = command;
+    future->kept = (flags & AGP_FLAG_KEEP) != 0;
     pthread_mutex_lock (&self->lock);
     s_prepare_send (self);
     //  A future keeps its connection open: a thread waiting on it must

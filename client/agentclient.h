@@ -307,6 +307,18 @@ AG_EXPORT ag_value_t *
 AG_EXPORT uint64_t
     agc_future_id (agc_future_t *self);
 
+//  A value that stands for the future's result, to pass to a call on any
+//  agent, on any server, as an argument or inside one (a Msg's content,
+//  say): the server that runs that call fetches the result itself,
+//  directly from the server that produces it, and waits for it if need
+//  be; the call is sent at once. If the future fails, so does the call,
+//  with AG_DEP_FAILED and the original failure in its reason. Only the
+//  future of an async call on a server will do (its result is kept
+//  there for the server's retention time); NULL otherwise. Caller owns
+//  the value; the future may be destroyed meanwhile.
+AG_EXPORT ag_value_t *
+    agc_future_ref (agc_future_t *self);
+
 //  Destroy a future, pending or not (a late reply is dropped). Accepts
 //  NULL; sets *self_p to NULL.
 AG_EXPORT void

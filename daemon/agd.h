@@ -200,7 +200,8 @@ int
                      int *status, zmq_msg_t *body);
 //  Drop expired results. Returns the ms until the next expiry, or -1.
 int
-    agd_store_expire (agd_store_t *self, int64_t now);
+    agd_store_expire (agd_store_t *self, int64_t now,
+                      agd_store_deliver_fn *deliver, void *arg);
 //  Number of results held (pending and done).
 size_t
     agd_store_size (agd_store_t *self);
@@ -307,6 +308,25 @@ size_t
 size_t
     agd_clients_collect (agd_clients_t *self, agd_client_t **clients,
                          size_t max);
+
+//  ---------------------------------------------------------------------
+//  agd_future: futures given as arguments (worker side).
+
+//  Copy in to out with every future reference replaced by the value it
+//  stands for, fetched from the server that holds it (in needs no copy
+//  when it holds none). Containers are copied into zone; fetched values
+//  are held by the calling thread until agd_future_release. Returns 0,
+//  or -1 with a status and reason.
+int
+    agd_future_resolve (const msgpack_object *in, msgpack_zone *zone,
+                        msgpack_object *out, int *status, char *reason,
+                        size_t size);
+//  Drop the values fetched for the call that has run
+void
+    agd_future_release (void);
+//  Close the calling thread's connections to other servers
+void
+    agd_future_thread_end (void);
 
 //  ---------------------------------------------------------------------
 //  agd_notify: systemd's notify protocol.

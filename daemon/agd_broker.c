@@ -99,6 +99,7 @@ typedef struct {
     size_t jobs_pending;            //  queued or running
     uint64_t served;                //  requests answered
     uint64_t failed;                //  of which with an error status
+    uint64_t fetched;               //  results delivered to FETCH
 } self_t;
 
 //  ---------------------------------------------------------------------
@@ -231,6 +232,8 @@ s_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
                  zmq_msg_t *kept)
 {
     self_t *self = (self_t *) arg;
+    if (status != AG_GONE)
+        self->fetched++;
     s_send_reply (self, routing, AGP_FETCH, status, corr, 0,
                   agp_msg_body (kept), agp_msg_body_size (kept), NULL);
 }
@@ -610,7 +613,7 @@ s_pack_info (self_t *self)
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     agd_registry_t *registry = self->args->registry;
-    msgpack_pack_map (pk, 11);
+    msgpack_pack_map (pk, 12);
     s_pack_str (pk, "version");
     s_pack_str (pk, AG_VERSION_STRING);
     s_pack_str (pk, "protocol");
@@ -644,6 +647,8 @@ s_pack_info (self_t *self)
     msgpack_pack_uint64 (pk, agd_store_size (self->store));
     s_pack_str (pk, "clients");
     msgpack_pack_uint64 (pk, agd_clients_size (self->clients));
+    s_pack_str (pk, "fetched");
+    msgpack_pack_uint64 (pk, self->fetched);
 }
 
 static void
@@ -799,6 +804,8 @@ s_handle_fetch (self_t *self, agd_job_t *job)
     int found = agd_store_fetch (self->store, fetch.owner.ptr, fetch.owner.len,
                                  fetch.corr, &job->routing, job->env.corr,
                                  &status, &result);
+    if (found == AG_OK)
+        self->fetched++;
     if (found == AG_OK)
         s_send_reply (self, &job->routing, AGP_FETCH, status, job->env.corr,
                       0, agp_msg_body (&result), agp_msg_body_size (&result),
@@ -1657,7 +1664,7 @@ agd_broker (zsock_t *pipe, void *args_)
 
         now = self->now;
         if (now >= self->next_tick) {
-            agd_store_expire (self->store, now);
+            agd_store_expire (self->store, now, s_deliver_fetch, self);
             s_reap_workers (self, now);
             self->next_tick = now + TICK_MS * 1000;
         }

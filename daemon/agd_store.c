@@ -8,7 +8,9 @@
 //  A result is known by the routing id of the client that made the call
 //  and the call's correlation id. It is noted as pending when the call
 //  arrives, so a FETCH that comes first waits for it rather than failing;
-//  once done it stays for the retention time. Results expire in the order
+//  once done it stays for the retention time. A FETCH may even come
+//  before its CALL (from another server, on another connection): it
+//  waits for the CALL too, up to AWAIT_US, then gets 410. Results expire in the order
 //  they completed, so expiry is a walk from the head of one list. The
 //  count is bounded too: past it, the oldest results go first.
 //  @end
@@ -33,6 +35,8 @@ struct _entry_t {
     int status;                     //  reply status
     zmq_msg_t body;                 //  reply body
     int64_t expires;                //  ag_usecs () when it goes
+    bool awaited;                   //  fetched before its CALL came
+    entry_t *next_awaited;          //  awaited list
     waiter_t *waiters;              //  fetchers waiting for it
     size_t owner_size;
     uint8_t owner [];               //  caller's routing id
@@ -40,12 +44,14 @@ struct _entry_t {
 
 #define SMALL_OWNER 32              //  owners this long use recycled entries
 #define MAX_WAITERS 64              //  fetchers waiting on one result
+#define AWAIT_US    2000000         //  a FETCH waits this long for its CALL
 
 struct _agd_store_t {
     ag_idmap_t *index;              //  key -> first entry of its chain
     entry_t *spare;                 //  recycled small entries
     size_t spare_count;
     entry_t *oldest, *newest;       //  done entries, completion order
+    entry_t *awaited;               //  fetched, CALL not seen, newest first
     size_t size;                    //  entries held
     int64_t retention;              //  usecs a done result lives
     size_t max;                     //  entries at most
@@ -90,8 +96,22 @@ s_unlink_done (agd_store_t *self, entry_t *entry)
 }
 
 static void
+s_unlink_awaited (agd_store_t *self, entry_t *entry)
+{
+    entry_t **link = &self->awaited;
+    while (*link && *link != entry)
+        link = &(*link)->next_awaited;
+    if (*link)
+        *link = entry->next_awaited;
+    entry->next_awaited = NULL;
+    entry->awaited = false;
+}
+
+static void
 s_remove (agd_store_t *self, entry_t *entry)
 {
+    if (entry->awaited)
+        s_unlink_awaited (self, entry);
     entry_t *first = (entry_t *) ag_idmap_lookup (self->index, entry->key);
     if (first == entry) {
         if (entry->chain)
@@ -159,21 +179,16 @@ agd_store_destroy (agd_store_t **self_p)
     }
 }
 
-int
-agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
-                  uint64_t corr)
+//  A new pending entry; NULL if there is no room
+static entry_t *
+s_entry_new (agd_store_t *self, const void *owner, size_t owner_size,
+             uint64_t corr, uint64_t key)
 {
     //  Make room by dropping the oldest finished results
     while (self->size >= self->max && self->oldest)
         s_remove (self, self->oldest);
     if (self->size >= self->max)
-        return -1;
-    uint64_t key = s_key (owner, owner_size, corr);
-    entry_t *old = s_find (self, owner, owner_size, corr, key);
-    if (old && !old->done)
-        return 0;                   //  id reused while pending: first wins
-    if (old)
-        s_remove (self, old);       //  reused after completion: replaced
+        return NULL;
     entry_t *entry;
     if (owner_size <= SMALL_OWNER && self->spare) {
         entry = self->spare;
@@ -185,7 +200,7 @@ agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
         entry = (entry_t *) calloc (1, sizeof (entry_t)
                                     + MAX (owner_size, SMALL_OWNER));
         if (!entry)
-            return -1;
+            return NULL;
     }
     entry->key = key;
     entry->corr = corr;
@@ -196,10 +211,27 @@ agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
     if (ag_idmap_insert (self->index, key, entry)) {
         zmq_msg_close (&entry->body);
         free (entry);
-        return -1;
+        return NULL;
     }
     self->size++;
-    return 0;
+    return entry;
+}
+
+int
+agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
+                  uint64_t corr)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *old = s_find (self, owner, owner_size, corr, key);
+    if (old && old->awaited) {
+        s_unlink_awaited (self, old);   //  fetched first: the CALL is here
+        return 0;
+    }
+    if (old && !old->done)
+        return 0;                   //  id reused while pending: first wins
+    if (old)
+        s_remove (self, old);       //  reused after completion: replaced
+    return s_entry_new (self, owner, owner_size, corr, key)? 0: -1;
 }
 
 void
@@ -241,8 +273,16 @@ agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
 {
     uint64_t key = s_key (owner, owner_size, corr);
     entry_t *entry = s_find (self, owner, owner_size, corr, key);
-    if (!entry)
-        return AG_GONE;
+    if (!entry) {
+        //  Perhaps its CALL has not come yet: wait for it, a while
+        entry = s_entry_new (self, owner, owner_size, corr, key);
+        if (!entry)
+            return AG_BUSY;
+        entry->awaited = true;
+        entry->expires = ag_usecs () + AWAIT_US;
+        entry->next_awaited = self->awaited;
+        self->awaited = entry;
+    }
     if (entry->done) {
         *status = entry->status;
         zmq_msg_copy (body, &entry->body);
@@ -263,10 +303,45 @@ agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
 }
 
 int
-agd_store_expire (agd_store_t *self, int64_t now)
+agd_store_expire (agd_store_t *self, int64_t now,
+                  agd_store_deliver_fn *deliver, void *arg)
 {
     while (self->oldest && self->oldest->expires <= now)
         s_remove (self, self->oldest);
+    //  Fetches whose CALL never came: 410, with a reason
+    entry_t **link = &self->awaited;
+    while (*link) {
+        entry_t *entry = *link;
+        if (entry->expires > now) {
+            link = &entry->next_awaited;
+            continue;
+        }
+        char reason [128];
+        int len = snprintf (reason, sizeof reason, "no call %" PRIu64
+                            " was ever made here by that caller", entry->corr);
+        uint8_t text [134];
+        text [0] = 0xd9;            //  str 8
+        text [1] = (uint8_t) len;
+        memcpy (text + 2, reason, (size_t) len);
+        static const agp_envelope_t blank;
+        zmq_msg_t body;
+        agp_msg_init (&body, &blank, text, (size_t) len + 2);
+        while (entry->waiters) {
+            waiter_t *waiter = entry->waiters;
+            entry->waiters = waiter->next;
+            zmq_msg_t copy;
+            zmq_msg_init (&copy);
+            zmq_msg_copy (&copy, &body);
+            deliver (arg, &waiter->routing, waiter->corr, AG_GONE, &copy);
+            zmq_msg_close (&copy);
+            zmq_msg_close (&waiter->routing);
+            free (waiter);
+        }
+        zmq_msg_close (&body);
+        *link = entry->next_awaited;
+        entry->awaited = false;
+        s_remove (self, entry);
+    }
     if (!self->oldest)
         return -1;
     return (int) ((self->oldest->expires - now + 999) / 1000);
@@ -282,12 +357,19 @@ agd_store_size (agd_store_t *self)
 //  Selftest
 
 static int s_delivered;
+static int s_gone;
 
 static void
 s_deliver (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
            zmq_msg_t *body)
 {
-    assert (corr == 99);
+    if (corr == 77) {
+        assert (status == AG_GONE);
+        assert (zmq_msg_size (body) > AGP_ENVELOPE_SIZE);
+        s_gone++;
+        return;
+    }
+    assert (corr == 99 || corr == 100);
     assert (status == AG_OK);
     assert (zmq_msg_size (body) == 3);
     s_delivered++;
@@ -308,30 +390,30 @@ agd_store_test (bool verbose)
     zmq_msg_init (&copy);
     int status;
 
-    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
-            == AG_GONE);
+    //  A fetch before its call waits for the call, then its result
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
+            == AG_PENDING);
     assert (agd_store_expect (store, "A1", 2, 1) == 0);
     //  A fetch before completion waits, and is answered at completion
     assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
             == AG_PENDING);
     agd_store_complete (store, "A1", 2, 1, AG_OK, &body, ag_usecs (),
                         s_deliver, NULL);
-    assert (s_delivered == 1);
+    assert (s_delivered == 2);
     assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
             == AG_OK);
     assert (status == AG_OK && zmq_msg_size (&copy) == 3);
-    //  Another owner with the same corr is another result
-    assert (agd_store_fetch (store, "B1", 2, 1, &routing, 98, &status, &copy)
-            == AG_GONE);
     //  The bound evicts the oldest finished result
     assert (agd_store_expect (store, "A1", 2, 2) == 0);
     assert (agd_store_expect (store, "A1", 2, 3) == 0);
     assert (agd_store_size (store) == 3);
     assert (agd_store_expect (store, "A1", 2, 4) == 0);
-    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
-            == AG_GONE);
-    //  All pending and full: refused
+    assert (agd_store_size (store) == 3);
+    //  All pending and full: refused, and so is a fetch that would wait
+    //  for a call
     assert (agd_store_expect (store, "A1", 2, 5) == -1);
+    assert (agd_store_fetch (store, "B1", 2, 1, &routing, 98, &status, &copy)
+            == AG_BUSY);
     //  Fetchers of one pending result are bounded
     int answers [3] = { 0 };
     for (int i = 0; i < 70; i++) {
@@ -340,13 +422,18 @@ agd_store_test (bool verbose)
         answers [found == AG_PENDING? 0: found == AG_BUSY? 1: 2]++;
     }
     assert (answers [0] == 64 && answers [1] == 6 && answers [2] == 0);
-    //  Expiry
+    //  Expiry: done results after the retention time; fetches whose call
+    //  never came after their wait, answered 410
     agd_store_complete (store, "A1", 2, 2, AG_OK, &body, ag_usecs (),
                         s_deliver, NULL);
-    assert (agd_store_expire (store, ag_usecs ()) > 0);
-    assert (agd_store_expire (store, ag_usecs () + 61000000) == -1);
-    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 98, &status, &copy)
-            == AG_GONE);
+    assert (agd_store_expire (store, ag_usecs (), s_deliver, NULL) > 0);
+    assert (agd_store_expire (store, ag_usecs () + 61000000, s_deliver,
+                              NULL) == -1);
+    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 77, &status, &copy)
+            == AG_PENDING);
+    s_gone = 0;
+    agd_store_expire (store, ag_usecs () + 61000000, s_deliver, NULL);
+    assert (s_gone == 1);
     zmq_msg_close (&copy);
     zmq_msg_close (&body);
     zmq_msg_close (&routing);

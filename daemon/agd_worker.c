@@ -141,7 +141,7 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
 
 static void
 s_run_call (agd_job_t *job, const msgpack_object *body,
-            msgpack_sbuffer *buffer)
+            msgpack_sbuffer *buffer, msgpack_zone *zone)
 {
     agd_agent_t *agent = job->agent;
     agp_call_t request;
@@ -158,10 +158,21 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
                       request.method.ptr);
         return;
     }
+    //  Futures among the arguments: their values first
+    msgpack_object args;
+    char failure [512];
+    int status;
+    if (request.args && agd_future_resolve (request.args, zone, &args,
+                                            &status, failure,
+                                            sizeof failure)) {
+        s_set_reason (job, status, failure);
+        return;
+    }
     ag_call_t call;
     ag_call_init (&call, buffer);
-    int rc = method->fn (agent->state, request.args, &call);
+    int rc = method->fn (agent->state, request.args? &args: NULL, &call);
     s_finish (job, &call, rc, buffer);
+    agd_future_release ();
 }
 
 static void
@@ -220,7 +231,7 @@ agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
         s_run_create (job, &body, buffer);
     else
     if (command == AGP_CALL)
-        s_run_call (job, &body, buffer);
+        s_run_call (job, &body, buffer, zone);
     else
     if (command == AGP_GETATTR)
         s_run_getattr (job, &body, buffer);
@@ -299,6 +310,7 @@ agd_worker_main (void *args_)
         if (size == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
     }
+    agd_future_thread_end ();
     command = AGD_WORKER_BYE;
     zmq_send (socket, &command, 1, ZMQ_DONTWAIT);
     msgpack_zone_destroy (&zone);

@@ -35,6 +35,10 @@
 //  Request flags
 #define AGP_FLAG_KEEP       0x0001  //  keep the result for FETCH
 
+//  A future passed as a value: msgpack ext of this type, whose data is
+//  the msgpack array [endpoint: str, owner: bin, corr: uint]
+#define AGP_EXT_FUTURE      0x41
+
 //  Longest name (class, method, attribute, agent) accepted
 #define AGP_MAX_NAME        255
 

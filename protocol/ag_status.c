@@ -24,6 +24,7 @@ ag_status_str (int status)
         case AG_GONE:           return "result gone";
         case AG_TOO_LARGE:      return "message too large";
         case AG_BAD_ARGS:       return "bad arguments";
+        case AG_DEP_FAILED:     return "a future given as argument failed";
         case AG_BAD_VERSION:    return "protocol version mismatch";
         case AG_INTERNAL:       return "internal server error";
         case AG_INIT_FAILED:    return "agent init failed";

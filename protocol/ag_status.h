@@ -37,6 +37,7 @@ extern "C" {
 #define AG_GONE              410    //  result expired or never existed
 #define AG_TOO_LARGE         413    //  message over the size limit
 #define AG_BAD_ARGS          422    //  arguments rejected by the agent
+#define AG_DEP_FAILED        424    //  a future given as argument failed
 #define AG_BAD_VERSION       426    //  peer speaks another protocol version
 #define AG_INTERNAL          500    //  bug or resource failure in server
 #define AG_INIT_FAILED       502    //  class init reported an error

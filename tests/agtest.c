@@ -995,12 +995,13 @@ s_test_fetch (const char *unused)
     //  The caller got its own reply too
     zmq_pollitem_t item = { caller, 0, ZMQ_POLLIN, 0 };
     CHECK (zmq_poll (&item, 1, 5000) == 1);
-    //  Unknown call: gone
+    //  Unknown call: gone, once it has had a while to come
     ag_value_t *unknown = ag_value_new ("[B, u]", "Cfetch-test", (size_t) 11,
                                         (uint64_t) 8);
     CHECK (s_raw (other, env, sizeof env, ag_value_data (unknown),
-                  ag_value_size (unknown), 1, 5000, reason, sizeof reason)
-           == AG_GONE);
+                  ag_value_size (unknown), 1, 10000 * s_slow, reason,
+                  sizeof reason) == AG_GONE);
+    CHECK (strstr (reason, "no call 8"));
     ag_value_destroy (&unknown);
     //  After the retention time it is gone too: ask until it is
     int status = AG_OK;
@@ -1009,7 +1010,7 @@ s_test_fetch (const char *unused)
         zmq_pollitem_t none = { other, 0, ZMQ_POLLIN, 0 };
         zmq_poll (&none, 1, 200);   //  pace the questions, nothing comes
         status = s_raw (other, env, sizeof env, ag_value_data (fetch),
-                        ag_value_size (fetch), 1, 5000, NULL, 0);
+                        ag_value_size (fetch), 1, 10000 * s_slow, NULL, 0);
     }
     CHECK (status == AG_GONE);
     ag_value_destroy (&fetch);
@@ -1781,6 +1782,94 @@ s_test_small_hwm (const char *unused)
     return 0;
 }
 
+static int64_t
+    s_info_int (agc_conn_t *conn, const char *section, const char *key);
+
+//  Futures as arguments across three servers: y = a (x), z = b (y),
+//  w = c (z) go out at once, and the values flow a -> b -> c directly
+static int
+s_test_futures (const char *endpoint)
+{
+    daemon_t one, two;
+    CHECK (s_daemon_start (&one, NULL, NULL) == 0);
+    CHECK (s_daemon_start (&two, NULL, NULL) == 0);
+    agc_conn_t *conns [3] = {
+        agc_conn_new (one.endpoint), agc_conn_new (two.endpoint),
+        agc_conn_new (endpoint)
+    };
+    agc_agent_t *a = s_counter (conns [0], 0);
+    agc_agent_t *b = s_counter (conns [1], 0);
+    agc_agent_t *c = s_counter (conns [2], 0);
+    CHECK (a && b && c);
+    int64_t fetched [3];
+    for (int i = 0; i < 3; i++)
+        fetched [i] = s_info_int (conns [i], NULL, "fetched");
+
+    int64_t start = ag_usecs ();
+    ag_value_t *x = ag_value_new ("{s:i, s:s}", "ms", (int64_t) 300,
+                                  "tag", "hello");
+    agc_future_t *y = agc_agent_call (a, "slow", x);
+    ag_value_t *ref_y = agc_future_ref (y);
+    CHECK (ref_y);
+    agc_future_t *z = agc_agent_call (b, "echo_async", ref_y);
+    ag_value_t *ref_z = agc_future_ref (z);
+    //  Inside a value, too: a Msg-like map
+    ag_value_t *msg = ag_value_new ("{s:s, s:v}", "role", "user",
+                                    "content", ref_z);
+    agc_future_t *w = agc_agent_call (c, "echo_async", msg);
+    double sent = s_seconds_since (start);
+    CHECK (!agc_future_ready (w));
+    CHECK (agc_future_wait (w, 10000 * s_slow) == 0);
+    double total = s_seconds_since (start);
+    if (s_verbose)
+        printf ("   sent in %.4f s, result after %.3f s\n", sent, total);
+    CHECK (sent < 0.25 && total >= 0.29);
+    CHECK (agc_future_status (w) == AG_OK);
+    const msgpack_object *result = ag_value_object (agc_future_value (w));
+    CHECK (ag_obj_streq (ag_obj_get (result, "content"), "hello"));
+    CHECK (ag_obj_streq (ag_obj_get (result, "role"), "user"));
+    //  b fetched from a, and c from b: one and two each delivered a
+    //  result to a FETCH; the caller fetched nothing
+    CHECK (s_info_int (conns [0], NULL, "fetched") == fetched [0] + 1);
+    CHECK (s_info_int (conns [1], NULL, "fetched") == fetched [1] + 1);
+    CHECK (s_info_int (conns [2], NULL, "fetched") == fetched [2]);
+    agc_future_destroy (&w);
+    agc_future_destroy (&z);
+    agc_future_destroy (&y);
+    ag_value_destroy (&msg);
+    ag_value_destroy (&ref_z);
+    ag_value_destroy (&ref_y);
+    ag_value_destroy (&x);
+
+    //  A failed future fails the call it is given to, naming the failure
+    ag_value_t *bad = ag_value_new ("{s:i}", "ms", (int64_t) -1);
+    agc_future_t *failing = agc_agent_call (a, "slow", bad);
+    ag_value_t *ref = agc_future_ref (failing);
+    agc_future_t *dependent = agc_agent_call (b, "echo_async", ref);
+    CHECK (agc_future_wait (dependent, 10000 * s_slow) == 0);
+    CHECK (agc_future_status (dependent) == AG_DEP_FAILED);
+    CHECK (strstr (agc_future_reason (dependent), "ms must be 0..60000"));
+    CHECK (strstr (agc_future_reason (dependent), "(422)"));
+    agc_future_destroy (&dependent);
+    agc_future_destroy (&failing);
+    ag_value_destroy (&ref);
+    ag_value_destroy (&bad);
+    //  A sync call's future is not kept, so cannot stand for its value
+    agc_future_t *done = agc_agent_call (a, "add", NULL);
+    CHECK (agc_future_ref (done) == NULL);
+    CHECK (agc_status () == AG_BAD_REQUEST);
+    agc_future_destroy (&done);
+
+    agc_agent_destroy (&a);
+    agc_agent_destroy (&b);
+    agc_agent_destroy (&c);
+    for (int i = 0; i < 3; i++)
+        agc_conn_destroy (&conns [i]);
+    CHECK (s_daemon_stop (&one) == 0);
+    CHECK (s_daemon_stop (&two) == 0);
+    return 0;
+}
+
 
 //  ---------------------------------------------------------------------
 //  Seed parity: local agents, to_dist, child mode, create on server
@@ -2241,6 +2330,21 @@ s_test_seed_programs (const char *endpoint)
     CHECK (sync_cost >= 0.99 && sync_cost < 2.0 * s_slow);
     CHECK (async_cost >= 0 && async_cost < 0.2 * s_slow);
     CHECK (strstr (out, "{\"a\": 1, \"b\": 2, \"c\": \"hello world\"}"));
+    //  The pipeline: three stages on two child servers, chained by
+    //  futures; the caller only sends
+    char pipeline [300];
+    snprintf (pipeline, sizeof pipeline, "%s/examples/pipeline", s_build);
+    const char *run_pipeline [] = { pipeline, "--plugin", plugin,
+                                    "--delay-ms", "200", NULL };
+    CHECK (s_run_program (run_pipeline, out, sizeof out, 30000) == 0);
+    CHECK (strstr (out, "[render] page_1 -> parse -> check -> render\n"));
+    double blocked = s_figure (out, "caller blocked: ");
+    double total = s_figure (out, "total: ");
+    if (s_verbose)
+        printf ("    pipeline: caller blocked %.6f s, total %.3f s\n",
+                blocked, total);
+    CHECK (blocked >= 0 && blocked < 0.1 * s_slow);
+    CHECK (total >= 0.59 && total < 5.0 * s_slow);
     return 0;
 }
 
@@ -2438,6 +2542,7 @@ static const case_t s_cases [] = {
     { "garbage", s_test_garbage },
     { "killed_server", s_test_killed_server },
     { "fetch", s_test_fetch },
+    { "futures", s_test_futures },
     { "graceful_stop", s_test_graceful_stop },
     { "ipc", s_test_ipc },
     { "command_line", s_test_command_line },

@@ -14,6 +14,10 @@
 //  guide's _protected_method is deliberately absent from the table, so
 //  it cannot be called from outside.
 //
+//  Stage: reply (async) takes a Msg, works (sleeps "delay_ms"), and
+//  answers with a Msg whose content is the input's with " -> <name>"
+//  added: one step of contrib/examples/pipeline.
+//
 //  Build as a plugin (agentd --plugin seed.so), or link it into a
 //  program that serves or runs these classes itself.
 //  @end
@@ -177,4 +181,62 @@ const ag_class_t example_class = {
     .methods = s_example_methods
 };
 
-AG_PLUGIN (&webagent_class, &example_class)
+//  ---------------------------------------------------------------------
+//  Stage: one step of a pipeline (contrib/examples/pipeline)
+
+typedef struct {
+    char name [64];                 //  stage name
+    int64_t delay_ms;               //  how long its work takes
+} stage_t;
+
+//  init args: {"name": "parse", "delay_ms": 500}
+static int
+s_stage_init (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    stage_t *self = (stage_t *) state;
+    const msgpack_object *name = ag_obj_get (args, "name");
+    if (!ag_obj_is_str (name) || name->via.str.size == 0
+    ||  name->via.str.size >= sizeof self->name)
+        return ag_call_error (call, AG_BAD_ARGS,
+                              "Stage needs a name of 1 to 63 bytes");
+    memcpy (self->name, name->via.str.ptr, name->via.str.size);
+    self->delay_ms = ag_obj_int (ag_obj_get (args, "delay_ms"), 500);
+    if (self->delay_ms < 0 || self->delay_ms > 3600000)
+        return ag_call_error (call, AG_BAD_ARGS,
+                              "delay_ms must be 0 to 3600000");
+    return 0;
+}
+
+//  reply (async): Msg -> Msg from this stage, its content the input's
+//  with " -> <name>" added, after delay_ms of work
+static int
+s_stage_reply (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    stage_t *self = (stage_t *) state;
+    const msgpack_object *content = ag_obj_get (args, "content");
+    if (!ag_obj_is_str (content))
+        return ag_call_error (call, AG_BAD_ARGS,
+                              "reply needs a Msg with text content");
+    s_sleep_ms (self->delay_ms);
+    char text [1024];
+    snprintf (text, sizeof text, "%.*s -> %s",
+              (int) (content->via.str.size > 900? 900
+                                                 : content->via.str.size),
+              content->via.str.ptr, self->name);
+    return ag_call_return (call, "{s:s, s:s, s:s}", "name", self->name,
+                           "role", "assistant", "content", text);
+}
+
+static const ag_method_t s_stage_methods [] = {
+    { "reply", s_stage_reply, AG_ASYNC },
+    { NULL }
+};
+
+const ag_class_t stage_class = {
+    .name = "Stage",
+    .state_size = sizeof (stage_t),
+    .init = s_stage_init,
+    .methods = s_stage_methods
+};
+
+AG_PLUGIN (&webagent_class, &example_class, &stage_class)

@@ -39,7 +39,8 @@ FUZZ_CFLAGS     = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
                   -DAG_AGENTD_PATH='"$(SBINDIR)/agentd"'
 
 FUZZ_COMMON_OBJ = $(COMMON_SRC:%.c=$(FUZZ_B)/%.o)
-FUZZ_SERVER_OBJ = $(SERVER_SRC:%.c=$(FUZZ_B)/%.o)
+FUZZ_SERVER_OBJ = $(SERVER_SRC:%.c=$(FUZZ_B)/%.o) \
+                  $(CLIENT_SRC:%.c=$(FUZZ_B)/%.o)
 FUZZ_PLUGIN     = $(FUZZ_B)/plugins/testclasses.so
 FUZZ_TARGETS    = proto request
 FUZZ_PROGRAMS   = $(FUZZ_TARGETS:%=$(FUZZ_B)/fuzz/fuzz_%)
