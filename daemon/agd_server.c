@@ -67,6 +67,9 @@ s_quiet_czmq (void)
     pthread_once (&once, s_quiet_once);
 }
 
+//  Calls left running by servers destroyed in this process
+static atomic_size_t s_abandoned;
+
 agd_server_t *
 agd_server_new (void)
 {
@@ -120,9 +123,11 @@ agd_server_destroy (agd_server_t **self_p)
         //  Threads still running agent code after the grace time need
         //  their classes: then the plugins stay loaded (and the registry
         //  with them) for the life of the process
-        if (self->args && self->args->abandoned)
+        if (self->args && self->args->abandoned) {
             zsys_warning ("%zu calls still running: plugins stay loaded",
                           self->args->abandoned);
+            atomic_fetch_add (&s_abandoned, self->args->abandoned);
+        }
         else
             agd_registry_destroy (&self->registry);
         free (self->args);
@@ -139,6 +144,12 @@ agd_server_destroy (agd_server_t **self_p)
         free (self);
         *self_p = NULL;
     }
+}
+
+size_t
+agd_server_abandoned (void)
+{
+    return atomic_load (&s_abandoned);
 }
 
 static int

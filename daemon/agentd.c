@@ -389,5 +389,11 @@ done:
     agd_settings_destroy (&settings);
     agd_settings_destroy (&cli);
     free (config_path);
+    if (agd_server_abandoned ()) {
+        //  Calls still running past the grace time: exit now, rather
+        //  than wait for them in the ZeroMQ context's end
+        fflush (NULL);
+        _exit (status);
+    }
     return status;
 }

@@ -43,6 +43,13 @@ AG_EXPORT agd_server_t *
 AG_EXPORT void
     agd_server_destroy (agd_server_t **self_p);
 
+//  How many calls servers destroyed in this process left running after
+//  their grace time. Their threads still use ZeroMQ: a program that
+//  exits now should _exit, as ending the ZeroMQ context (czmq does it at
+//  exit) waits for those calls to return.
+AG_EXPORT size_t
+    agd_server_abandoned (void);
+
 //  Register a class (borrowed: it must outlive the server). Fails if
 //  the descriptor is invalid or its name is taken. Before start only.
 AG_EXPORT int

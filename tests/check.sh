@@ -30,6 +30,8 @@ run sh tests/install.sh "$B"
 if [ -f tests/agentctl.sh ]; then
     run sh tests/agentctl.sh "$B"
 fi
+#   Several hosts in network namespaces (as root), else on loopback
+run sh tests/netns.sh "$B"
 rm -f "$out.rc"
 #   The benchmark, short: it must run, and its figures are shown, but
 #   timings on a shared machine are not a test (make bench judges them).
