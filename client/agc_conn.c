@@ -1034,80 +1034,70 @@ agc_conn_set_timeout (agc_conn_t *self, int msecs)
     pthread_mutex_unlock (&self->lock);
 }
 
-agc_future_t *
-agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
-                  uint16_t flags, const void *body, size_t size)
+//  Send a request, pending under a new correlation id. An orphan is one
+//  nobody waits for: it holds no reference to the connection, and is
+//  freed when answered. A send that fails resolves the future (and sets
+//  the thread's error); an orphan's then is NULL, gone. NULL also out of
+//  memory.
+static agc_future_t *
+s_request (agc_conn_t *self, uint8_t command, uint64_t agent, uint16_t flags,
+           const void *body, size_t size, bool orphan)
 {
     agc_future_t *future = (agc_future_t *) calloc (1, sizeof *future);
-    if (!future)
+    if (!future) {
+        agc_set_error (AG_INTERNAL, "out of memory");
         return NULL;
+    }
     future->conn = self;
     future->command = command;
     future->kept = (flags & AGP_FLAG_KEEP) != 0;
+    future->orphan = orphan;
     pthread_mutex_lock (&self->lock);
     s_prepare_send (self);
-    //  A future keeps its connection open: a thread waiting on it must
-    //  not find the connection freed under it
-    self->refs++;
     future->corr = ++self->next_corr;
     if (ag_idmap_size (self->pending) == 0 && !self->reader)
         self->quiet_from = ag_usecs ();
     if (ag_idmap_insert (self->pending, future->corr, future)) {
-        self->refs--;               //  cannot be the last: the caller has one
         pthread_mutex_unlock (&self->lock);
         free (future);
+        agc_set_error (AG_INTERNAL, "out of memory");
         return NULL;
     }
+    //  A future someone waits on keeps its connection open: that thread
+    //  must not find the connection freed under it
+    if (orphan)
+        self->orphans++;
+    else
+        self->refs++;
     if (s_send (self, command, future->corr, agent, flags, body, size)) {
         int error = zmq_errno ();
+        int status = error == EAGAIN? AG_BUSY: AG_UNREACHABLE;
         ag_idmap_delete (self->pending, future->corr);
         char reason [300];
         snprintf (reason, sizeof reason, "cannot send to %s: %s",
                   self->endpoint, error == EAGAIN? "send queue full"
                                                  : zmq_strerror (error));
-        s_resolve (future, error == EAGAIN? AG_BUSY: AG_UNREACHABLE,
-                   strdup (reason), NULL);
+        agc_set_error (status, "%s", reason);
+        s_resolve (future, status, strdup (reason), NULL);
+        if (orphan)
+            future = NULL;          //  freed as it resolved
     }
     pthread_mutex_unlock (&self->lock);
     return future;
+}
+
+agc_future_t *
+agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
+                  uint16_t flags, const void *body, size_t size)
+{
+    return s_request (self, command, agent, flags, body, size, false);
 }
 
 int
 agc_conn_post (agc_conn_t *self, uint8_t command, uint64_t agent,
                const void *body, size_t size)
 {
-    agc_future_t *future = (agc_future_t *) calloc (1, sizeof *future);
-    if (!future)
-        return agc_set_error (AG_INTERNAL, "out of memory");
-    future->conn = self;
-    future->command = command;
-    future->orphan = true;
-    pthread_mutex_lock (&self->lock);
-    s_prepare_send (self);
-    //  No reference: the connection may close with the request pending
-    future->corr = ++self->next_corr;
-    if (ag_idmap_size (self->pending) == 0 && !self->reader)
-        self->quiet_from = ag_usecs ();
-    int rc = ag_idmap_insert (self->pending, future->corr, future);
-    if (rc == 0) {
-        self->orphans++;
-        rc = s_send (self, command, future->corr, agent, 0, body, size);
-        if (rc) {
-            int error = zmq_errno ();
-            ag_idmap_delete (self->pending, future->corr);
-            self->orphans--;
-            agc_set_error (error == EAGAIN? AG_BUSY: AG_UNREACHABLE,
-                           "cannot send to %s: %s", self->endpoint,
-                           error == EAGAIN? "send queue full"
-                                          : zmq_strerror (error));
-        }
-    }
-    else
-        agc_set_error (AG_INTERNAL, "out of memory");
-    pthread_mutex_unlock (&self->lock);
-    if (rc)
-        free (future);
-    return rc? -1: 0;
+    return s_request (self, command, agent, 0, body, size, true)? 0: -1;
 }
 
 agc_future_t *

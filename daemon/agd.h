@@ -304,10 +304,12 @@ void
     agd_clients_release (agd_clients_t *self, agd_client_t *client);
 size_t
     agd_clients_size (agd_clients_t *self);
-//  Up to max entries into clients; returns how many
-size_t
-    agd_clients_collect (agd_clients_t *self, agd_client_t **clients,
-                         size_t max);
+//  Walk the entries: the first with *cursor 0 and client NULL, then the
+//  next after client; NULL at the end. The table must not change
+//  meanwhile.
+agd_client_t *
+    agd_clients_next (agd_clients_t *self, size_t *cursor,
+                      agd_client_t *client);
 
 //  ---------------------------------------------------------------------
 //  agd_future: futures given as arguments (worker side).

@@ -697,6 +697,22 @@ s_pack_created (self_t *self, agd_agent_t *agent)
 //  ---------------------------------------------------------------------
 //  Requests
 
+//  How long after a drop its suspects are probed
+static int64_t
+s_grace_us (self_t *self)
+{
+    return MAX ((int64_t) self->config.client_grace_ms * 1000,
+                PROBE_AFTER_US);
+}
+
+//  Look at the suspects no later than due
+static void
+s_check_by (self_t *self, int64_t due)
+{
+    if (!self->next_client_check || self->next_client_check > due)
+        self->next_client_check = due;
+}
+
 static void
 s_handle_create (self_t *self, agd_job_t *job)
 {
@@ -767,11 +783,7 @@ s_handle_create (self_t *self, agd_job_t *job)
         if (self->last_suspect && !client->suspect_since
         &&  self->now - self->last_suspect < PROBE_AFTER_US) {
             client->suspect_since = self->now;
-            int64_t due = self->now + MAX ((int64_t) self->config
-                                           .client_grace_ms * 1000,
-                                           PROBE_AFTER_US);
-            if (!self->next_client_check || self->next_client_check > due)
-                self->next_client_check = due;
+            s_check_by (self, self->now + s_grace_us (self));
         }
     }
     agent->created = ag_usecs ();
@@ -1134,31 +1146,18 @@ s_clients_suspect (self_t *self)
     if (self->last_suspect
     &&  self->now - self->last_suspect < PROBE_AFTER_US) {
         self->suspect_again = true;
-        int64_t due = self->last_suspect + PROBE_AFTER_US;
-        if (!self->next_client_check || self->next_client_check > due)
-            self->next_client_check = due;
+        s_check_by (self, self->last_suspect + PROBE_AFTER_US);
         return;
     }
     self->last_suspect = self->now;
     self->suspect_again = false;
-    size_t count = agd_clients_size (self->clients);
-    agd_client_t **clients = (agd_client_t **) malloc (sizeof (agd_client_t *)
-                                                       * (count + 1));
-    if (!clients)
-        return;
-    count = agd_clients_collect (self->clients, clients, count);
-    bool any = false;
-    for (size_t i = 0; i < count; i++)
-        if (clients [i]->owned && !clients [i]->suspect_since) {
-            clients [i]->suspect_since = self->now;
-            any = true;
+    size_t cursor = 0;
+    agd_client_t *client = NULL;
+    while ((client = agd_clients_next (self->clients, &cursor, client)))
+        if (client->owned && !client->suspect_since) {
+            client->suspect_since = self->now;
+            s_check_by (self, self->now + s_grace_us (self));
         }
-    free (clients);
-    int64_t wait = MAX ((int64_t) self->config.client_grace_ms * 1000,
-                        PROBE_AFTER_US);
-    if (any && (!self->next_client_check
-            ||  self->next_client_check > self->now + wait))
-        self->next_client_check = self->now + wait;
 }
 
 //  True unless the client has no connection to us
@@ -1221,24 +1220,17 @@ s_clients_check (self_t *self)
 {
     if (self->suspect_again)
         s_clients_suspect (self);
-    int64_t wait = MAX ((int64_t) self->config.client_grace_ms * 1000,
-                        PROBE_AFTER_US);
-    size_t count = agd_clients_size (self->clients);
-    agd_client_t **clients = (agd_client_t **) malloc (sizeof (agd_client_t *)
-                                                       * (count + 1));
-    if (!clients)
-        return;                     //  next pass
-    count = agd_clients_collect (self->clients, clients, count);
+    int64_t wait = s_grace_us (self);
     self->checks++;
-    int64_t next = 0;
-    size_t gone = 0;
-    for (size_t i = 0; i < count; i++) {
-        agd_client_t *client = clients [i];
+    self->next_client_check = 0;
+    size_t gone = 0, cursor = 0;
+    agd_client_t *client = NULL;
+    //  Probing changes nothing in the table; orphaning, after, may
+    while ((client = agd_clients_next (self->clients, &cursor, client))) {
         if (!client->suspect_since)
             continue;
         if (self->now - client->suspect_since < wait) {
-            int64_t due = client->suspect_since + wait;
-            next = next && next < due? next: due;
+            s_check_by (self, client->suspect_since + wait);
             continue;
         }
         client->suspect_since = 0;
@@ -1247,17 +1239,11 @@ s_clients_check (self_t *self)
             gone++;
         }
     }
-    free (clients);
-    if (gone && s_clients_orphan (self, gone)) {
-        int64_t due = self->now + wait;
-        next = next && next < due? next: due;
-    }
+    if (gone && s_clients_orphan (self, gone))
+        s_check_by (self, self->now + wait);
     //  A drop seen too soon after the last walk is still to be handled
-    if (self->suspect_again) {
-        int64_t due = self->last_suspect + PROBE_AFTER_US;
-        next = next && next < due? next: due;
-    }
-    self->next_client_check = next;
+    if (self->suspect_again)
+        s_check_by (self, self->last_suspect + PROBE_AFTER_US);
 }
 
 //  Connection events: a drop makes owners suspects; a peer that does

@@ -122,17 +122,12 @@ agd_clients_size (agd_clients_t *self)
     return self->size;
 }
 
-size_t
-agd_clients_collect (agd_clients_t *self, agd_client_t **clients, size_t max)
+agd_client_t *
+agd_clients_next (agd_clients_t *self, size_t *cursor, agd_client_t *client)
 {
-    size_t count = 0, cursor = 0;
-    agd_client_t *client;
-    while (count < max
-    &&    (client = (agd_client_t *) ag_idmap_next (self->index, &cursor,
-                                                    NULL)))
-        for (; client && count < max; client = client->chain)
-            clients [count++] = client;
-    return count;
+    if (client && client->chain)
+        return client->chain;
+    return (agd_client_t *) ag_idmap_next (self->index, cursor, NULL);
 }
 
 //  ---------------------------------------------------------------------
@@ -171,11 +166,14 @@ agd_clients_test (bool verbose)
                                                         strlen (id)));
     }
     assert (agd_clients_size (clients) == 2501);
-    agd_client_t *all [3000];
-    assert (agd_clients_collect (clients, all, 3000) == 2501);
+    size_t walked = 0, cursor = 0;
+    agd_client_t *client = NULL;
+    while ((client = agd_clients_next (clients, &cursor, client)))
+        walked++;
+    assert (walked == 2501);
     for (int i = 0; i < 5000; i++) {
         snprintf (id, sizeof id, "K%d", i);
-        agd_client_t *client = agd_clients_find (clients, id, strlen (id));
+        client = agd_clients_find (clients, id, strlen (id));
         assert ((client != NULL) == (i % 2 == 1));
     }
     agd_clients_destroy (&clients);
