@@ -665,22 +665,22 @@ agc_future_ref (agc_future_t *self)
         return NULL;
     }
     //  The reference: where the result is kept, and under which key
-    msgpack_sbuffer inner, outer;
-    msgpack_sbuffer_init (&inner);
+    const char *endpoint = self->conn->endpoint;
+    agp_ref_t ref = {
+        { endpoint, strlen (endpoint) },
+        { (const char *) self->conn->identity, sizeof self->conn->identity },
+        self->corr
+    };
+    msgpack_sbuffer outer;
     msgpack_sbuffer_init (&outer);
     msgpack_packer packer;
-    msgpack_packer_init (&packer, &inner, msgpack_sbuffer_write);
-    msgpack_pack_array (&packer, 3);
-    const char *endpoint = self->conn->endpoint;
-    msgpack_pack_str_with_body (&packer, endpoint, strlen (endpoint));
-    msgpack_pack_bin_with_body (&packer, self->conn->identity,
-                                sizeof self->conn->identity);
-    msgpack_pack_uint64 (&packer, self->corr);
     msgpack_packer_init (&packer, &outer, msgpack_sbuffer_write);
-    msgpack_pack_ext_with_body (&packer, inner.data, inner.size,
-                                AGP_EXT_FUTURE);
+    if (agp_ref_encode (&packer, &ref)) {
+        msgpack_sbuffer_destroy (&outer);
+        agc_set_error (AG_INTERNAL, "out of memory");
+        return NULL;
+    }
     ag_value_t *value = ag_value_decode (outer.data, outer.size);
-    msgpack_sbuffer_destroy (&inner);
     msgpack_sbuffer_destroy (&outer);
     if (!value)
         agc_set_error (AG_INTERNAL, "out of memory");

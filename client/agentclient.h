@@ -309,10 +309,12 @@ AG_EXPORT uint64_t
 
 //  A value that stands for the future's result, to pass to a call on any
 //  agent, on any server, as an argument or inside one (a Msg's content,
-//  say): the server that runs that call fetches the result itself,
+//  say), or to agc_agent_new as the init arguments or inside them: the
+//  server that runs that call (or init) fetches the result itself,
 //  directly from the server that produces it, and waits for it if need
-//  be; the call is sent at once. If the future fails, so does the call,
-//  with AG_DEP_FAILED and the original failure in its reason. Only the
+//  be; a call is sent at once. If the future fails, so does the call (or
+//  the create), with AG_DEP_FAILED and the original failure in its
+//  reason. Only the
 //  future of an async call on a server will do (its result is kept
 //  there for the server's retention time); NULL otherwise. Caller owns
 //  the value; the future may be destroyed meanwhile.

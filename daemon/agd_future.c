@@ -106,34 +106,19 @@ s_fetch (fetcher_t *self, const msgpack_object *ext, msgpack_object *out)
     if (self->held_count == MAX_REFS)
         return s_fail (self, AG_BAD_REQUEST, "more than %d futures in one"
                        " call's arguments", MAX_REFS);
-    msgpack_object ref;
+    agp_ref_t ref;
     const char *reason;
-    if (ag_msgpack_unpack (ext->via.ext.ptr, ext->via.ext.size, self->zone,
-                           &ref, &reason)
-    ||  ref.type != MSGPACK_OBJECT_ARRAY || ref.via.array.size != 3)
-        return s_fail (self, AG_BAD_REQUEST, "a future reference must be"
-                       " [endpoint, owner, corr]");
-    const msgpack_object *where = &ref.via.array.ptr [0];
-    const msgpack_object *owner = &ref.via.array.ptr [1];
-    const msgpack_object *corr = &ref.via.array.ptr [2];
-    if (where->type != MSGPACK_OBJECT_STR || where->via.str.size == 0
-    ||  where->via.str.size > 255
-    ||  owner->type != MSGPACK_OBJECT_BIN || owner->via.bin.size == 0
-    ||  owner->via.bin.size > 255
-    ||  corr->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return s_fail (self, AG_BAD_REQUEST, "a future reference must be"
-                       " [endpoint: str, owner: bin, corr: uint]");
-    char endpoint [256];
-    memcpy (endpoint, where->via.str.ptr, where->via.str.size);
-    endpoint [where->via.str.size] = 0;
+    if (agp_ref_decode (&ref, ext, self->zone, &reason))
+        return s_fail (self, AG_BAD_REQUEST, "%s", reason);
+    char endpoint [AGP_MAX_NAME + 1];
+    memcpy (endpoint, ref.endpoint.ptr, ref.endpoint.len);
+    endpoint [ref.endpoint.len] = 0;
     agc_conn_t *conn = s_link (self, endpoint);
     if (!conn)
         return s_fail (self, AG_DEP_FAILED, "argument future %" PRIu64
-                       " from %s: %s", corr->via.u64, endpoint,
-                       agc_reason ());
-    ag_value_t *body = ag_value_new ("[B, u]", owner->via.bin.ptr,
-                                     (size_t) owner->via.bin.size,
-                                     corr->via.u64);
+                       " from %s: %s", ref.corr, endpoint, agc_reason ());
+    ag_value_t *body = ag_value_new ("[B, u]", ref.owner.ptr,
+                                     ref.owner.len, ref.corr);
     agc_future_t *future = body?
         agc_conn_request (conn, AGP_FETCH, 0, 0, ag_value_data (body),
                           ag_value_size (body)): NULL;
@@ -151,7 +136,7 @@ s_fetch (fetcher_t *self, const msgpack_object *ext, msgpack_object *out)
     }
     else
         rc = s_fail (self, AG_DEP_FAILED, "argument future %" PRIu64
-                     " from %s failed: %s (%d)", corr->via.u64, endpoint,
+                     " from %s failed: %s (%d)", ref.corr, endpoint,
                      agc_future_reason (future), agc_future_status (future));
     agc_future_destroy (&future);
     return rc;

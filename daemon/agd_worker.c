@@ -79,7 +79,7 @@ s_finish (agd_job_t *job, ag_call_t *call, int rc, msgpack_sbuffer *buffer)
 
 static void
 s_run_create (agd_job_t *job, const msgpack_object *body,
-              msgpack_sbuffer *buffer)
+              msgpack_sbuffer *buffer, msgpack_zone *zone)
 {
     agd_agent_t *agent = job->agent;
     const ag_class_t *cls = agent->cls;
@@ -91,17 +91,27 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
         s_set_reason (job, AG_BAD_REQUEST, reason);
         return;
     }
+    //  Futures among the init arguments: their values first
+    msgpack_object args = { .type = MSGPACK_OBJECT_NIL };
+    char failure [512];
+    int status;
+    if (create.args && agd_future_resolve (create.args, zone, &args,
+                                           &status, failure,
+                                           sizeof failure)) {
+        s_set_reason (job, status, failure);
+        return;
+    }
     agent->state = cls->state_size? calloc (1, cls->state_size): NULL;
     if (cls->state_size && !agent->state) {
+        agd_future_release ();
         s_set_reason (job, AG_INTERNAL, "out of memory for agent state");
         return;
     }
     ag_call_t call;
     ag_call_init (&call, buffer);
-    msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
     ag_init_fn *init = ag_class_init (cls);
-    int rc = init? init (agent->state, create.args? create.args: &nil, &call)
-                 : 0;
+    int rc = init? init (agent->state, &args, &call): 0;
+    agd_future_release ();
     if (ag_call_finish (&call, rc) != AG_OK) {
         char text [400];
         snprintf (text, sizeof text, "%s init failed: %s", cls->name,
@@ -228,7 +238,7 @@ agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
     //  The body object borrows the request frame: the handlers replace
     //  job->body only after they are done reading it
     if (command == AGP_CREATE)
-        s_run_create (job, &body, buffer);
+        s_run_create (job, &body, buffer, zone);
     else
     if (command == AGP_CALL)
         s_run_call (job, &body, buffer, zone);

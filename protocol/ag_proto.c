@@ -187,6 +187,57 @@ agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
 }
 
 int
+agp_ref_decode (agp_ref_t *self, const msgpack_object *ext,
+                msgpack_zone *zone, const char **reason)
+{
+    memset (self, 0, sizeof *self);
+    msgpack_object ref;
+    const char *unpacked;
+    if (!ext || ext->type != MSGPACK_OBJECT_EXT
+    ||  ext->via.ext.type != AGP_EXT_FUTURE
+    ||  ag_msgpack_unpack (ext->via.ext.ptr, ext->via.ext.size, zone, &ref,
+                           &unpacked)
+    ||  ref.type != MSGPACK_OBJECT_ARRAY || ref.via.array.size != 3) {
+        *reason = "a future reference must be [endpoint, owner, corr]";
+        return -1;
+    }
+    const msgpack_object *owner = &ref.via.array.ptr [1];
+    const msgpack_object *corr = &ref.via.array.ptr [2];
+    if (s_str (&self->endpoint, &ref.via.array.ptr [0])
+    ||  owner->type != MSGPACK_OBJECT_BIN || owner->via.bin.size == 0
+    ||  owner->via.bin.size > 255
+    ||  corr->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        memset (self, 0, sizeof *self);
+        *reason = "a future reference must be [endpoint: str 1..255,"
+                  " owner: bin 1..255, corr: uint]";
+        return -1;
+    }
+    self->owner.ptr = owner->via.bin.ptr;
+    self->owner.len = owner->via.bin.size;
+    self->corr = corr->via.u64;
+    return 0;
+}
+
+int
+agp_ref_encode (msgpack_packer *packer, const agp_ref_t *ref)
+{
+    msgpack_sbuffer inner;
+    msgpack_sbuffer_init (&inner);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &inner, msgpack_sbuffer_write);
+    int rc = msgpack_pack_array (&pk, 3)
+          || msgpack_pack_str_with_body (&pk, ref->endpoint.ptr,
+                                         ref->endpoint.len)
+          || msgpack_pack_bin_with_body (&pk, ref->owner.ptr,
+                                         ref->owner.len)
+          || msgpack_pack_uint64 (&pk, ref->corr)
+          || msgpack_pack_ext_with_body (packer, inner.data, inner.size,
+                                         AGP_EXT_FUTURE);
+    msgpack_sbuffer_destroy (&inner);
+    return rc? -1: 0;
+}
+
+int
 agp_msg_init (zmq_msg_t *msg, const agp_envelope_t *env, const void *body,
               size_t body_size)
 {
@@ -393,6 +444,35 @@ ag_proto_test (bool verbose)
     value = ag_value_new ("[s, i]", "x", (int64_t) -1);
     assert (agp_fetch_decode (&fetch, ag_value_object (value), &reason) == -1);
     ag_value_destroy (&value);
+
+    //  Future references: encoded, decoded, and the bad ones refused
+    msgpack_sbuffer refbuf;
+    msgpack_sbuffer_init (&refbuf);
+    msgpack_packer refpk;
+    msgpack_packer_init (&refpk, &refbuf, msgpack_sbuffer_write);
+    agp_ref_t ref = { { "tcp://h:1", 9 }, { "\x41\x01", 2 }, 77 }, ref_back;
+    assert (agp_ref_encode (&refpk, &ref) == 0);
+    msgpack_zone refzone;
+    msgpack_zone_init (&refzone, 256);
+    msgpack_object ext;
+    assert (ag_msgpack_unpack (refbuf.data, refbuf.size, &refzone, &ext,
+                               &reason) == 0);
+    assert (agp_ref_decode (&ref_back, &ext, &refzone, &reason) == 0);
+    assert (ref_back.endpoint.len == 9
+         && memcmp (ref_back.endpoint.ptr, "tcp://h:1", 9) == 0);
+    assert (ref_back.owner.len == 2 && ref_back.corr == 77);
+    ref.endpoint.len = 0;           //  an empty endpoint is no endpoint
+    msgpack_sbuffer_clear (&refbuf);
+    assert (agp_ref_encode (&refpk, &ref) == 0);
+    assert (ag_msgpack_unpack (refbuf.data, refbuf.size, &refzone, &ext,
+                               &reason) == 0);
+    assert (agp_ref_decode (&ref_back, &ext, &refzone, &reason) == -1);
+    value = ag_value_new ("[s, i]", "x", (int64_t) 1);
+    assert (agp_ref_decode (&ref_back, ag_value_object (value), &refzone,
+                            &reason) == -1);
+    ag_value_destroy (&value);
+    msgpack_zone_destroy (&refzone);
+    msgpack_sbuffer_destroy (&refbuf);
 
     //  Bodies over the element limit are refused before decoding
     size_t size = 5 + AG_MAX_ELEMENTS + 1;

@@ -109,6 +109,14 @@ typedef struct {
     uint64_t corr;
 } agp_fetch_t;
 
+//  A future reference (PROTOCOL.md 4.10): the data of a msgpack ext of
+//  type AGP_EXT_FUTURE, [endpoint: str, owner: bin, corr: uint]
+typedef struct {
+    agp_str_t endpoint;             //  1..255 octets, no zero octet
+    agp_str_t owner;                //  routing id, 1..255 octets
+    uint64_t corr;
+} agp_ref_t;
+
 //  Decode bodies. Each returns 0, or -1 with a reason (static string).
 int
     agp_create_decode (agp_create_t *self, const msgpack_object *body,
@@ -122,6 +130,17 @@ int
 int
     agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
                       const char **reason);
+
+//  Decode a future reference from an ext object of type AGP_EXT_FUTURE,
+//  unpacking its data into zone (the strings point into the ext's data).
+int
+    agp_ref_decode (agp_ref_t *self, const msgpack_object *ext,
+                    msgpack_zone *zone, const char **reason);
+
+//  Pack a future reference, the ext whole. Returns 0, or -1 out of
+//  memory.
+int
+    agp_ref_encode (msgpack_packer *packer, const agp_ref_t *ref);
 
 //  Send one message: [routing id] frame. routing may be NULL (DEALER
 //  side). With msg given, that frame is sent (emptied), its envelope

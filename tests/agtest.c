@@ -122,6 +122,10 @@ s_read_line (int fd, char *line, size_t size, int msecs)
     return (int) len;
 }
 
+//  Every agentd started here watches this pipe (as its fd 3), so none
+//  outlives a test program that crashed or returned early
+static int s_lifeline [2] = { -1, -1 };
+
 //  Start agentd with exactly these arguments (after the program name)
 //  and extra environment entries (NULL-ended; may be NULL). Returns 0
 //  once it has printed its first endpoint.
@@ -129,6 +133,16 @@ static int
 s_daemon_spawn (daemon_t *self, const char *const *args,
                 const char *const *env)
 {
+    if (s_lifeline [0] < 0) {
+        //  Out of the way of the low descriptors the child is given
+        int ends [2];
+        if (pipe (ends))
+            return -1;
+        for (int i = 0; i < 2; i++) {
+            s_lifeline [i] = fcntl (ends [i], F_DUPFD_CLOEXEC, 100);
+            close (ends [i]);
+        }
+    }
     const char *argv [64];
     int argc = 0;
     char agentd [300];
@@ -142,6 +156,8 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
         argv [argc++] = "--error-exitcode=99";
     }
     argv [argc++] = agentd;
+    argv [argc++] = "--parent-fd";
+    argv [argc++] = "3";
     while (*args && argc < 63)
         argv [argc++] = *args++;
     argv [argc] = NULL;
@@ -175,6 +191,7 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
         posix_spawn_file_actions_addopen (&actions, 2, "/dev/null",
                                           O_WRONLY, 0);
     }
+    posix_spawn_file_actions_adddup2 (&actions, s_lifeline [0], 3);
     int rc = posix_spawnp (&self->pid, argv [0], &actions, NULL,
                            (char *const *) argv, (char *const *) envp);
     posix_spawn_file_actions_destroy (&actions);
@@ -1852,6 +1869,39 @@ s_test_futures (const char *endpoint)
     CHECK (strstr (agc_future_reason (dependent), "(422)"));
     agc_future_destroy (&dependent);
     agc_future_destroy (&failing);
+    ag_value_destroy (&ref);
+    ag_value_destroy (&bad);
+    //  In a CREATE's arguments: init on two gets the value made on one
+    int64_t before = s_info_int (conns [0], NULL, "fetched");
+    ag_value_t *seed = ag_value_new ("{s:i, s:i}", "ms", (int64_t) 100,
+                                     "tag", (int64_t) 41);
+    agc_future_t *made = agc_agent_call (a, "slow", seed);
+    ag_value_t *ref_made = agc_future_ref (made);
+    ag_value_t *init = ag_value_new ("{s:v, s:s}", "start", ref_made,
+                                     "label", "from-a");
+    agc_agent_t *d = agc_agent_new (conns [1], "Counter", init, NULL);
+    CHECK (d);
+    ag_value_t *count = agc_agent_getattr (d, "count");
+    CHECK (ag_obj_int (ag_value_object (count), -1) == 41);
+    ag_value_destroy (&count);
+    CHECK (s_info_int (conns [0], NULL, "fetched") == before + 1);
+    agc_agent_destroy (&d);
+    agc_future_destroy (&made);
+    ag_value_destroy (&init);
+    ag_value_destroy (&ref_made);
+    ag_value_destroy (&seed);
+    //  A failed future in a CREATE: no agent, 424 naming the failure
+    bad = ag_value_new ("{s:i}", "ms", (int64_t) -1);
+    failing = agc_agent_call (a, "slow", bad);
+    ref = agc_future_ref (failing);
+    init = ag_value_new ("{s:v}", "start", ref);
+    CHECK (agc_agent_new (conns [1], "Counter", init, "never") == NULL);
+    CHECK (agc_status () == AG_DEP_FAILED);
+    CHECK (strstr (agc_reason (), "ms must be 0..60000"));
+    CHECK (agc_agent_lookup (conns [1], "never") == NULL);
+    CHECK (agc_status () == AG_NO_AGENT);
+    agc_future_destroy (&failing);
+    ag_value_destroy (&init);
     ag_value_destroy (&ref);
     ag_value_destroy (&bad);
     //  A sync call's future is not kept, so cannot stand for its value

@@ -7,8 +7,9 @@
 //  @header
 //  Feeds arbitrary octets to everything that decodes AGP input without a
 //  socket: the envelope reader, the bounded msgpack check and unpack,
-//  ag_value_decode, and the body decoders of CREATE, CALL, GETATTR and
-//  FETCH (and the Msg check agents apply to their arguments). An input
+//  ag_value_decode, the body decoders of CREATE, CALL, GETATTR and FETCH,
+//  the future reference decoder (on every ext in a body), and the Msg
+//  check agents apply to their arguments. An input
 //  that starts with a full AGP01 envelope is a frame: envelope, then
 //  body. Any other input is a body alone.
 //
@@ -152,6 +153,9 @@ s_check_envelope (const uint8_t *data, size_t size)
 //  ---------------------------------------------------------------------
 //  Decoded objects
 
+static void
+    s_check_ref (const msgpack_object *ext);
+
 //  Every string the decoder returns points into the body it came from;
 //  depth and element count are within the limits (PROTOCOL.md 9)
 static void
@@ -174,6 +178,7 @@ s_walk (const msgpack_object *o, const uint8_t *body, size_t size,
         case MSGPACK_OBJECT_EXT:
             ptr = o->via.ext.ptr;
             len = o->via.ext.size;
+            s_check_ref (o);
             break;
         case MSGPACK_OBJECT_ARRAY:
             for (uint32_t i = 0; i < o->via.array.size; i++)
@@ -419,6 +424,63 @@ s_check_fetch (const msgpack_object *body, const uint8_t *data, size_t size)
     ag_value_destroy (&value);
 }
 
+//  A future reference (PROTOCOL.md 4.10): ext 0x41 whose data is
+//  [endpoint: str 1..255 without a zero octet, owner: bin 1..255,
+//  corr: uint]. Any other ext is refused.
+static void
+s_check_ref (const msgpack_object *ext)
+{
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    const char *reason = NULL;
+    msgpack_object ref;
+    bool valid = ext->via.ext.type == AGP_EXT_FUTURE
+              && ag_msgpack_unpack (ext->via.ext.ptr, ext->via.ext.size,
+                                    &zone, &ref, &reason) == 0
+              && ref.type == MSGPACK_OBJECT_ARRAY
+              && ref.via.array.size == 3
+              && s_is_name (&ref.via.array.ptr [0])
+              && ref.via.array.ptr [1].type == MSGPACK_OBJECT_BIN
+              && ref.via.array.ptr [1].via.bin.size >= 1
+              && ref.via.array.ptr [1].via.bin.size <= 255
+              && ref.via.array.ptr [2].type
+                 == MSGPACK_OBJECT_POSITIVE_INTEGER;
+    agp_ref_t decoded;
+    reason = NULL;
+    int rc = agp_ref_decode (&decoded, ext, &zone, &reason);
+    FUZZ_CHECK (rc == (valid? 0: -1));
+    if (rc) {
+        FUZZ_CHECK (reason && strlen (reason) > 0);
+        msgpack_zone_destroy (&zone);
+        return;
+    }
+    const uint8_t *data = (const uint8_t *) ext->via.ext.ptr;
+    size_t size = ext->via.ext.size;
+    s_check_name (decoded.endpoint, data, size);
+    FUZZ_CHECK (decoded.owner.len >= 1 && decoded.owner.len <= 255);
+    FUZZ_CHECK ((const uint8_t *) decoded.owner.ptr >= data
+             && (const uint8_t *) decoded.owner.ptr + decoded.owner.len
+                <= data + size);
+    FUZZ_CHECK (decoded.corr == ref.via.array.ptr [2].via.u64);
+
+    //  Encoded again, it decodes to the same reference
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    FUZZ_CHECK (agp_ref_encode (&packer, &decoded) == 0);
+    msgpack_object again;
+    FUZZ_CHECK (ag_msgpack_unpack (buffer.data, buffer.size, &zone, &again,
+                                   &reason) == 0);
+    agp_ref_t back;
+    FUZZ_CHECK (agp_ref_decode (&back, &again, &zone, &reason) == 0);
+    FUZZ_CHECK (s_same_str (back.endpoint, decoded.endpoint));
+    FUZZ_CHECK (s_same_str (back.owner, decoded.owner));
+    FUZZ_CHECK (back.corr == decoded.corr);
+    msgpack_sbuffer_destroy (&buffer);
+    msgpack_zone_destroy (&zone);
+}
+
 //  A Msg, as AgentBase and its subclasses check their arguments
 static void
 s_check_msg (const msgpack_object *body)
@@ -497,6 +559,8 @@ s_check_body (const uint8_t *data, size_t size)
     FUZZ_CHECK (agp_call_decode (&call, NULL, &ignored) == -1);
     FUZZ_CHECK (agp_getattr_decode (&attr, NULL, &ignored) == -1);
     FUZZ_CHECK (agp_fetch_decode (&fetch, NULL, &ignored) == -1);
+    agp_ref_t ref;
+    FUZZ_CHECK (agp_ref_decode (&ref, NULL, NULL, &ignored) == -1);
 
     ag_value_destroy (&adopted);
     ag_value_destroy (&value);

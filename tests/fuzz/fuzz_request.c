@@ -496,14 +496,16 @@ s_has_future (const msgpack_object *o)
 
 //  Calls not made: the test classes can sleep for up to a minute (nap,
 //  slow) or build results of 16 MiB (blob), and one such call would
-//  hold the live agent, and every input after it. Nor calls with a
-//  future among their arguments, which make the server connect out and
-//  wait, nor well-formed FETCHes, which wait for their call.
+//  hold the live agent, and every input after it. Nor calls or creates
+//  with a future among their arguments, which make the server connect
+//  out and wait (fuzz_proto checks the reference decoder), nor
+//  well-formed FETCHes, which wait for their call.
 static bool
 s_skipped (const uint8_t *frame, size_t size)
 {
     if (size <= AGP_ENVELOPE_SIZE
-    ||  (frame [5] != AGP_CALL && frame [5] != AGP_FETCH))
+    ||  (frame [5] != AGP_CALL && frame [5] != AGP_FETCH
+      && frame [5] != AGP_CREATE))
         return false;
     bool skip = false;
     msgpack_zone zone;
@@ -512,6 +514,14 @@ s_skipped (const uint8_t *frame, size_t size)
     const char *reason;
     agp_call_t call;
     agp_fetch_t fetch;
+    agp_create_t create;
+    if (frame [5] == AGP_CREATE)
+        skip = ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
+                                  size - AGP_ENVELOPE_SIZE, &zone, &body,
+                                  &reason) == 0
+            && agp_create_decode (&create, &body, &reason) == 0
+            && s_has_future (create.args);
+    else
     if (frame [5] == AGP_FETCH)
         //  A well-formed FETCH of a call never made waits 2 s for it
         skip = ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
