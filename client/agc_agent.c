@@ -205,72 +205,46 @@ agc_agent_new_detached (agc_conn_t *conn, const char *class_name,
     return s_agent_new (conn, class_name, args, name, true);
 }
 
-//  A handle on an existing agent: find it in LIST (by id, or by name
-//  when name is not NULL), its class's face in INFO
+//  A handle on an existing agent, by id or (name not NULL) by name: the
+//  server answers LOOKUP as it answered the agent's CREATE
 static agc_agent_t *
 s_attach (agc_conn_t *conn, uint64_t id, const char *name)
 {
-    ag_value_t *list = agc_conn_list (conn);
-    if (!list)
-        return NULL;
-    const msgpack_object *entry = NULL;
-    for (size_t i = 0; i < ag_obj_count (ag_value_object (list)); i++) {
-        const msgpack_object *item = ag_obj_at (ag_value_object (list), i);
-        const msgpack_object *item_id = ag_obj_get (item, "id");
-        if (name? ag_obj_streq (ag_obj_get (item, "name"), name)
-                : item_id && item_id->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-                  && item_id->via.u64 == id) {
-            entry = item;
-            break;
-        }
-    }
-    char *class_name = ag_obj_strdup (ag_obj_get (entry, "class"));
-    const msgpack_object *found_id = ag_obj_get (entry, "id");
-    if (!entry || !class_name || !found_id
-    ||  found_id->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (name)
-            agc_set_error (AG_NO_AGENT, "no agent named '%s' on %s", name,
-                           agc_conn_endpoint (conn));
-        else
-            agc_set_error (AG_NO_AGENT, "no agent %" PRIu64 " on %s", id,
-                           agc_conn_endpoint (conn));
-        free (class_name);
-        ag_value_destroy (&list);
+    ag_value_t *body = name? ag_value_new ("s", name)
+                           : ag_value_new ("u", id);
+    if (!body) {
+        agc_set_error (AG_INTERNAL, "out of memory");
         return NULL;
     }
-    ag_value_t *info = agc_conn_info (conn);
-    if (!info) {
-        //  agc_conn_info said why (the server went, most likely)
-        free (class_name);
-        ag_value_destroy (&list);
+    agc_future_t *future = agc_conn_roundtrip (conn, AGP_LOOKUP, 0,
+        ag_value_data (body), ag_value_size (body));
+    ag_value_destroy (&body);
+    if (!future) {
+        agc_set_error (AG_INTERNAL, "out of memory");
         return NULL;
     }
-    const msgpack_object *classes = ag_obj_get (ag_value_object (info),
-                                                "classes");
-    const msgpack_object *face = NULL;
-    for (size_t i = 0; i < ag_obj_count (classes); i++)
-        if (ag_obj_streq (ag_obj_get (ag_obj_at (classes, i), "name"),
-                          class_name))
-            face = ag_obj_at (classes, i);
-    agc_agent_t *self = NULL;
-    if (face) {
-        self = s_new (class_name);
-        self->face = ag_value_new ("{s:u, s:o, s:o}", "id", found_id->via.u64,
-                                   "name", ag_obj_get (entry, "name"),
-                                   "class", face);
-        self->methods = ag_obj_get (ag_obj_get (ag_value_object (self->face),
-                                                "class"), "methods");
-        self->id = found_id->via.u64;
-        self->conn = agc_conn_ref (conn);
-        self->made_remote = true;
-    }
-    else
-        agc_set_error (AG_INTERNAL, "server lists agent %" PRIu64 " of class"
-                       " %s but does not describe the class",
-                       found_id->via.u64, class_name);
+    ag_value_t *face = agc_future_result (future, 0);
+    agc_future_destroy (&future);
+    if (!face)
+        return NULL;                //  AG_NO_AGENT, AG_UNREACHABLE, ...
+    const msgpack_object *root = ag_value_object (face);
+    const msgpack_object *found = ag_obj_get (root, "id");
+    const msgpack_object *cls = ag_obj_get (root, "class");
+    char *class_name = ag_obj_strdup (ag_obj_get (cls, "name"));
+    agc_agent_t *self = class_name? s_new (class_name): NULL;
     free (class_name);
-    ag_value_destroy (&info);
-    ag_value_destroy (&list);
+    if (!self || !found || found->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (self)
+            s_free (self);
+        ag_value_destroy (&face);
+        agc_set_error (AG_INTERNAL, "server sent a malformed LOOKUP reply");
+        return NULL;
+    }
+    self->conn = agc_conn_ref (conn);
+    self->id = found->via.u64;
+    self->face = face;
+    self->methods = ag_obj_get (cls, "methods");
+    self->made_remote = true;
     return self;
 }
 

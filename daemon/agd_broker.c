@@ -794,6 +794,49 @@ s_handle_create (self_t *self, agd_job_t *job)
     s_enqueue (self, agent, job);
 }
 
+//  LOOKUP: an agent by name or id, answered as its CREATE was
+static void
+s_handle_lookup (self_t *self, agd_job_t *job)
+{
+    msgpack_object body;
+    const char *reason;
+    agp_lookup_t lookup;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body),
+                           &self->zone, &body, &reason)
+    ||  agp_lookup_decode (&lookup, &body, &reason)) {
+        s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                      "LOOKUP: %s", reason);
+        s_job_free (self, job);
+        return;
+    }
+    agd_agent_t *agent;
+    if (lookup.name.ptr) {
+        char name [AGP_MAX_NAME + 1];
+        memcpy (name, lookup.name.ptr, lookup.name.len);
+        name [lookup.name.len] = 0;
+        agent = (agd_agent_t *) zhashx_lookup (self->names, name);
+        if (!agent)
+            s_send_error (self, &job->routing, &job->env, AG_NO_AGENT,
+                          "no agent named '%s' on this server", name);
+    }
+    else {
+        agent = (agd_agent_t *) ag_idmap_lookup (self->agents, lookup.id);
+        if (agent && agent->deleting)
+            agent = NULL;
+        if (!agent)
+            s_send_error (self, &job->routing, &job->env, AG_NO_AGENT,
+                          "no agent %" PRIu64 " on this server", lookup.id);
+    }
+    if (agent) {
+        job->env.agent = agent->id;
+        s_pack_created (self, agent);
+        s_send_packed (self, &job->routing, &job->env);
+    }
+    s_job_free (self, job);
+}
+
 static void
 s_handle_fetch (self_t *self, agd_job_t *job)
 {
@@ -896,6 +939,10 @@ s_handle_request (self_t *self, agd_job_t *job)
         s_handle_fetch (self, job);
         return;
     }
+    if (env->command == AGP_LOOKUP) {
+        s_handle_lookup (self, job);
+        return;
+    }
     if (self->stopping) {
         s_send_error (self, &job->routing, env, AG_STOPPING,
                       "server is stopping");
@@ -985,7 +1032,7 @@ s_frontend_recv (self_t *self)
     }
     if (rc == -3 || (job->env.command & AGP_REPLY)) {
         job->env.command &= (uint8_t) ~AGP_REPLY;
-        if (job->env.command < AGP_PING || job->env.command > AGP_FETCH)
+        if (job->env.command < AGP_PING || job->env.command > AGP_LAST_COMMAND)
             job->env.command = AGP_PING;
         s_send_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
                       "bad envelope: unknown command, or shorter than %d"

@@ -39,7 +39,7 @@ static bool
 s_command_valid (int command)
 {
     int base = command & ~AGP_REPLY;
-    return base >= AGP_PING && base <= AGP_FETCH;
+    return base >= AGP_PING && base <= AGP_LAST_COMMAND;
 }
 
 int
@@ -78,11 +78,12 @@ agp_command_name (int command)
 {
     static const char *names [] = {
         "?", "PING", "INFO", "CREATE", "CALL", "GETATTR", "DELETE", "LIST",
-        "FETCH"
+        "FETCH", "LOOKUP"
     };
     static const char *reply_names [] = {
         "?", "PING-REPLY", "INFO-REPLY", "CREATE-REPLY", "CALL-REPLY",
-        "GETATTR-REPLY", "DELETE-REPLY", "LIST-REPLY", "FETCH-REPLY"
+        "GETATTR-REPLY", "DELETE-REPLY", "LIST-REPLY", "FETCH-REPLY",
+        "LOOKUP-REPLY"
     };
     if (!s_command_valid (command))
         return "?";
@@ -183,6 +184,24 @@ agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
     self->owner.ptr = owner->via.bin.ptr;
     self->owner.len = owner->via.bin.size;
     self->corr = corr->via.u64;
+    return 0;
+}
+
+int
+agp_lookup_decode (agp_lookup_t *self, const msgpack_object *body,
+                   const char **reason)
+{
+    memset (self, 0, sizeof *self);
+    if (body && body->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+    &&  body->via.u64 > 0) {
+        self->id = body->via.u64;
+        return 0;
+    }
+    if (s_str (&self->name, body)) {
+        *reason = "LOOKUP body must be an agent name (a string of 1 to 255"
+                  " bytes) or id (an integer above 0)";
+        return -1;
+    }
     return 0;
 }
 
@@ -319,7 +338,7 @@ ag_proto_test (bool verbose)
 
     //  @selftest
     //  Every command's envelope round-trips
-    for (int command = AGP_PING; command <= AGP_FETCH; command++)
+    for (int command = AGP_PING; command <= AGP_LAST_COMMAND; command++)
         for (int reply = 0; reply < 2; reply++) {
             agp_envelope_t env = {
                 .command = (uint8_t) (command | (reply? AGP_REPLY: 0)),
@@ -444,6 +463,23 @@ ag_proto_test (bool verbose)
     value = ag_value_new ("[s, i]", "x", (int64_t) -1);
     assert (agp_fetch_decode (&fetch, ag_value_object (value), &reason) == -1);
     ag_value_destroy (&value);
+
+    agp_lookup_t lookup;
+    value = ag_value_new ("s", "ledger");
+    assert (agp_lookup_decode (&lookup, ag_value_object (value),
+                               &reason) == 0);
+    assert (lookup.name.len == 6 && lookup.id == 0);
+    ag_value_destroy (&value);
+    value = ag_value_new ("u", (uint64_t) 12);
+    assert (agp_lookup_decode (&lookup, ag_value_object (value),
+                               &reason) == 0);
+    assert (lookup.name.ptr == NULL && lookup.id == 12);
+    ag_value_destroy (&value);
+    value = ag_value_new ("u", (uint64_t) 0);
+    assert (agp_lookup_decode (&lookup, ag_value_object (value),
+                               &reason) == -1);
+    ag_value_destroy (&value);
+    assert (agp_lookup_decode (&lookup, NULL, &reason) == -1);
 
     //  Future references: encoded, decoded, and the bad ones refused
     msgpack_sbuffer refbuf;

@@ -30,6 +30,8 @@
 #define AGP_DELETE          0x06
 #define AGP_LIST            0x07
 #define AGP_FETCH           0x08
+#define AGP_LOOKUP          0x09
+#define AGP_LAST_COMMAND    AGP_LOOKUP
 #define AGP_REPLY           0x80
 
 //  Request flags
@@ -109,6 +111,12 @@ typedef struct {
     uint64_t corr;
 } agp_fetch_t;
 
+//  LOOKUP body: an agent's name (str) or id (uint)
+typedef struct {
+    agp_str_t name;                 //  ptr NULL when looking up by id
+    uint64_t id;
+} agp_lookup_t;
+
 //  A future reference (PROTOCOL.md 4.10): the data of a msgpack ext of
 //  type AGP_EXT_FUTURE, [endpoint: str, owner: bin, corr: uint]
 typedef struct {
@@ -130,6 +138,9 @@ int
 int
     agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
                       const char **reason);
+int
+    agp_lookup_decode (agp_lookup_t *self, const msgpack_object *body,
+                       const char **reason);
 
 //  Decode a future reference from an ext object of type AGP_EXT_FUTURE,
 //  unpacking its data into zone (the strings point into the ext's data).

@@ -7,11 +7,11 @@
 //  @header
 //  Feeds arbitrary octets to everything that decodes AGP input without a
 //  socket: the envelope reader, the bounded msgpack check and unpack,
-//  ag_value_decode, the body decoders of CREATE, CALL, GETATTR and FETCH,
-//  the future reference decoder (on every ext in a body), and the Msg
-//  check agents apply to their arguments. An input
-//  that starts with a full AGP01 envelope is a frame: envelope, then
-//  body. Any other input is a body alone.
+//  ag_value_decode, the body decoders of CREATE, CALL, GETATTR, FETCH and
+//  LOOKUP, the future reference decoder (on every ext in a body), and the
+//  Msg check agents apply to their arguments. An input that starts with a
+//  full AGP01 envelope is a frame: envelope, then body. Any other input is
+//  a body alone.
 //
 //  Each answer is compared with what PROTOCOL.md says it must be, read
 //  independently here (sections 2, 8 and 9), and whatever decodes is
@@ -95,7 +95,7 @@ s_check_envelope (const uint8_t *data, size_t size)
         expect = -3;
     else {
         int base = data [5] & ~AGP_REPLY;
-        expect = base >= AGP_PING && base <= AGP_FETCH? 0: -3;
+        expect = base >= AGP_PING && base <= AGP_LOOKUP? 0: -3;
     }
     //  The correlation id is read whenever the frame holds it, so that
     //  errors can be matched; never for what is not AGP at all
@@ -424,6 +424,31 @@ s_check_fetch (const msgpack_object *body, const uint8_t *data, size_t size)
     ag_value_destroy (&value);
 }
 
+//  LOOKUP body (PROTOCOL.md 4.11): a name, or an id above 0
+static void
+s_check_lookup (const msgpack_object *body, const uint8_t *data, size_t size)
+{
+    bool by_id = body->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+              && body->via.u64 > 0;
+    bool valid = by_id || s_is_name (body);
+    agp_lookup_t lookup;
+    const char *reason = NULL;
+    int rc = agp_lookup_decode (&lookup, body, &reason);
+    FUZZ_CHECK (rc == (valid? 0: -1));
+    if (rc) {
+        FUZZ_CHECK (reason && strlen (reason) > 0);
+        return;
+    }
+    if (by_id)
+        FUZZ_CHECK (lookup.id == body->via.u64 && lookup.name.ptr == NULL);
+    else {
+        FUZZ_CHECK (lookup.id == 0);
+        s_check_name (lookup.name, data, size);
+        FUZZ_CHECK (lookup.name.ptr == body->via.str.ptr
+                 && lookup.name.len == body->via.str.size);
+    }
+}
+
 //  A future reference (PROTOCOL.md 4.10): ext 0x41 whose data is
 //  [endpoint: str 1..255 without a zero octet, owner: bin 1..255,
 //  corr: uint]. Any other ext is refused.
@@ -544,6 +569,7 @@ s_check_body (const uint8_t *data, size_t size)
         s_check_call (&object, data, size);
         s_check_getattr (&object, data, size);
         s_check_fetch (&object, data, size);
+        s_check_lookup (&object, data, size);
         s_check_msg (&object);
         char *text = ag_value_str (value);
         FUZZ_CHECK (text);
@@ -561,6 +587,8 @@ s_check_body (const uint8_t *data, size_t size)
     FUZZ_CHECK (agp_fetch_decode (&fetch, NULL, &ignored) == -1);
     agp_ref_t ref;
     FUZZ_CHECK (agp_ref_decode (&ref, NULL, NULL, &ignored) == -1);
+    agp_lookup_t lookup;
+    FUZZ_CHECK (agp_lookup_decode (&lookup, NULL, &ignored) == -1);
 
     ag_value_destroy (&adopted);
     ag_value_destroy (&value);

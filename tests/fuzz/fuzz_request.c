@@ -125,6 +125,9 @@ static const int s_call_statuses [] = {
 static const int s_getattr_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_ATTR, 0
 };
+static const int s_lookup_statuses [] = {
+    AG_OK, AG_BAD_REQUEST, AG_NO_AGENT, 0
+};
 static const int s_create_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_CLASS, AG_NAME_TAKEN, AG_BAD_ARGS,
     AG_INIT_FAILED, 0
@@ -156,7 +159,7 @@ s_expect (const uint8_t *data, size_t size)
     uint8_t command = data [5];
     int base = command & ~AGP_REPLY;
     expect.corr = corr;
-    if (base < AGP_PING || base > AGP_FETCH) {
+    if (base < AGP_PING || base > AGP_LOOKUP) {
         //  Unknown command: 400 if the correlation id is not 0
         expect.reply = expect.prompt = corr != 0;
         expect.status = AG_BAD_REQUEST;
@@ -191,6 +194,10 @@ s_expect (const uint8_t *data, size_t size)
             break;
         case AGP_FETCH:
             //  Answered when the kept call completes: maybe later
+            break;
+        case AGP_LOOKUP:
+            expect.prompt = true;
+            expect.allowed = s_lookup_statuses;
             break;
         default:
             if (expect.agent == s_live) {
@@ -248,7 +255,8 @@ s_check_ok_body (int command, const agp_envelope_t *env, const uint8_t *body,
 {
     if (command == AGP_PING || command == AGP_DELETE)
         return size? "reply body should be empty": NULL;
-    if (command != AGP_INFO && command != AGP_LIST && command != AGP_CREATE)
+    if (command != AGP_INFO && command != AGP_LIST && command != AGP_CREATE
+    &&  command != AGP_LOOKUP)
         return NULL;
     ag_value_t *value = ag_value_decode (body, size);
     const msgpack_object *root = ag_value_object (value);
@@ -266,10 +274,11 @@ s_check_ok_body (int command, const agp_envelope_t *env, const uint8_t *body,
         const msgpack_object *id = ag_obj_get (root, "id");
         if (!id || id->type != MSGPACK_OBJECT_POSITIVE_INTEGER
         ||  id->via.u64 != env->agent || env->agent == 0)
-            why = "CREATE reply id missing, or not the envelope's agent";
+            why = "CREATE or LOOKUP reply id missing, or not the"
+                  " envelope's agent";
         else
         if (!ag_obj_get (root, "class"))
-            why = "CREATE reply has no class face";
+            why = "CREATE or LOOKUP reply has no class face";
     }
     ag_value_destroy (&value);
     return why;

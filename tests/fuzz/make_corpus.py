@@ -102,7 +102,7 @@ def pack_ext(code, data):
 #   ---------------------------------------------------------------------
 #   AGP/1 frames (PROTOCOL.md section 2)
 
-PING, INFO, CREATE, CALL, GETATTR, DELETE, LIST, FETCH = range(1, 9)
+PING, INFO, CREATE, CALL, GETATTR, DELETE, LIST, FETCH, LOOKUP = range(1, 10)
 REPLY = 0x80
 KEEP = 0x0001
 
@@ -193,6 +193,10 @@ def messages():
         ('fetch', frame(FETCH, [OWNER, 23], corr=60)),
         ('fetch-unknown', frame(FETCH, [b'\x43\x01', 9], corr=61)),
         ('fetch-bad', frame(FETCH, ['x', -1], corr=62)),
+        ('lookup-name', frame(LOOKUP, 'nobody', corr=63)),
+        ('lookup-id', frame(LOOKUP, 1, corr=64)),
+        ('lookup-zero', frame(LOOKUP, 0, corr=65)),
+        ('lookup-bad', frame(LOOKUP, [1], corr=66)),
         #   Malformed (PROTOCOL.md section 8)
         ('bad-not-agp', b'HTTP/1.1 200 OK\r\n\r\n'),
         ('bad-short', b'AG'),
@@ -236,6 +240,7 @@ def bodies():
         ('body-ext', pack([Ext(1, b'a'), Ext(-1, b'12345678'),
                            Ext(2, b'abc'), Ext(3, b'z' * 16),
                            Ext(4, b'')])),
+        ('body-lookup', pack('ledger')),
         ('body-ref', pack(['echo', {'content': Ext(0x41, pack(
             ['tcp://127.0.0.1:5555', OWNER, 7]))}])),
         ('body-ref-bad', pack([Ext(0x41, pack(['', OWNER, 7])),
