@@ -133,6 +133,70 @@ AG_EXPORT ag_value_t *
     agc_conn_list (agc_conn_t *self);
 
 //  ---------------------------------------------------------------------
+//  Several servers: where agents go.
+
+typedef struct _agc_cluster_t agc_cluster_t;
+
+typedef enum {
+    AGC_ROUND_ROBIN = 0,            //  each server in turn
+    AGC_LEAST_LOADED = 1            //  the fewest requests pending, then
+                                    //  the fewest agents (INFO figures)
+} agc_placement_t;
+
+//  A set of servers to create agents on: endpoints separated by commas
+//  or white space ("tcp://a:5670, tcp://b:5670"), each connected as by
+//  agc_conn_new (so the environment's CURVE settings apply). NULL if the
+//  list is empty, holds an endpoint twice or a malformed one
+//  (AG_BAD_REQUEST, naming it).
+AG_EXPORT agc_cluster_t *
+    agc_cluster_new (const char *endpoints, agc_placement_t placement);
+
+//  Close the cluster's connections. Agents made through it keep their
+//  own references and stay usable. Accepts NULL; sets *self_p to NULL.
+AG_EXPORT void
+    agc_cluster_destroy (agc_cluster_t **self_p);
+
+//  Create an agent on one of the servers, as agc_agent_new.
+//  Unnamed, it goes where the placement says. AGC_LEAST_LOADED asks each
+//  server for its INFO (all at once) and picks the fewest requests
+//  pending, then the fewest agents; equal servers take turns. If the
+//  server cannot take the agent (AG_UNREACHABLE, AG_STOPPING, AG_BUSY,
+//  AG_NO_CLASS, AG_DENIED), the next in order is tried, until each has
+//  been tried once; an error that would be the same anywhere
+//  (AG_BAD_ARGS, AG_INIT_FAILED, ...) is returned at once. A server
+//  found unreachable is tried last for the cluster's timeout.
+//  Named, it goes to the server its name hashes to (rendezvous hashing
+//  over the endpoints), whatever the placement: every process with the
+//  same list of endpoints puts and finds that name on the same server,
+//  and that server's check makes the name unique in the cluster. If that
+//  server cannot take it, the create fails (no other is tried).
+AG_EXPORT agc_agent_t *
+    agc_cluster_create (agc_cluster_t *self, const char *class_name,
+                        const ag_value_t *args, const char *name);
+
+//  A handle on a named agent anywhere in the cluster: asked first of the
+//  server the name hashes to, then of the others. NULL with AG_NO_AGENT
+//  if none has it, or the error of the server it hashes to if that one
+//  could not be asked.
+AG_EXPORT agc_agent_t *
+    agc_cluster_lookup (agc_cluster_t *self, const char *name);
+
+//  How many servers the cluster has.
+AG_EXPORT size_t
+    agc_cluster_size (agc_cluster_t *self);
+
+//  The connection to a server of the cluster, in the order given
+//  (borrowed), NULL past the end: for INFO, LIST, or agc_agent_new on a
+//  server of your choice.
+AG_EXPORT agc_conn_t *
+    agc_cluster_conn (agc_cluster_t *self, size_t index);
+
+//  agc_conn_set_timeout on every connection of the cluster; also how
+//  long an unreachable server is tried last. Default 10000 ms.
+AG_EXPORT void
+    agc_cluster_set_timeout (agc_cluster_t *self, int msecs);
+
+//  ---------------------------------------------------------------------
 //  Classes.
 
 //  Load a plugin into this process (once; it stays loaded) and find a
@@ -150,9 +214,9 @@ AG_EXPORT const ag_class_t *
 //  distributed ones.
 
 //  A handle on an agent that already exists on the server, by id or by
-//  name (from LIST, with its class's methods from INFO). The agent stays
-//  when the handle is released; agc_agent_destroy deletes it. NULL if
-//  there is no such agent (AG_NO_AGENT) or the server cannot be asked.
+//  name: one LOOKUP request, answered from the server's index. The agent
+//  stays when the handle is released; agc_agent_destroy deletes it. NULL
+//  if there is no such agent (AG_NO_AGENT) or the server cannot be asked.
 AG_EXPORT agc_agent_t *
     agc_agent_attach (agc_conn_t *conn, uint64_t id);
 AG_EXPORT agc_agent_t *

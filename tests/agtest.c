@@ -1451,6 +1451,327 @@ s_hold (const char *endpoint)
         pause ();
 }
 
+//  Another process, for the named-agent test: find NAME, add 7 to it,
+//  try to make another agent of that name, and print what happened
+static int
+s_lookup_mode (const char *endpoint, const char *name)
+{
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *agent = agc_agent_lookup (conn, name);
+    if (!agent) {
+        printf ("lookup failed %d %s\n", agc_status (), agc_reason ());
+        return 1;
+    }
+    ag_value_t *seven = ag_value_new ("i", (int64_t) 7);
+    ag_value_t *sum = agc_agent_call_value (agent, "add", seven);
+    printf ("id %" PRIu64 " sum %" PRId64 "\n", agc_agent_id (agent),
+            ag_obj_int (ag_value_object (sum), -1));
+    agc_agent_t *again = agc_agent_new (conn, "Counter", NULL, name);
+    printf ("create %d\n", again? AG_OK: agc_status ());
+    //  By a cluster holding this server among others, too
+    agc_cluster_t *cluster = agc_cluster_new (getenv ("AGTEST_CLUSTER"),
+                                              AGC_ROUND_ROBIN);
+    agc_agent_t *placed = cluster? agc_cluster_lookup (cluster, "placed")
+                                 : NULL;
+    printf ("placed %" PRIu64 "\n", placed? agc_agent_id (placed): 0);
+    agc_agent_release (&placed);
+    agc_cluster_destroy (&cluster);
+    agc_agent_destroy (&again);
+    ag_value_destroy (&sum);
+    ag_value_destroy (&seven);
+    agc_agent_release (&agent);
+    agc_conn_destroy (&conn);
+    return 0;
+}
+
+//  Run this program with the arguments given (after its name) and the
+//  environment entry env (may be NULL); its output goes to out. Returns
+//  its exit status, or -1 if it did not exit within msecs.
+static int
+s_run_self (const char *const *args, const char *env, char *out,
+            size_t size, int msecs)
+{
+    char agtest [300];
+    snprintf (agtest, sizeof agtest, "%s/tests/agtest", s_build);
+    const char *argv [16] = { agtest };
+    for (int i = 0; args [i] && i < 14; i++)
+        argv [i + 1] = args [i];
+    const char *envp [256];
+    int envc = 0;
+    for (char **e = environ; *e && envc < 250; e++)
+        envp [envc++] = *e;
+    if (env)
+        envp [envc++] = env;
+    envp [envc] = NULL;
+    int fds [2];
+    if (pipe (fds))
+        return -1;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
+    posix_spawn_file_actions_addclose (&actions, fds [0]);
+    pid_t pid;
+    int rc = posix_spawn (&pid, agtest, &actions, NULL, (char *const *) argv,
+                          (char *const *) envp);
+    posix_spawn_file_actions_destroy (&actions);
+    close (fds [1]);
+    if (rc) {
+        close (fds [0]);
+        return -1;
+    }
+    size_t len = 0;
+    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
+    while (true) {
+        int64_t left = (deadline - ag_usecs ()) / 1000;
+        struct pollfd item = { fds [0], POLLIN, 0 };
+        if (left <= 0 || poll (&item, 1, (int) left) <= 0)
+            break;
+        ssize_t got = read (fds [0], out + len, size - 1 - len);
+        if (got <= 0)
+            break;
+        len += (size_t) got;
+    }
+    out [len] = 0;
+    close (fds [0]);
+    int pidfd = s_pidfd (pid);
+    struct pollfd item = { pidfd, POLLIN, 0 };
+    int64_t left = MAX (0, (deadline - ag_usecs ()) / 1000);
+    if (pidfd < 0 || poll (&item, 1, (int) left) <= 0) {
+        kill (pid, SIGKILL);
+        waitpid (pid, NULL, 0);
+        if (pidfd >= 0)
+            close (pidfd);
+        return -1;
+    }
+    close (pidfd);
+    int status;
+    waitpid (pid, &status, 0);
+    return WIFEXITED (status)? WEXITSTATUS (status): 128 + WTERMSIG (status);
+}
+
+//  A named agent made by this process, reached by name from another:
+//  its handle calls the same agent, the name stays taken, agentctl
+//  lists it; placed through a cluster, another process finds it too
+static int
+s_test_named_across (const char *endpoint)
+{
+    daemon_t other;
+    CHECK (s_daemon_start (&other, NULL, NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_agent_t *ledger = s_counter (conn, 0);
+    agc_agent_destroy (&ledger);
+    ag_value_t *args = ag_value_new ("{s:i}", "start", (int64_t) 5);
+    ledger = agc_agent_new (conn, "Counter", args, "ledger");
+    CHECK (ledger);
+    char list [700], env [800];
+    snprintf (list, sizeof list, "%s,%s", other.endpoint, endpoint);
+    snprintf (env, sizeof env, "AGTEST_CLUSTER=%s", list);
+    agc_cluster_t *cluster = agc_cluster_new (list, AGC_LEAST_LOADED);
+    CHECK (cluster);
+    agc_agent_t *placed = agc_cluster_create (cluster, "Counter", NULL,
+                                              "placed");
+    CHECK (placed);
+
+    char out [1000];
+    const char *argv [] = { "--lookup", endpoint, "ledger", s_build, NULL };
+    CHECK (s_run_self (argv, env, out, sizeof out, 20000 * s_slow) == 0);
+    if (s_verbose)
+        printf ("   the other process said: %s", out);
+    char expect [200];
+    snprintf (expect, sizeof expect, "id %" PRIu64 " sum 12\ncreate %d\n"
+              "placed %" PRIu64 "\n", agc_agent_id (ledger), AG_NAME_TAKEN,
+              agc_agent_id (placed));
+    CHECK (streq (out, expect));
+    //  The other process's add went to this very agent
+    ag_value_t *count = agc_agent_getattr (ledger, "count");
+    CHECK (ag_obj_int (ag_value_object (count), -1) == 12);
+    ag_value_destroy (&count);
+
+    //  agentctl, a third process, lists the name and calls by it
+    char command [600];
+    snprintf (command, sizeof command, "%s/agentctl -e %s list", s_build,
+              endpoint);
+    FILE *ctl = popen (command, "r");
+    CHECK (ctl);
+    bool listed = false;
+    char line [300];
+    while (fgets (line, sizeof line, ctl))
+        listed |= strstr (line, " ledger ") != NULL
+               && strstr (line, "Counter") != NULL;
+    CHECK (pclose (ctl) == 0);
+    CHECK (listed);
+
+    //  Deleted, the name is free, and gone for the other process too
+    CHECK (agc_agent_delete (&ledger) == 0);
+    CHECK (s_run_self (argv, NULL, out, sizeof out, 20000 * s_slow) == 1);
+    CHECK (strstr (out, "lookup failed 404 no agent named 'ledger'"));
+    ledger = agc_agent_new (conn, "Counter", args, "ledger");
+    CHECK (ledger);
+    agc_agent_destroy (&ledger);
+    agc_agent_destroy (&placed);
+    agc_cluster_destroy (&cluster);
+    ag_value_destroy (&args);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&other) == 0);
+    return 0;
+}
+
+static int64_t
+    s_info_int (agc_conn_t *conn, const char *section, const char *key);
+
+//  How many agents each server of a cluster holds
+static void
+s_agents_held (agc_cluster_t *cluster, int64_t *held)
+{
+    for (size_t i = 0; i < agc_cluster_size (cluster); i++)
+        held [i] = s_info_int (agc_cluster_conn (cluster, i), NULL,
+                               "agents");
+}
+
+//  Placement over three servers: round robin spreads evenly; least
+//  loaded avoids the server with work pending; a dead server is passed
+//  over; names go by hash, the same from any list order
+static int
+s_test_placement (const char *unused)
+{
+    daemon_t daemons [3];
+    char list [1000] = "", reversed [1000] = "";
+    for (int i = 0; i < 3; i++) {
+        CHECK (s_daemon_start (&daemons [i], NULL, NULL) == 0);
+        snprintf (list + strlen (list), sizeof list - strlen (list), "%s%s",
+                  i? ", ": "", daemons [i].endpoint);
+    }
+    for (int i = 2; i >= 0; i--)
+        snprintf (reversed + strlen (reversed),
+                  sizeof reversed - strlen (reversed), "%s%s",
+                  i < 2? " ": "", daemons [i].endpoint);
+    //  Bad lists
+    CHECK (agc_cluster_new ("", AGC_ROUND_ROBIN) == NULL);
+    CHECK (agc_status () == AG_BAD_REQUEST);
+    CHECK (agc_cluster_new ("tcp://127.0.0.1:1,http://x", AGC_ROUND_ROBIN)
+           == NULL);
+    CHECK (agc_status () == AG_BAD_REQUEST);
+    char twice [700];
+    snprintf (twice, sizeof twice, "%s %s", daemons [0].endpoint,
+              daemons [0].endpoint);
+    CHECK (agc_cluster_new (twice, AGC_ROUND_ROBIN) == NULL);
+    CHECK (strstr (agc_reason (), "twice"));
+    CHECK (agc_cluster_new (list, (agc_placement_t) 7) == NULL);
+
+    //  Round robin: 9 agents, 3 on each
+    agc_cluster_t *cluster = agc_cluster_new (list, AGC_ROUND_ROBIN);
+    CHECK (cluster && agc_cluster_size (cluster) == 3);
+    agc_agent_t *agents [9];
+    for (int i = 0; i < 9; i++)
+        CHECK ((agents [i] = agc_cluster_create (cluster, "Counter", NULL,
+                                                 NULL)));
+    int64_t held [3];
+    s_agents_held (cluster, held);
+    CHECK (held [0] == 3 && held [1] == 3 && held [2] == 3);
+    //  An error that would be the same anywhere is not tried elsewhere
+    ag_value_t *bad = ag_value_new ("{s:i}", "label", (int64_t) 5);
+    CHECK (agc_cluster_create (cluster, "Counter", bad, NULL) == NULL);
+    CHECK (agc_status () == AG_BAD_ARGS);
+    ag_value_destroy (&bad);
+    for (int i = 0; i < 9; i++)
+        CHECK (agc_agent_delete (&agents [i]) == 0);
+    agc_cluster_destroy (&cluster);
+
+    //  Least loaded: four slow calls pending on the first server, so new
+    //  agents go to the other two, in turn
+    cluster = agc_cluster_new (list, AGC_LEAST_LOADED);
+    CHECK (cluster);
+    agc_future_t *busy [4];
+    agc_agent_t *workers [4];
+    ag_value_t *nap = ag_value_new ("{s:i}", "ms", (int64_t) 1500 * s_slow);
+    for (int i = 0; i < 4; i++) {
+        CHECK ((workers [i] = s_counter (agc_cluster_conn (cluster, 0), 0)));
+        busy [i] = agc_agent_call (workers [i], "slow", nap);
+    }
+    CHECK (s_info_int (agc_cluster_conn (cluster, 0), NULL, "pending") > 0);
+    for (int i = 0; i < 4; i++)
+        CHECK ((agents [i] = agc_cluster_create (cluster, "Counter", NULL,
+                                                 NULL)));
+    s_agents_held (cluster, held);
+    if (s_verbose)
+        printf ("   least loaded: agents held %" PRId64 ", %" PRId64 ", %"
+                PRId64 "\n", held [0], held [1], held [2]);
+    CHECK (held [0] == 4 && held [1] == 2 && held [2] == 2);
+    CHECK (agc_future_wait_all (busy, 4, 20000 * s_slow) == 0);
+    for (int i = 0; i < 4; i++) {
+        agc_future_destroy (&busy [i]);
+        CHECK (agc_agent_delete (&workers [i]) == 0);
+        CHECK (agc_agent_delete (&agents [i]) == 0);
+    }
+    ag_value_destroy (&nap);
+
+    //  Named: the home is the same whatever the order of the list;
+    //  the name is unique across the cluster
+    agc_cluster_t *other = agc_cluster_new (reversed, AGC_ROUND_ROBIN);
+    CHECK (other);
+    agc_agent_t *named [6];
+    for (int i = 0; i < 6; i++) {
+        char name [16];
+        snprintf (name, sizeof name, "n%d", i);
+        CHECK ((named [i] = agc_cluster_create (cluster, "Counter", NULL,
+                                                name)));
+        agc_agent_t *found = agc_cluster_lookup (other, name);
+        CHECK (found && agc_agent_id (found) == agc_agent_id (named [i]));
+        CHECK (streq (agc_conn_endpoint (agc_agent_conn (found)),
+                      agc_conn_endpoint (agc_agent_conn (named [i]))));
+        agc_agent_release (&found);
+        CHECK (agc_cluster_create (other, "Counter", NULL, name) == NULL);
+        CHECK (agc_status () == AG_NAME_TAKEN);
+    }
+    //  A name made on a server directly is found too
+    agc_agent_t *direct [3];
+    for (int i = 0; i < 3; i++) {
+        char name [16];
+        snprintf (name, sizeof name, "direct%d", i);
+        CHECK ((direct [i] = agc_agent_new (agc_cluster_conn (cluster, i),
+                                            "Counter", NULL, name)));
+        agc_agent_t *found = agc_cluster_lookup (other, name);
+        CHECK (found && agc_agent_id (found) == agc_agent_id (direct [i]));
+        agc_agent_release (&found);
+        CHECK (agc_agent_delete (&direct [i]) == 0);
+    }
+    CHECK (agc_cluster_lookup (other, "nobody") == NULL);
+    CHECK (agc_status () == AG_NO_AGENT);
+    for (int i = 0; i < 6; i++)
+        CHECK (agc_agent_delete (&named [i]) == 0);
+    agc_cluster_destroy (&other);
+    agc_cluster_destroy (&cluster);
+
+    //  A dead server is passed over: every create lands on a live one
+    char dead [400];
+    snprintf (dead, sizeof dead, "%s", daemons [1].endpoint);
+    CHECK (s_daemon_stop (&daemons [1]) == 0);
+    for (int placement = 0; placement < 2; placement++) {
+        cluster = agc_cluster_new (list, (agc_placement_t) placement);
+        agc_cluster_set_timeout (cluster, 1000 * s_slow);
+        for (int i = 0; i < 4; i++) {
+            CHECK ((agents [i] = agc_cluster_create (cluster, "Counter",
+                                                     NULL, NULL)));
+            CHECK (!streq (agc_conn_endpoint (agc_agent_conn (agents [i])),
+                           dead));
+        }
+        for (int i = 0; i < 4; i++)
+            CHECK (agc_agent_delete (&agents [i]) == 0);
+        agc_cluster_destroy (&cluster);
+    }
+    //  All dead: the error says so, naming each
+    cluster = agc_cluster_new (dead, AGC_ROUND_ROBIN);
+    agc_cluster_set_timeout (cluster, 500 * s_slow);
+    CHECK (agc_cluster_create (cluster, "Counter", NULL, NULL) == NULL);
+    CHECK (agc_status () == AG_UNREACHABLE);
+    CHECK (strstr (agc_reason (), "no server in the cluster took the agent"));
+    CHECK (strstr (agc_reason (), dead));
+    agc_cluster_destroy (&cluster);
+    CHECK (s_daemon_stop (&daemons [0]) == 0);
+    CHECK (s_daemon_stop (&daemons [2]) == 0);
+    return 0;
+}
+
 //  True if the agent exists on the server
 static bool
 s_exists (agc_conn_t *conn, uint64_t id)
@@ -2608,6 +2929,8 @@ static const case_t s_cases [] = {
     { "seed_programs", s_test_seed_programs },
     { "config", s_test_config },
     { "notify", s_test_notify },
+    { "named_across", s_test_named_across },
+    { "placement", s_test_placement },
     { NULL, NULL }
 };
 
@@ -2616,6 +2939,7 @@ main (int argc, char *argv [])
 {
     const char *only = NULL;
     const char *hold = NULL;
+    const char *lookup = NULL, *lookup_name = NULL;
     bool orphan_parent = false;
     for (int i = 1; i < argc; i++) {
         if (streq (argv [i], "-v"))
@@ -2629,6 +2953,11 @@ main (int argc, char *argv [])
         else
         if (streq (argv [i], "--hold") && i + 1 < argc)
             hold = argv [++i];
+        else
+        if (streq (argv [i], "--lookup") && i + 2 < argc) {
+            lookup = argv [++i];
+            lookup_name = argv [++i];
+        }
         else
         if (argv [i][0] != '-')
             s_build = argv [i];
@@ -2646,6 +2975,8 @@ main (int argc, char *argv [])
         return s_orphan_parent ();
     if (hold)
         return s_hold (hold);
+    if (lookup)
+        return s_lookup_mode (lookup, lookup_name);
     s_valgrind = getenv ("AGTEST_VALGRIND") != NULL;
     if (s_valgrind)
         s_slow = 4;
