@@ -24,7 +24,7 @@ typedef struct {
 } server_t;
 
 struct _agc_cluster_t {
-    pthread_mutex_t lock;           //  guards next and down_until
+    pthread_mutex_t lock;           //  guards next, down_until, timeout
     agc_placement_t placement;
     server_t *servers;
     size_t count;
@@ -137,7 +137,9 @@ agc_cluster_set_timeout (agc_cluster_t *self, int msecs)
 {
     if (!self)
         return;
+    pthread_mutex_lock (&self->lock);
     self->timeout = msecs;
+    pthread_mutex_unlock (&self->lock);
     for (size_t i = 0; i < self->count; i++)
         agc_conn_set_timeout (self->servers [i].conn, msecs);
 }

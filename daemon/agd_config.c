@@ -79,9 +79,9 @@ static const cfg_key_t s_keys [] = {
     { "server/outbound_hwm", KEY_INT, "1000000", 0, 100000000, NULL,
       "replies queued per client connection; past it a client that reads"
       " nothing loses replies, each logged (0: no limit)" },
-    { "server/heartbeat_ms", KEY_INT, "0", 0, 3600000, NULL,
+    { "server/heartbeat_ms", KEY_INT, "10000", 0, 3600000, NULL,
       "ZeroMQ heartbeat interval to clients (0: none)" },
-    { "server/heartbeat_timeout_ms", KEY_INT, "0", 0, 3600000, NULL,
+    { "server/heartbeat_timeout_ms", KEY_INT, "30000", 0, 3600000, NULL,
       "silence after which a client's connection is dropped (0: 10 x"
       " heartbeat_ms)" },
     { "security/curve_secret_key", KEY_STRING, NULL, 0, 0, "--curve-key",

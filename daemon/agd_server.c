@@ -87,6 +87,8 @@ agd_server_new (void)
         .max_agents_per_client = 1000000,
         .max_pending_per_client = 200000,
         .client_grace_ms = 10000,
+        .heartbeat_ms = 10000,
+        .heartbeat_timeout_ms = 30000,
         .inbound_hwm = 10000,
         .outbound_hwm = 1000000,
         .max_depth = AG_MAX_DEPTH,

@@ -86,7 +86,9 @@ AG_EXPORT void
 AG_EXPORT void
     agd_server_set_max_message (agd_server_t *self, size_t bytes);
 //  ZeroMQ heartbeats to clients every msecs, dropping a connection
-//  silent for timeout msecs (default 0: none; timeout 0: 10 x msecs);
+//  silent for timeout msecs (default 10000 and 30000; msecs 0: none;
+//  timeout 0: 10 x msecs). A client dropped so is gone, as if it had
+//  closed its connection;
 AG_EXPORT void
     agd_server_set_heartbeat (agd_server_t *self, int msecs, int timeout);
 //  grace time for running calls at stop (default 10000 ms);

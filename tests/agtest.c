@@ -1711,7 +1711,7 @@ s_test_placement (const char *unused)
     CHECK (other);
     agc_agent_t *named [6];
     for (int i = 0; i < 6; i++) {
-        char name [16];
+        char name [32];
         snprintf (name, sizeof name, "n%d", i);
         CHECK ((named [i] = agc_cluster_create (cluster, "Counter", NULL,
                                                 name)));
@@ -1726,7 +1726,7 @@ s_test_placement (const char *unused)
     //  A name made on a server directly is found too
     agc_agent_t *direct [3];
     for (int i = 0; i < 3; i++) {
-        char name [16];
+        char name [32];
         snprintf (name, sizeof name, "direct%d", i);
         CHECK ((direct [i] = agc_agent_new (agc_cluster_conn (cluster, i),
                                             "Counter", NULL, name)));

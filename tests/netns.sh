@@ -6,10 +6,12 @@
 #   - a pipeline whose futures go from server to server: each server's
 #     "fetched" count shows it handed the value on itself;
 #   - a host cut off (link down) mid-call: the call fails within the
-#     timeout, and the other server keeps working.
+#     timeout, and the other server keeps working;
+#   - a client host cut off without a word: the server notices by its
+#     heartbeats and deletes the agents that client owned.
 #   Everything it made is removed at the end, even on failure. Without
 #   the privileges for namespaces it says so and runs on loopback, where
-#   a server is cut off by stopping it (SIGSTOP).
+#   a server or client is cut off by stopping it (SIGSTOP).
 #
 #   usage: tests/netns.sh [BUILD_DIR]; prints "N passed, N failed"
 B=${1:-build}
@@ -79,16 +81,18 @@ fi
 #   Start agentd on a host; its endpoint in the named variable. The first
 #   line it prints is read through a FIFO, so nothing is polled.
 start () {
-    host=$1 addr=$2 var=$3
-    mkfifo "$tmp/$host.out"
+    host=$1 addr=$2 var=$3 name=${4:-$1}
+    shift 3
+    [ $# -gt 0 ] && shift
+    mkfifo "$tmp/$name.out"
     #   (ip netns exec runs the program in its place: $! is agentd)
     eval "prefix=\$IN_$(echo "$host" | tr a-z A-Z)"
     $prefix "$B/agentd" -f -e "tcp://$addr:*" --insecure --grace-ms 0 -p \
-        "$B/plugins/seed.so" > "$tmp/$host.out" 2> "$tmp/$host.log" &
+        "$B/plugins/seed.so" "$@" > "$tmp/$name.out" 2> "$tmp/$name.log" &
     pid=$!
     PIDS="$PIDS $pid"
     eval "${var}_PID=$pid"
-    exec 3< "$tmp/$host.out"
+    exec 3< "$tmp/$name.out"
     read -r line <&3 || line=""
     #   Keep reading what else it prints, so it never blocks on stdout
     cat <&3 > /dev/null &
@@ -97,7 +101,7 @@ start () {
     case "$line" in
         "listening on "*) eval "$var=\${line#listening on }" ;;
         *) echo " * netns: agentd on host $host did not start:"
-           cat "$tmp/$host.log"; exit 1 ;;
+           cat "$tmp/$name.log"; exit 1 ;;
     esac
 }
 start a "$ADDR_A" EP_A
@@ -169,6 +173,48 @@ if [ "$(ctl c -e "$EP_B" call eb sync_method)" = sync ]; then
     ok "the other server keeps working"
 else
     fail "the other server keeps working" "call on b failed"
+fi
+
+#   4. A client host cut off without closing its connection: b drops it
+#   when its heartbeats go unanswered, and deletes the agents it owned
+#   after the grace time; its detached agent stays
+printf 'server\n    heartbeat_ms = 200\n    heartbeat_timeout_ms = 1000\n    client_grace_ms = 500\n' > "$tmp/beat.conf"
+start b "$ADDR_B" EP_D d -c "$tmp/beat.conf" -p "$B/plugins/testclasses.so"
+mkfifo "$tmp/holder.out"
+$IN_C "$B/tests/agtest" --hold "$EP_D" "$B" > "$tmp/holder.out" 2>&1 &
+holder=$!
+PIDS="$PIDS $holder"
+exec 3< "$tmp/holder.out"
+ids=""
+for i in 1 2 3 4; do
+    read -r id <&3 && ids="$ids $id"
+done
+exec 3<&-
+set -- $ids
+owned="$1 $2 $3" detached=$4
+listed () {
+    $IN_B "$B/agentctl" -e "$EP_D" --json list | python3 -c \
+        'import json, sys; print (" ".join (str (i) for i in sorted (a["id"] for a in json.load (sys.stdin))))'
+}
+before=$(listed)
+if [ "$mode" = netns ]; then
+    ip link set "vc$tag" down
+else
+    kill -STOP "$holder"
+fi
+start_ns=$(date +%s%N)
+deadline=$(( $(date +%s) + 30 ))
+left=$before
+while [ "$(date +%s)" -lt "$deadline" ]; do
+    left=$(listed)
+    [ "$left" = "$detached" ] && break
+done
+elapsed_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+if [ $# = 4 ] && [ "$before" = "$owned $detached" ] \
+&& [ "$left" = "$detached" ] && grep -q "client gone" "$tmp/d.log"; then
+    ok "client host cut off: its 3 agents deleted after $elapsed_ms ms, the detached one kept"
+else
+    fail "client host cut off" "agents before: $before; after $elapsed_ms ms: $left"
 fi
 
 echo "$passed passed, $failed failed"
