@@ -77,6 +77,22 @@ s_finish (agd_job_t *job, ag_call_t *call, int rc, msgpack_sbuffer *buffer)
         s_set_reason (job, call->status, call->reason);
 }
 
+//  Copy args with every future among them replaced by its value (held
+//  until agd_future_release). Returns 0, or -1 with the job failed.
+static int
+s_resolve (agd_job_t *job, const msgpack_object *args, msgpack_zone *zone,
+           msgpack_object *out)
+{
+    char failure [512];
+    int status;
+    if (args && agd_future_resolve (args, zone, out, &status, failure,
+                                    sizeof failure)) {
+        s_set_reason (job, status, failure);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 s_run_create (agd_job_t *job, const msgpack_object *body,
               msgpack_sbuffer *buffer, msgpack_zone *zone)
@@ -93,14 +109,8 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
     }
     //  Futures among the init arguments: their values first
     msgpack_object args = { .type = MSGPACK_OBJECT_NIL };
-    char failure [512];
-    int status;
-    if (create.args && agd_future_resolve (create.args, zone, &args,
-                                           &status, failure,
-                                           sizeof failure)) {
-        s_set_reason (job, status, failure);
+    if (s_resolve (job, create.args, zone, &args))
         return;
-    }
     agent->state = cls->state_size? calloc (1, cls->state_size): NULL;
     if (cls->state_size && !agent->state) {
         agd_future_release ();
@@ -170,14 +180,8 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
     }
     //  Futures among the arguments: their values first
     msgpack_object args;
-    char failure [512];
-    int status;
-    if (request.args && agd_future_resolve (request.args, zone, &args,
-                                            &status, failure,
-                                            sizeof failure)) {
-        s_set_reason (job, status, failure);
+    if (s_resolve (job, request.args, zone, &args))
         return;
-    }
     ag_call_t call;
     ag_call_init (&call, buffer);
     int rc = method->fn (agent->state, request.args? &args: NULL, &call);

@@ -167,23 +167,34 @@ agp_getattr_decode (agp_str_t *self, const msgpack_object *body,
     return 0;
 }
 
+//  A kept result's key: the caller's routing id (bin, 1 to 255 octets)
+//  and the call's correlation id
+static int
+s_result_key (agp_str_t *owner_out, uint64_t *corr_out,
+              const msgpack_object *owner, const msgpack_object *corr)
+{
+    if (!owner || !corr
+    ||  owner->type != MSGPACK_OBJECT_BIN
+    ||  owner->via.bin.size == 0 || owner->via.bin.size > 255
+    ||  corr->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return -1;
+    owner_out->ptr = owner->via.bin.ptr;
+    owner_out->len = owner->via.bin.size;
+    *corr_out = corr->via.u64;
+    return 0;
+}
+
 int
 agp_fetch_decode (agp_fetch_t *self, const msgpack_object *body,
                   const char **reason)
 {
     memset (self, 0, sizeof *self);
-    const msgpack_object *owner = ag_obj_at (body, 0);
-    const msgpack_object *corr = ag_obj_at (body, 1);
-    if (ag_obj_count (body) != 2 || !owner || !corr
-    ||  owner->type != MSGPACK_OBJECT_BIN
-    ||  owner->via.bin.size == 0 || owner->via.bin.size > 255
-    ||  corr->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    if (ag_obj_count (body) != 2
+    ||  s_result_key (&self->owner, &self->corr, ag_obj_at (body, 0),
+                      ag_obj_at (body, 1))) {
         *reason = "FETCH body must be [owner: bin 1..255, corr: uint]";
         return -1;
     }
-    self->owner.ptr = owner->via.bin.ptr;
-    self->owner.len = owner->via.bin.size;
-    self->corr = corr->via.u64;
     return 0;
 }
 
@@ -220,20 +231,14 @@ agp_ref_decode (agp_ref_t *self, const msgpack_object *ext,
         *reason = "a future reference must be [endpoint, owner, corr]";
         return -1;
     }
-    const msgpack_object *owner = &ref.via.array.ptr [1];
-    const msgpack_object *corr = &ref.via.array.ptr [2];
     if (s_str (&self->endpoint, &ref.via.array.ptr [0])
-    ||  owner->type != MSGPACK_OBJECT_BIN || owner->via.bin.size == 0
-    ||  owner->via.bin.size > 255
-    ||  corr->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+    ||  s_result_key (&self->owner, &self->corr, &ref.via.array.ptr [1],
+                      &ref.via.array.ptr [2])) {
         memset (self, 0, sizeof *self);
         *reason = "a future reference must be [endpoint: str 1..255,"
                   " owner: bin 1..255, corr: uint]";
         return -1;
     }
-    self->owner.ptr = owner->via.bin.ptr;
-    self->owner.len = owner->via.bin.size;
-    self->corr = corr->via.u64;
     return 0;
 }
 

@@ -351,6 +351,18 @@ s_counter (agc_conn_t *conn, int64_t start)
     return agent;
 }
 
+//  A figure from the server's INFO (in section, if not NULL), or -1
+static int64_t
+s_info_int (agc_conn_t *conn, const char *section, const char *key)
+{
+    ag_value_t *info = agc_conn_info (conn);
+    const msgpack_object *root = ag_value_object (info);
+    int64_t value = ag_obj_int (section? ag_obj_get (ag_obj_get (root,
+                                section), key): ag_obj_get (root, key), -1);
+    ag_value_destroy (&info);
+    return value;
+}
+
 static int64_t
 s_int_result (agc_future_t *future)
 {
@@ -1616,9 +1628,6 @@ s_test_named_across (const char *endpoint)
     return 0;
 }
 
-static int64_t
-    s_info_int (agc_conn_t *conn, const char *section, const char *key);
-
 //  How many agents each server of a cluster holds
 static void
 s_agents_held (agc_cluster_t *cluster, int64_t *held)
@@ -2119,9 +2128,6 @@ s_test_small_hwm (const char *unused)
     CHECK (s_daemon_stop (&daemon) == 0);
     return 0;
 }
-
-static int64_t
-    s_info_int (agc_conn_t *conn, const char *section, const char *key);
 
 //  Futures as arguments across three servers: y = a (x), z = b (y),
 //  w = c (z) go out at once, and the values flow a -> b -> c directly
@@ -2731,17 +2737,6 @@ s_write_file (const char *path, const char *text)
     fputs (text, file);
     fclose (file);
     return 0;
-}
-
-static int64_t
-s_info_int (agc_conn_t *conn, const char *section, const char *key)
-{
-    ag_value_t *info = agc_conn_info (conn);
-    const msgpack_object *root = ag_value_object (info);
-    int64_t value = ag_obj_int (section? ag_obj_get (ag_obj_get (root,
-                                section), key): ag_obj_get (root, key), -1);
-    ag_value_destroy (&info);
-    return value;
 }
 
 static int
