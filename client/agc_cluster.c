@@ -225,10 +225,39 @@ s_load_compare (const void *a, const void *b)
     return x->rank < y->rank? -1: x->rank > y->rank;
 }
 
+//  A failure that another server may not have
+static bool
+s_try_elsewhere (int status)
+{
+    return status == AG_UNREACHABLE || status == AG_STOPPING
+        || status == AG_BUSY || status == AG_NO_CLASS
+        || status == AG_DENIED;
+}
+
+//  Why each server tried could not take an agent, for the error
+typedef struct {
+    char text [1024];
+    size_t used;
+    int status;                     //  the last one
+} failures_t;
+
+static void
+s_failed (failures_t *self, const char *endpoint, int status,
+          const char *reason)
+{
+    int wrote = snprintf (self->text + self->used,
+                          sizeof self->text - self->used, "%s%s: %s",
+                          self->used? "; ": "", endpoint, reason);
+    if (wrote > 0)
+        self->used = MIN (sizeof self->text - 1, self->used + (size_t) wrote);
+    self->status = status;
+}
+
 //  The order to try servers in: the placement's, those marked down
-//  last. Fills order, returns how many.
+//  last. A server that has just failed to answer INFO is left out, its
+//  failure noted. Fills order, returns how many.
 static size_t
-s_order (agc_cluster_t *self, size_t *order)
+s_order (agc_cluster_t *self, size_t *order, failures_t *failures)
 {
     pthread_mutex_lock (&self->lock);
     size_t start = self->next++ % self->count;
@@ -276,30 +305,29 @@ s_order (agc_cluster_t *self, size_t *order)
             loads [answered].agents = (uint64_t) ag_obj_int (agents, 0);
             answered++;
         }
-        else {
-            if (!info && agc_status () == AG_UNREACHABLE)
+        else
+        if (!info && s_try_elsewhere (agc_status ())) {
+            //  Down, stopping, refusing us: not worth a CREATE now
+            if (agc_status () == AG_UNREACHABLE)
                 s_mark_down (self, i);
-            unanswered [silent++] = i;
+            s_failed (failures, self->servers [i].endpoint, agc_status (),
+                      agc_reason ());
         }
+        else
+            unanswered [silent++] = i;
         ag_value_destroy (&info);
     }
     qsort (loads, answered, sizeof (load_t), s_load_compare);
-    //  The ranked, then the silent, then those marked down before
+    //  The ranked, then the others that are up, then those marked down
+    //  before
     size_t n = 0;
     for (size_t k = 0; k < answered; k++)
         order [n++] = loads [k].index;
     for (size_t k = 0; k < silent; k++)
         order [n++] = unanswered [k];
-    return self->count;
-}
-
-//  A failure that another server may not have
-static bool
-s_try_elsewhere (int status)
-{
-    return status == AG_UNREACHABLE || status == AG_STOPPING
-        || status == AG_BUSY || status == AG_NO_CLASS
-        || status == AG_DENIED;
+    for (size_t k = up; k < self->count; k++)
+        order [n++] = order [k];
+    return n;
 }
 
 agc_agent_t *
@@ -324,10 +352,8 @@ agc_cluster_create (agc_cluster_t *self, const char *class_name,
         return agent;
     }
     size_t order [MAX_SERVERS];
-    size_t count = s_order (self, order);
-    char reasons [1024] = "";
-    size_t used = 0;
-    int status = AG_UNREACHABLE;
+    failures_t failures = { .status = AG_UNREACHABLE };
+    size_t count = s_order (self, order, &failures);
     for (size_t k = 0; k < count; k++) {
         size_t i = order [k];
         agc_agent_t *agent = agc_agent_new (self->servers [i].conn,
@@ -336,19 +362,16 @@ agc_cluster_create (agc_cluster_t *self, const char *class_name,
             s_mark_up (self, i);
             return agent;
         }
-        status = agc_status ();
+        int status = agc_status ();
         if (status == AG_UNREACHABLE)
             s_mark_down (self, i);
         if (!s_try_elsewhere (status))
             return NULL;            //  the caller's error: same anywhere
-        int wrote = snprintf (reasons + used, sizeof reasons - used,
-                              "%s%s: %s", used? "; ": "",
-                              self->servers [i].endpoint, agc_reason ());
-        if (wrote > 0)
-            used = MIN (sizeof reasons - 1, used + (size_t) wrote);
+        s_failed (&failures, self->servers [i].endpoint, status,
+                  agc_reason ());
     }
-    agc_set_error (status, "no server in the cluster took the agent: %s",
-                   reasons);
+    agc_set_error (failures.status, "no server in the cluster took the"
+                   " agent: %s", failures.text);
     return NULL;
 }
 

@@ -159,7 +159,8 @@ AG_EXPORT void
 //  Create an agent on one of the servers, as agc_agent_new.
 //  Unnamed, it goes where the placement says. AGC_LEAST_LOADED asks each
 //  server for its INFO (all at once) and picks the fewest requests
-//  pending, then the fewest agents; equal servers take turns. If the
+//  pending, then the fewest agents; equal servers take turns, and one
+//  whose INFO fails as below is passed over this time. If the
 //  server cannot take the agent (AG_UNREACHABLE, AG_STOPPING, AG_BUSY,
 //  AG_NO_CLASS, AG_DENIED), the next in order is tried, until each has
 //  been tried once; an error that would be the same anywhere

@@ -1769,13 +1769,16 @@ s_test_placement (const char *unused)
         agc_cluster_destroy (&cluster);
     }
     //  All dead: the error says so, naming each
-    cluster = agc_cluster_new (dead, AGC_ROUND_ROBIN);
-    agc_cluster_set_timeout (cluster, 500 * s_slow);
-    CHECK (agc_cluster_create (cluster, "Counter", NULL, NULL) == NULL);
-    CHECK (agc_status () == AG_UNREACHABLE);
-    CHECK (strstr (agc_reason (), "no server in the cluster took the agent"));
-    CHECK (strstr (agc_reason (), dead));
-    agc_cluster_destroy (&cluster);
+    for (int placement = 0; placement < 2; placement++) {
+        cluster = agc_cluster_new (dead, (agc_placement_t) placement);
+        agc_cluster_set_timeout (cluster, 500 * s_slow);
+        CHECK (agc_cluster_create (cluster, "Counter", NULL, NULL) == NULL);
+        CHECK (agc_status () == AG_UNREACHABLE);
+        CHECK (strstr (agc_reason (), "no server in the cluster took the"
+                       " agent"));
+        CHECK (strstr (agc_reason (), dead));
+        agc_cluster_destroy (&cluster);
+    }
     CHECK (s_daemon_stop (&daemons [0]) == 0);
     CHECK (s_daemon_stop (&daemons [2]) == 0);
     return 0;
