@@ -191,14 +191,15 @@ void
                         zmq_msg_t *body, int64_t now,
                         agd_store_deliver_fn *deliver, void *arg);
 //  Look up a result. Returns AG_OK with status/body (a copy) when done;
-//  AG_PENDING after adding routing/corr as a waiter (AG_BUSY when too
-//  many wait already); AG_GONE if unknown
-//  or expired.
+//  AG_PENDING after adding routing/corr as a waiter, also for a call not
+//  seen yet (AG_BUSY when too many wait already); AG_GONE if it expired
+//  or was evicted (for a while after: a minute, or the retention time).
 int
     agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
                      uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
                      int *status, zmq_msg_t *body);
-//  Drop expired results. Returns the ms until the next expiry, or -1.
+//  Drop expired results and ghosts, and answer fetches that waited in
+//  vain. Returns the ms until the next expiry, or -1.
 int
     agd_store_expire (agd_store_t *self, int64_t now,
                       agd_store_deliver_fn *deliver, void *arg);

@@ -868,9 +868,9 @@ s_handle_fetch (self_t *self, agd_job_t *job)
     else
     if (found == AG_GONE)
         s_send_error (self, &job->routing, &job->env, AG_GONE,
-                      "no result for call %" PRIu64 ": never kept here,"
-                      " or expired (kept %d ms)", fetch.corr,
-                      self->config.retention_ms);
+                      "the result of call %" PRIu64 " is gone: results are"
+                      " kept %d ms, at most %zu of them", fetch.corr,
+                      self->config.retention_ms, self->config.retention_max);
     else
     if (found == AG_BUSY)
         s_send_error (self, &job->routing, &job->env, AG_BUSY,

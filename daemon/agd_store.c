@@ -10,9 +10,13 @@
 //  arrives, so a FETCH that comes first waits for it rather than failing;
 //  once done it stays for the retention time. A FETCH may even come
 //  before its CALL (from another server, on another connection): it
-//  waits for the CALL too, up to AWAIT_US, then gets 410. Results expire in the order
-//  they completed, so expiry is a walk from the head of one list. The
-//  count is bounded too: past it, the oldest results go first.
+//  waits for the CALL too, up to AWAIT_US, then gets 410. Results expire
+//  in the order they completed, so expiry is a walk from the head of one
+//  list. The count is bounded too: past it, the oldest results go first.
+//  A result that expired or was evicted leaves a ghost (its key, no
+//  body) for a while, so that a late FETCH, of a future passed on, say,
+//  is told at once that the result is gone, rather than waiting for a
+//  CALL that came long ago.
 //  @end
 
 #include "agd.h"
@@ -35,6 +39,7 @@ struct _entry_t {
     int status;                     //  reply status
     zmq_msg_t body;                 //  reply body
     int64_t expires;                //  ag_usecs () when it goes
+    bool ghost;                     //  expired or evicted: key only
     bool awaited;                   //  fetched before its CALL came
     entry_t *next_awaited;          //  awaited list
     waiter_t *waiters;              //  fetchers waiting for it
@@ -51,8 +56,10 @@ struct _agd_store_t {
     entry_t *spare;                 //  recycled small entries
     size_t spare_count;
     entry_t *oldest, *newest;       //  done entries, completion order
+    entry_t *ghost_oldest, *ghost_newest;   //  ghosts, in burial order
     entry_t *awaited;               //  fetched, CALL not seen, newest first
-    size_t size;                    //  entries held
+    size_t size;                    //  entries held, ghosts aside
+    size_t ghosts;                  //  ghosts held (at most max)
     int64_t retention;              //  usecs a done result lives
     size_t max;                     //  entries at most
 };
@@ -81,17 +88,20 @@ s_find (agd_store_t *self, const void *owner, size_t size, uint64_t corr,
     return entry;
 }
 
+//  Unlink a done entry (or a ghost) from its list
 static void
 s_unlink_done (agd_store_t *self, entry_t *entry)
 {
+    entry_t **oldest = entry->ghost? &self->ghost_oldest: &self->oldest;
+    entry_t **newest = entry->ghost? &self->ghost_newest: &self->newest;
     if (entry->prev)
         entry->prev->next = entry->next;
     else
-        self->oldest = entry->next;
+        *oldest = entry->next;
     if (entry->next)
         entry->next->prev = entry->prev;
     else
-        self->newest = entry->prev;
+        *newest = entry->prev;
     entry->prev = entry->next = NULL;
 }
 
@@ -133,6 +143,10 @@ s_remove (agd_store_t *self, entry_t *entry)
         free (waiter);
     }
     zmq_msg_close (&entry->body);
+    if (entry->ghost)
+        self->ghosts--;
+    else
+        self->size--;
     if (entry->owner_size <= SMALL_OWNER && self->spare_count < 1024) {
         entry->next = self->spare;
         self->spare = entry;
@@ -140,7 +154,34 @@ s_remove (agd_store_t *self, entry_t *entry)
     }
     else
         free (entry);
+}
+
+//  How long a ghost stays: the retention time, and at least a minute
+static int64_t
+s_ghost_us (agd_store_t *self)
+{
+    return MAX (self->retention, 60000000);
+}
+
+//  A done result expired or was evicted: keep its key, free its body
+static void
+s_bury (agd_store_t *self, entry_t *entry, int64_t now)
+{
+    s_unlink_done (self, entry);
+    zmq_msg_close (&entry->body);
+    zmq_msg_init (&entry->body);
+    entry->ghost = true;
+    entry->expires = now + s_ghost_us (self);
     self->size--;
+    self->ghosts++;
+    entry->prev = self->ghost_newest;
+    if (self->ghost_newest)
+        self->ghost_newest->next = entry;
+    else
+        self->ghost_oldest = entry;
+    self->ghost_newest = entry;
+    while (self->ghosts > self->max)
+        s_remove (self, self->ghost_oldest);
 }
 
 agd_store_t *
@@ -186,7 +227,7 @@ s_entry_new (agd_store_t *self, const void *owner, size_t owner_size,
 {
     //  Make room by dropping the oldest finished results
     while (self->size >= self->max && self->oldest)
-        s_remove (self, self->oldest);
+        s_bury (self, self->oldest, ag_usecs ());
     if (self->size >= self->max)
         return NULL;
     entry_t *entry;
@@ -283,6 +324,10 @@ agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
         entry->next_awaited = self->awaited;
         self->awaited = entry;
     }
+    if (entry->done && !entry->ghost && entry->expires <= ag_usecs ())
+        s_bury (self, entry, ag_usecs ());  //  expired, not swept yet
+    if (entry->ghost)
+        return AG_GONE;
     if (entry->done) {
         *status = entry->status;
         zmq_msg_copy (body, &entry->body);
@@ -307,7 +352,9 @@ agd_store_expire (agd_store_t *self, int64_t now,
                   agd_store_deliver_fn *deliver, void *arg)
 {
     while (self->oldest && self->oldest->expires <= now)
-        s_remove (self, self->oldest);
+        s_bury (self, self->oldest, now);
+    while (self->ghost_oldest && self->ghost_oldest->expires <= now)
+        s_remove (self, self->ghost_oldest);
     //  Fetches whose CALL never came: 410, with a reason
     entry_t **link = &self->awaited;
     while (*link) {
@@ -342,9 +389,13 @@ agd_store_expire (agd_store_t *self, int64_t now,
         entry->awaited = false;
         s_remove (self, entry);
     }
-    if (!self->oldest)
+    int64_t next = self->oldest? self->oldest->expires: 0;
+    if (self->ghost_oldest
+    &&  (!next || self->ghost_oldest->expires < next))
+        next = self->ghost_oldest->expires;
+    if (!next)
         return -1;
-    return (int) ((self->oldest->expires - now + 999) / 1000);
+    return (int) ((next - now + 999) / 1000);
 }
 
 size_t
@@ -422,17 +473,28 @@ agd_store_test (bool verbose)
         answers [found == AG_PENDING? 0: found == AG_BUSY? 1: 2]++;
     }
     assert (answers [0] == 64 && answers [1] == 6 && answers [2] == 0);
-    //  Expiry: done results after the retention time; fetches whose call
-    //  never came after their wait, answered 410
+    //  The evicted result left a ghost: its fetch is gone at once
+    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
+            == AG_GONE);
+    //  Expiry: done results after the retention time, leaving ghosts
+    //  for a while; fetches whose call never came, after their wait,
+    //  answered 410
     agd_store_complete (store, "A1", 2, 2, AG_OK, &body, ag_usecs (),
                         s_deliver, NULL);
     assert (agd_store_expire (store, ag_usecs (), s_deliver, NULL) > 0);
-    assert (agd_store_expire (store, ag_usecs () + 61000000, s_deliver,
+    size_t held = agd_store_size (store);
+    int64_t later = ag_usecs () + 61000000;
+    assert (agd_store_expire (store, later, s_deliver, NULL) > 0);
+    assert (agd_store_size (store) == held - 1);
+    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 77, &status, &copy)
+            == AG_GONE);
+    assert (agd_store_expire (store, later + 121000000, s_deliver,
                               NULL) == -1);
+    //  Its ghost gone too, a fetch waits for a call again
     assert (agd_store_fetch (store, "A1", 2, 2, &routing, 77, &status, &copy)
             == AG_PENDING);
     s_gone = 0;
-    agd_store_expire (store, ag_usecs () + 61000000, s_deliver, NULL);
+    agd_store_expire (store, later + 240000000, s_deliver, NULL);
     assert (s_gone == 1);
     zmq_msg_close (&copy);
     zmq_msg_close (&body);

@@ -1472,6 +1472,7 @@ s_lookup_mode (const char *endpoint, const char *name)
     agc_agent_t *agent = agc_agent_lookup (conn, name);
     if (!agent) {
         printf ("lookup failed %d %s\n", agc_status (), agc_reason ());
+        agc_conn_destroy (&conn);
         return 1;
     }
     ag_value_t *seven = ag_value_new ("i", (int64_t) 7);
@@ -2234,6 +2235,40 @@ s_test_futures (const char *endpoint)
     ag_value_destroy (&init);
     ag_value_destroy (&ref);
     ag_value_destroy (&bad);
+    //  A reference outlives its result: after the producing server's
+    //  retention time it fails the call, naming the 410
+    daemon_t brief;
+    CHECK (s_daemon_start (&brief, NULL, "--retention-ms", "100", NULL)
+           == 0);
+    agc_conn_t *brief_conn = agc_conn_new (brief.endpoint);
+    agc_agent_t *e = s_counter (brief_conn, 0);
+    ag_value_t *word = ag_value_new ("s", "fleeting");
+    agc_future_t *kept = agc_agent_call (e, "echo_async", word);
+    CHECK (agc_future_wait (kept, 10000 * s_slow) == 0);
+    ag_value_t *ref_kept = agc_future_ref (kept);
+    int status = AG_OK;
+    int64_t deadline = ag_usecs () + 10000000 * s_slow;
+    while (status == AG_OK && ag_usecs () < deadline) {
+        agc_future_t *late = agc_agent_call (b, "echo", ref_kept);
+        status = agc_future_status (late);
+        if (status == AG_OK)
+            CHECK (ag_obj_streq (ag_value_object (agc_future_value (late)),
+                                 "fleeting"));
+        else {
+            if (s_verbose)
+                printf ("   after expiry: %s\n", agc_future_reason (late));
+            CHECK (strstr (agc_future_reason (late), "is gone"));
+            CHECK (strstr (agc_future_reason (late), "(410)"));
+        }
+        agc_future_destroy (&late);
+    }
+    CHECK (status == AG_DEP_FAILED);
+    agc_future_destroy (&kept);
+    ag_value_destroy (&ref_kept);
+    ag_value_destroy (&word);
+    agc_agent_destroy (&e);
+    agc_conn_destroy (&brief_conn);
+    CHECK (s_daemon_stop (&brief) == 0);
     //  A sync call's future is not kept, so cannot stand for its value
     agc_future_t *done = agc_agent_call (a, "add", NULL);
     CHECK (agc_future_ref (done) == NULL);
