@@ -3037,6 +3037,9 @@ main (int argc, char *argv [])
             printf ("FAILED: %s at %s\n", s_failed_check, s_failed_detail);
             failed++;
         }
+        //  Shown now: a leak report at exit ends the process before
+        //  stdio would flush
+        fflush (stdout);
     }
     int status = s_daemon_stop (&shared);
     printf (" * shared daemon exit: %s (%d)\n", status == 0? "OK": "FAILED",
@@ -3046,5 +3049,6 @@ main (int argc, char *argv [])
     else
         failed++;
     printf ("%d passed, %d failed\n", passed, failed);
+    fflush (stdout);
     return failed? 1: 0;
 }

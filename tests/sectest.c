@@ -964,6 +964,7 @@ main (int argc, char *argv [])
             printf ("\n");
             failed++;
         }
+        fflush (stdout);            //  a leak report at exit skips stdio
     }
     if (s_secure.pid) {
         kill (s_secure.pid, SIGKILL);
@@ -971,5 +972,6 @@ main (int argc, char *argv [])
     }
     s_cleanup (s_dir);
     printf ("%d passed, %d failed\n", passed, failed);
+    fflush (stdout);
     return failed? 1: 0;
 }
