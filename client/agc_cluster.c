@@ -147,17 +147,14 @@ agc_cluster_set_timeout (agc_cluster_t *self, int msecs)
 //  ---------------------------------------------------------------------
 //  Placement
 
-//  A name's weight on a server: the name and the endpoint hashed
-//  together (FNV-1a, then a finaliser that spreads the bits)
+//  A name's weight on a server: the name (with its terminating zero, so
+//  that no two pairs run together alike) and the endpoint hashed, then
+//  a finaliser that spreads the bits
 static uint64_t
 s_weight (const char *name, const char *endpoint)
 {
-    uint64_t hash = 14695981039346656037ULL;
-    for (const char *p = name; *p; p++)
-        hash = (hash ^ (uint8_t) *p) * 1099511628211ULL;
-    hash = (hash ^ 0) * 1099511628211ULL;
-    for (const char *p = endpoint; *p; p++)
-        hash = (hash ^ (uint8_t) *p) * 1099511628211ULL;
+    uint64_t hash = ag_hash (name, strlen (name) + 1, AG_HASH_BASIS);
+    hash = ag_hash (endpoint, strlen (endpoint), hash);
     hash ^= hash >> 30;
     hash *= 0xbf58476d1ce4e5b9ULL;
     hash ^= hash >> 27;

@@ -151,6 +151,16 @@ ag_idmap_size (ag_idmap_t *self)
     return self->size;
 }
 
+uint64_t
+ag_hash (const void *data, size_t size, uint64_t basis)
+{
+    uint64_t hash = basis;
+    const uint8_t *p = (const uint8_t *) data;
+    for (size_t i = 0; i < size; i++)
+        hash = (hash ^ p [i]) * 0x100000001b3ULL;
+    return hash? hash: 1;
+}
+
 void *
 ag_idmap_next (ag_idmap_t *self, size_t *cursor, uint64_t *id)
 {

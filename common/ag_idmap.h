@@ -34,6 +34,13 @@ void *
 size_t
     ag_idmap_size (ag_idmap_t *self);
 
+//  A key for octets: 64-bit FNV-1a over data, from basis (AG_HASH_BASIS
+//  to start afresh, or an earlier key to hash more octets into it).
+//  Never 0, so it can be a key of the map.
+#define AG_HASH_BASIS 0xcbf29ce484222325ULL
+uint64_t
+    ag_hash (const void *data, size_t size, uint64_t basis);
+
 //  Iterate: start with *cursor = 0; returns the next item and its id, or
 //  NULL at the end. The map must not change during the walk.
 void *

@@ -23,12 +23,7 @@ struct _agd_clients_t {
 static uint64_t
 s_key (const void *id, size_t size)
 {
-    //  FNV-1a; 0 is reserved by the index
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    const uint8_t *p = (const uint8_t *) id;
-    for (size_t i = 0; i < size; i++)
-        hash = (hash ^ p [i]) * 0x100000001b3ULL;
-    return hash? hash: 1;
+    return ag_hash (id, size, AG_HASH_BASIS);
 }
 
 agd_clients_t *

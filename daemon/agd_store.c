@@ -67,13 +67,10 @@ struct _agd_store_t {
 static uint64_t
 s_key (const void *owner, size_t size, uint64_t corr)
 {
-    //  FNV-1a over the owner, folded with the correlation id; 0 is
-    //  reserved by the index
-    uint64_t hash = 0xcbf29ce484222325ULL ^ corr;
-    const uint8_t *p = (const uint8_t *) owner;
-    for (size_t i = 0; i < size; i++)
-        hash = (hash ^ p [i]) * 0x100000001b3ULL;
-    hash ^= corr * 0x9e3779b97f4a7c15ULL;
+    //  The owner hashed, folded with the correlation id; 0 is reserved by
+    //  the index
+    uint64_t hash = ag_hash (owner, size, AG_HASH_BASIS ^ corr)
+                  ^ corr * 0x9e3779b97f4a7c15ULL;
     return hash? hash: 1;
 }
 
