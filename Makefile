@@ -176,12 +176,15 @@ $(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/agtest: $(B)/tests/agtest.o \
+#   agtest and sectest start their processes with tests/testlib
+TESTLIB_OBJ = $(B)/tests/testlib.o
+
+$(B)/tests/agtest: $(B)/tests/agtest.o $(TESTLIB_OBJ) \
                    $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/sectest: $(B)/tests/sectest.o \
+$(B)/tests/sectest: $(B)/tests/sectest.o $(TESTLIB_OBJ) \
                     $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

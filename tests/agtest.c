@@ -16,19 +16,15 @@
 
 #include "../daemon/agd.h"
 #include "../client/agc.h"
+#include "testlib.h"
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <dlfcn.h>
-#include <spawn.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
-#include <sys/wait.h>
-
-extern char **environ;
 
 //  A class linked into this program (not a plugin): for the embedded
 //  server, and to show a child server cannot load such a class
@@ -83,44 +79,10 @@ static char s_failed_detail [512];
 //  ---------------------------------------------------------------------
 //  Daemons
 
-typedef struct {
-    pid_t pid;
-    int pidfd;                      //  readable when the process exits
-    int out;                        //  its stdout
-    int err;                        //  its stderr, if captured, or -1
-    char endpoint [320];            //  first endpoint it listens on
-} daemon_t;
+typedef tl_proc_t daemon_t;
 
 //  The next daemon started has its stderr captured in daemon_t.err
 static bool s_capture_stderr;
-
-static int
-s_pidfd (pid_t pid)
-{
-    return (int) syscall (SYS_pidfd_open, pid, 0);
-}
-
-//  Read a line from fd within msecs; returns its length or -1
-static int
-s_read_line (int fd, char *line, size_t size, int msecs)
-{
-    size_t len = 0;
-    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
-    while (len + 1 < size) {
-        int64_t left = (deadline - ag_usecs ()) / 1000;
-        struct pollfd item = { fd, POLLIN, 0 };
-        if (left <= 0 || poll (&item, 1, (int) left) <= 0)
-            return -1;
-        char ch;
-        if (read (fd, &ch, 1) != 1)
-            return -1;
-        if (ch == '\n')
-            break;
-        line [len++] = ch;
-    }
-    line [len] = 0;
-    return (int) len;
-}
 
 //  Every agentd started here watches this pipe (as its fd 3), so none
 //  outlives a test program that crashed or returned early
@@ -143,83 +105,19 @@ s_daemon_spawn (daemon_t *self, const char *const *args,
             close (ends [i]);
         }
     }
-    const char *argv [64];
-    int argc = 0;
     char agentd [300];
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
-    if (s_valgrind) {
-        argv [argc++] = "valgrind";
-        argv [argc++] = "-q";
-        argv [argc++] = "--leak-check=full";
-        argv [argc++] = "--show-leak-kinds=definite";
-        argv [argc++] = "--errors-for-leak-kinds=definite";
-        argv [argc++] = "--error-exitcode=99";
-    }
-    argv [argc++] = agentd;
-    argv [argc++] = "--parent-fd";
-    argv [argc++] = "3";
+    const char *lifeline [] = { "--parent-fd", "3", NULL };
+    const char *argv [64];
+    int argc = tl_agentd_argv (argv, 64, agentd, s_valgrind, lifeline);
     while (*args && argc < 63)
         argv [argc++] = *args++;
     argv [argc] = NULL;
-    const char *envp [256];
-    int envc = 0;
-    for (char **e = environ; *e && envc < 200; e++)
-        envp [envc++] = *e;
-    while (env && *env && envc < 255)
-        envp [envc++] = *env++;
-    envp [envc] = NULL;
-
-    int fds [2], errs [2] = { -1, -1 };
-    if (pipe (fds))
-        return -1;
-    if (s_capture_stderr && pipe (errs)) {
-        close (fds [0]);
-        close (fds [1]);
-        return -1;
-    }
+    int err_to = s_capture_stderr? TL_ERR_PIPE
+               : s_verbose? TL_ERR_INHERIT: TL_ERR_NULL;
     s_capture_stderr = false;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
-    posix_spawn_file_actions_addclose (&actions, fds [0]);
-    if (errs [1] >= 0) {
-        posix_spawn_file_actions_adddup2 (&actions, errs [1], 2);
-        posix_spawn_file_actions_addclose (&actions, errs [0]);
-    }
-    else
-    if (!s_verbose) {
-        posix_spawn_file_actions_addopen (&actions, 2, "/dev/null",
-                                          O_WRONLY, 0);
-    }
-    posix_spawn_file_actions_adddup2 (&actions, s_lifeline [0], 3);
-    int rc = posix_spawnp (&self->pid, argv [0], &actions, NULL,
-                           (char *const *) argv, (char *const *) envp);
-    posix_spawn_file_actions_destroy (&actions);
-    close (fds [1]);
-    if (errs [1] >= 0)
-        close (errs [1]);
-    self->err = errs [0];
-    if (rc) {
-        close (fds [0]);
-        if (self->err >= 0)
-            close (self->err);
-        return -1;
-    }
-    self->out = fds [0];
-    self->pidfd = s_pidfd (self->pid);
-    char line [300];
-    if (s_read_line (self->out, line, sizeof line, 30000 * s_slow) < 0
-    ||  strncmp (line, "listening on ", 13) != 0) {
-        kill (self->pid, SIGKILL);
-        waitpid (self->pid, NULL, 0);
-        close (self->out);
-        close (self->pidfd);
-        if (self->err >= 0)
-            close (self->err);
-        return -1;
-    }
-    snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
-    return 0;
+    return tl_agentd_start (self, argv, env, err_to, s_lifeline [0],
+                            30000 * s_slow);
 }
 
 //  Start agentd with the test plugins, an endpoint (NULL: an ephemeral
@@ -249,40 +147,11 @@ s_daemon_start (daemon_t *self, const char *endpoint, ...)
     return s_daemon_spawn (self, args, NULL);
 }
 
-//  Wait for the daemon to exit within msecs; returns its exit status,
-//  128+signal, or -1 on timeout
-static int
-s_daemon_reap (daemon_t *self, int msecs)
-{
-    struct pollfd item = { self->pidfd, POLLIN, 0 };
-    if (poll (&item, 1, msecs) <= 0)
-        return -1;
-    int status = 0;
-    waitpid (self->pid, &status, 0);
-    close (self->pidfd);
-    close (self->out);
-    if (self->err >= 0)
-        close (self->err);
-    self->err = -1;
-    self->pid = 0;
-    if (WIFSIGNALED (status))
-        return 128 + WTERMSIG (status);
-    return WEXITSTATUS (status);
-}
-
 //  SIGTERM, and the exit status (0 expected; 99 is valgrind's verdict)
 static int
 s_daemon_stop (daemon_t *self)
 {
-    if (!self->pid)
-        return -1;
-    kill (self->pid, SIGTERM);
-    int status = s_daemon_reap (self, 30000 * s_slow);
-    if (status == -1) {
-        kill (self->pid, SIGKILL);
-        status = s_daemon_reap (self, 10000);
-    }
-    return status;
+    return tl_proc_stop (self, 30000 * s_slow);
 }
 
 static void
@@ -290,7 +159,7 @@ s_daemon_kill (daemon_t *self)
 {
     if (self->pid) {
         kill (self->pid, SIGKILL);
-        s_daemon_reap (self, 10000);
+        tl_proc_reap (self, 10000);
     }
 }
 
@@ -299,43 +168,11 @@ s_daemon_kill (daemon_t *self)
 static int
 s_agentd_run (char *message, size_t size, const char *const *args)
 {
-    const char *argv [16];
-    int argc = 0;
     char agentd [300];
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
-    argv [argc++] = agentd;
-    while (*args && argc < 15)
-        argv [argc++] = *args++;
-    argv [argc] = NULL;
-    int fds [2];
-    if (pipe (fds))
-        return -1;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, fds [1], 2);
-    posix_spawn_file_actions_addopen (&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addclose (&actions, fds [0]);
-    pid_t pid;
-    int rc = posix_spawn (&pid, agentd, &actions, NULL,
-                          (char *const *) argv, environ);
-    posix_spawn_file_actions_destroy (&actions);
-    close (fds [1]);
-    if (rc) {
-        close (fds [0]);
-        return -1;
-    }
-    //  Read all it says (a closed pipe would kill it with SIGPIPE), keep
-    //  the first line
-    if (s_read_line (fds [0], message, size, 10000) < 0)
-        message [0] = 0;
-    char rest [512];
-    struct pollfd item = { fds [0], POLLIN, 0 };
-    while (poll (&item, 1, 10000) == 1 && read (fds [0], rest, sizeof rest) > 0)
-        ;
-    close (fds [0]);
-    int status;
-    waitpid (pid, &status, 0);
-    return WIFEXITED (status)? WEXITSTATUS (status): 128;
+    const char *argv [16];
+    tl_agentd_argv (argv, 16, agentd, false, args);
+    return tl_run (argv, NULL, NULL, NULL, 0, message, size, 10000);
 }
 
 //  ---------------------------------------------------------------------
@@ -874,7 +711,7 @@ s_log_has (daemon_t *daemon, const char *word1, const char *word2,
     char line [1024];
     while (ag_usecs () < deadline) {
         int left = (int) ((deadline - ag_usecs ()) / 1000);
-        if (s_read_line (daemon->err, line, sizeof line, left) < 0)
+        if (tl_read_line (daemon->err, line, sizeof line, left) < 0)
             return false;
         if (s_verbose)
             printf ("   log: %s\n", line);
@@ -1075,7 +912,7 @@ s_test_graceful_stop (const char *unused)
     CHECK (ag_obj_streq (ag_value_object (agc_future_value (future)),
                          "finished"));
     agc_future_destroy (&future);
-    CHECK (s_daemon_reap (&daemon, 20000 * s_slow) == 0);
+    CHECK (tl_proc_reap (&daemon, 20000 * s_slow) == 0);
     //  The server is gone: deleting fails, within the timeout
     CHECK (agc_agent_delete (&agent) == -1);
     CHECK (agc_status () == AG_UNREACHABLE);
@@ -1509,57 +1346,21 @@ s_run_self (const char *const *args, const char *env, char *out,
     const char *argv [16] = { agtest };
     for (int i = 0; args [i] && i < 14; i++)
         argv [i + 1] = args [i];
-    const char *envp [256];
-    int envc = 0;
-    for (char **e = environ; *e && envc < 250; e++)
-        envp [envc++] = *e;
-    if (env)
-        envp [envc++] = env;
-    envp [envc] = NULL;
-    int fds [2];
-    if (pipe (fds))
+    const char *envp [] = { env, NULL };
+    tl_proc_t run;
+    if (tl_proc_spawn (&run, argv, envp, NULL, TL_ERR_INHERIT, -1))
         return -1;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
-    posix_spawn_file_actions_addclose (&actions, fds [0]);
-    pid_t pid;
-    int rc = posix_spawn (&pid, agtest, &actions, NULL, (char *const *) argv,
-                          (char *const *) envp);
-    posix_spawn_file_actions_destroy (&actions);
-    close (fds [1]);
-    if (rc) {
-        close (fds [0]);
-        return -1;
-    }
-    size_t len = 0;
     int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
-    while (true) {
-        int64_t left = (deadline - ag_usecs ()) / 1000;
-        struct pollfd item = { fds [0], POLLIN, 0 };
-        if (left <= 0 || poll (&item, 1, (int) left) <= 0)
-            break;
-        ssize_t got = read (fds [0], out + len, size - 1 - len);
-        if (got <= 0)
-            break;
-        len += (size_t) got;
-    }
-    out [len] = 0;
-    close (fds [0]);
-    int pidfd = s_pidfd (pid);
-    struct pollfd item = { pidfd, POLLIN, 0 };
+    tl_read_all (run.out, out, size, msecs);
+    close (run.out);
+    run.out = -1;
     int64_t left = MAX (0, (deadline - ag_usecs ()) / 1000);
-    if (pidfd < 0 || poll (&item, 1, (int) left) <= 0) {
-        kill (pid, SIGKILL);
-        waitpid (pid, NULL, 0);
-        if (pidfd >= 0)
-            close (pidfd);
-        return -1;
+    int status = tl_proc_reap (&run, (int) left);
+    if (status == -1) {
+        kill (run.pid, SIGKILL);
+        tl_proc_reap (&run, 10000);
     }
-    close (pidfd);
-    int status;
-    waitpid (pid, &status, 0);
-    return WIFEXITED (status)? WEXITSTATUS (status): 128 + WTERMSIG (status);
+    return status;
 }
 
 //  A named agent made by this process, reached by name from another:
@@ -1814,27 +1615,19 @@ s_test_client_gone (const char *unused)
     char agtest [300];
     snprintf (agtest, sizeof agtest, "%s/tests/agtest", s_build);
     const char *argv [] = { agtest, "--hold", daemon.endpoint, s_build, NULL };
-    int out [2];
-    CHECK (pipe (out) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
-    posix_spawn_file_actions_addclose (&actions, out [0]);
-    pid_t holder;
-    CHECK (posix_spawn (&holder, agtest, &actions, NULL, (char *const *) argv,
-                        environ) == 0);
-    posix_spawn_file_actions_destroy (&actions);
-    close (out [1]);
+    tl_proc_t holder;
+    CHECK (tl_proc_spawn (&holder, argv, NULL, NULL, TL_ERR_INHERIT, -1)
+           == 0);
     uint64_t ids [4];
     char line [64];
     for (int i = 0; i < 4; i++) {
-        CHECK (s_read_line (out [0], line, sizeof line, 20000 * s_slow) > 0);
+        CHECK (tl_read_line (holder.out, line, sizeof line, 20000 * s_slow)
+               > 0);
         ids [i] = strtoull (line, NULL, 10);
         CHECK (s_exists (conn, ids [i]));
     }
-    close (out [0]);
-    kill (holder, SIGKILL);
-    waitpid (holder, NULL, 0);
+    kill (holder.pid, SIGKILL);
+    tl_proc_reap (&holder, 10000);
     int64_t killed = ag_usecs ();
     //  Within the grace time they are all still there
     for (int i = 0; i < 4; i++)
@@ -1873,7 +1666,7 @@ s_test_restart (const char *unused)
     agc_agent_t *before = s_counter (conn, 1);
     CHECK (before);
     kill (daemon.pid, SIGKILL);
-    CHECK (s_daemon_reap (&daemon, 10000 * s_slow) == 128 + SIGKILL);
+    CHECK (tl_proc_reap (&daemon, 10000 * s_slow) == 128 + SIGKILL);
     CHECK (s_daemon_start (&daemon, endpoint, NULL) == 0);
     CHECK (streq (daemon.endpoint, endpoint));
     agc_agent_t *after = s_counter (conn, 5);
@@ -2301,7 +2094,7 @@ s_class (const char *name)
 static bool
 s_pid_gone (int pid, int msecs)
 {
-    int pidfd = s_pidfd (pid);
+    int pidfd = tl_pidfd (pid);
     if (pidfd < 0)
         return errno == ESRCH;
     struct pollfd item = { pidfd, POLLIN, 0 };
@@ -2554,27 +2347,18 @@ s_test_orphans (const char *unused)
     char agtest [300];
     snprintf (agtest, sizeof agtest, "%s/tests/agtest", s_build);
     const char *argv [] = { agtest, "--orphan-parent", s_build, NULL };
-    int out [2];
-    CHECK (pipe (out) == 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
-    posix_spawn_file_actions_addclose (&actions, out [0]);
-    pid_t parent;
-    CHECK (posix_spawn (&parent, agtest, &actions, NULL, (char *const *) argv,
-                        environ) == 0);
-    posix_spawn_file_actions_destroy (&actions);
-    close (out [1]);
+    tl_proc_t parent;
+    CHECK (tl_proc_spawn (&parent, argv, NULL, NULL, TL_ERR_INHERIT, -1)
+           == 0);
     int children [2];
     char line [64];
     for (int i = 0; i < 2; i++) {
-        CHECK (s_read_line (out [0], line, sizeof line, 20000) > 0);
+        CHECK (tl_read_line (parent.out, line, sizeof line, 20000) > 0);
         children [i] = atoi (line);
         CHECK (children [i] > 0 && !s_pid_gone (children [i], 0));
     }
-    close (out [0]);
-    kill (parent, SIGKILL);
-    waitpid (parent, NULL, 0);
+    kill (parent.pid, SIGKILL);
+    tl_proc_reap (&parent, 10000);
     for (int i = 0; i < 2; i++)
         CHECK (s_pid_gone (children [i], 10000));
     return 0;
@@ -2655,44 +2439,18 @@ s_test_agentbase (const char *endpoint)
 static int
 s_run_program (const char *const *argv, char *out, size_t size, int msecs)
 {
-    int fds [2];
-    if (pipe (fds))
+    tl_proc_t run;
+    if (tl_proc_spawn (&run, argv, NULL, NULL, TL_ERR_INHERIT, -1))
         return -1;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, fds [1], 1);
-    posix_spawn_file_actions_addclose (&actions, fds [0]);
-    pid_t pid;
-    int rc = posix_spawn (&pid, argv [0], &actions, NULL,
-                          (char *const *) argv, environ);
-    posix_spawn_file_actions_destroy (&actions);
-    close (fds [1]);
-    if (rc) {
-        close (fds [0]);
-        return -1;
+    tl_read_all (run.out, out, size, msecs);
+    close (run.out);
+    run.out = -1;
+    int status = tl_proc_reap (&run, 5000);
+    if (status == -1) {
+        kill (run.pid, SIGKILL);
+        status = tl_proc_reap (&run, 10000);
     }
-    size_t len = 0;
-    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
-    while (len + 1 < size) {
-        int left = (int) ((deadline - ag_usecs ()) / 1000);
-        struct pollfd item = { fds [0], POLLIN, 0 };
-        if (left <= 0 || poll (&item, 1, left) <= 0)
-            break;
-        ssize_t got = read (fds [0], out + len, size - len - 1);
-        if (got <= 0)
-            break;
-        len += (size_t) got;
-    }
-    out [len] = 0;
-    close (fds [0]);
-    int status;
-    int pidfd = s_pidfd (pid);
-    struct pollfd item = { pidfd, POLLIN, 0 };
-    if (poll (&item, 1, 5000) <= 0)
-        kill (pid, SIGKILL);
-    close (pidfd);
-    waitpid (pid, &status, 0);
-    return WIFEXITED (status)? WEXITSTATUS (status): 128;
+    return status;
 }
 
 static double
@@ -2912,7 +2670,7 @@ s_test_notify (const char *unused)
     while (!stopping && s_recv_state (fd, state, sizeof state, 10000) > 0)
         stopping = streq (state, "STOPPING=1");
     CHECK (stopping);
-    CHECK (s_daemon_reap (&daemon, 20000 * s_slow) == 0);
+    CHECK (tl_proc_reap (&daemon, 20000 * s_slow) == 0);
     close (fd);
     unlink (path);
     return 0;

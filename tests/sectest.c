@@ -19,15 +19,10 @@
 #include "../daemon/agd.h"
 #include "../client/agc.h"
 #include "../common/ag_cert.h"
+#include "testlib.h"
 #include <dirent.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-
-extern char **environ;
 
 static const char *s_build = "build";
 static bool s_verbose;
@@ -47,13 +42,7 @@ static char s_plugin [300];         //  testclasses.so
 //  ---------------------------------------------------------------------
 //  Processes
 
-typedef struct {
-    pid_t pid;
-    int pidfd;                      //  readable when the process exits
-    int out;                        //  its stdout
-    int err;                        //  its stderr
-    char endpoint [320];            //  first endpoint it listens on
-} daemon_t;
+typedef tl_proc_t daemon_t;
 
 static char *
 s_path (char *buffer, size_t size, const char *name)
@@ -62,131 +51,25 @@ s_path (char *buffer, size_t size, const char *name)
     return buffer;
 }
 
-//  Read a line from fd within msecs; returns its length, or -1 on
-//  timeout or end of file
-static int
-s_read_line (int fd, char *line, size_t size, int msecs)
-{
-    size_t len = 0;
-    int64_t deadline = ag_usecs () + (int64_t) msecs * 1000;
-    while (len + 1 < size) {
-        int64_t left = (deadline - ag_usecs ()) / 1000;
-        struct pollfd item = { fd, POLLIN, 0 };
-        if (left <= 0 || poll (&item, 1, (int) left) <= 0)
-            return -1;
-        char ch;
-        if (read (fd, &ch, 1) != 1)
-            return -1;
-        if (ch == '\n')
-            break;
-        line [len++] = ch;
-    }
-    line [len] = 0;
-    return (int) len;
-}
-
-//  Start a program with arguments (argv [0] is the program), extra
-//  environment entries (NULL-ended, or NULL), in a directory (or NULL),
-//  with stdout and stderr on pipes
-static int
-s_spawn (daemon_t *self, const char *const *argv, const char *const *env,
-         const char *cwd)
-{
-    const char *envp [256];
-    int envc = 0;
-    for (char **e = environ; *e && envc < 200; e++)
-        envp [envc++] = *e;
-    while (env && *env && envc < 255)
-        envp [envc++] = *env++;
-    envp [envc] = NULL;
-    int out [2], err [2];
-    if (pipe2 (out, O_CLOEXEC))
-        return -1;
-    if (pipe2 (err, O_CLOEXEC)) {
-        close (out [0]);
-        close (out [1]);
-        return -1;
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
-    posix_spawn_file_actions_adddup2 (&actions, err [1], 2);
-    if (cwd)
-        posix_spawn_file_actions_addchdir_np (&actions, cwd);
-    int rc = posix_spawnp (&self->pid, argv [0], &actions, NULL,
-                           (char *const *) argv, (char *const *) envp);
-    posix_spawn_file_actions_destroy (&actions);
-    close (out [1]);
-    close (err [1]);
-    if (rc) {
-        close (out [0]);
-        close (err [0]);
-        return -1;
-    }
-    self->out = out [0];
-    self->err = err [0];
-    self->pidfd = (int) syscall (SYS_pidfd_open, self->pid, 0);
-    return 0;
-}
-
-//  Wait for the process to exit within msecs; returns its exit status,
-//  128+signal, or -1 on timeout
-static int
-s_reap (daemon_t *self, int msecs)
-{
-    struct pollfd item = { self->pidfd, POLLIN, 0 };
-    if (poll (&item, 1, msecs) <= 0)
-        return -1;
-    int status = 0;
-    waitpid (self->pid, &status, 0);
-    close (self->pidfd);
-    close (self->out);
-    close (self->err);
-    self->pid = 0;
-    return WIFSIGNALED (status)? 128 + WTERMSIG (status)
-                               : WEXITSTATUS (status);
-}
-
-//  The agentd of this build, run under valgrind when asked
+//  The agentd of this build, run under valgrind when asked; argv holds
+//  64 entries
 static int
 s_agentd_argv (const char **argv, const char *const *args)
 {
     static char agentd [300];
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
-    int argc = 0;
-    if (s_valgrind) {
-        argv [argc++] = "valgrind";
-        argv [argc++] = "-q";
-        argv [argc++] = "--leak-check=full";
-        argv [argc++] = "--show-leak-kinds=definite";
-        argv [argc++] = "--errors-for-leak-kinds=definite";
-        argv [argc++] = "--error-exitcode=99";
-    }
-    argv [argc++] = agentd;
-    while (*args && argc < 62)
-        argv [argc++] = *args++;
-    argv [argc] = NULL;
-    return argc;
+    return tl_agentd_argv (argv, 64, agentd, s_valgrind, args);
 }
 
-//  Start agentd with these arguments (after the program name); returns
-//  0 once it has printed its first endpoint
+//  Start agentd with these arguments (after the program name), its
+//  stderr on a pipe; returns 0 once it has printed its first endpoint
 static int
 s_daemon_start (daemon_t *self, const char *const *args)
 {
     const char *argv [64];
     s_agentd_argv (argv, args);
-    if (s_spawn (self, argv, NULL, NULL))
-        return -1;
-    char line [300];
-    if (s_read_line (self->out, line, sizeof line, 30000 * s_slow) < 0
-    ||  strncmp (line, "listening on ", 13) != 0) {
-        kill (self->pid, SIGKILL);
-        s_reap (self, 10000);
-        return -1;
-    }
-    snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
-    return 0;
+    return tl_agentd_start (self, argv, NULL, TL_ERR_PIPE, -1,
+                            30000 * s_slow);
 }
 
 //  Read agentd's log until a line holds every one of the words (NULL
@@ -198,7 +81,7 @@ s_daemon_log (daemon_t *self, int msecs, ...)
     char line [1024];
     while (true) {
         int left = (int) ((deadline - ag_usecs ()) / 1000);
-        if (left <= 0 || s_read_line (self->err, line, sizeof line, left) < 0)
+        if (left <= 0 || tl_read_line (self->err, line, sizeof line, left) < 0)
             return -1;
         if (s_verbose)
             printf ("    log: %s\n", line);
@@ -215,33 +98,11 @@ s_daemon_log (daemon_t *self, int msecs, ...)
     }
 }
 
-//  SIGTERM, and the exit status (0 expected; 99 is valgrind's verdict).
-//  What it logs meanwhile is read, so it never blocks on a full pipe.
+//  SIGTERM, and the exit status (0 expected; 99 is valgrind's verdict)
 static int
 s_daemon_stop (daemon_t *self)
 {
-    if (!self->pid)
-        return -1;
-    kill (self->pid, SIGTERM);
-    int64_t deadline = ag_usecs () + 30000LL * 1000 * s_slow;
-    struct pollfd items [2] = {
-        { self->pidfd, POLLIN, 0 }, { self->err, POLLIN, 0 }
-    };
-    while (ag_usecs () < deadline) {
-        if (poll (items, 2, 1000) <= 0)
-            continue;
-        if (items [0].revents & POLLIN)
-            break;
-        char buffer [4096];
-        if (items [1].revents && read (self->err, buffer, sizeof buffer) <= 0)
-            items [1].fd = -1;      //  closed: no more to read
-    }
-    int status = s_reap (self, 1000);
-    if (status == -1) {
-        kill (self->pid, SIGKILL);
-        status = s_reap (self, 10000);
-    }
-    return status;
+    return tl_proc_stop (self, 30000 * s_slow);
 }
 
 //  Run a program to its end; its exit status, and the first line of its
@@ -250,41 +111,13 @@ static int
 s_run (const char *const *argv, const char *const *env, const char *cwd,
        char *out, size_t out_size, char *err, size_t err_size)
 {
-    daemon_t run;
-    if (s_spawn (&run, argv, env, cwd))
-        return -1;
     char line [1024];
-    if (s_read_line (run.out, line, sizeof line, 30000 * s_slow) < 0)
-        line [0] = 0;
-    if (out)
-        snprintf (out, out_size, "%s", line);
-    if (s_read_line (run.err, line, sizeof line, 30000 * s_slow) < 0)
-        line [0] = 0;
+    int status = tl_run (argv, env, cwd, out, out_size, line, sizeof line,
+                         30000 * s_slow);
     if (err)
         snprintf (err, err_size, "%s", line);
     if (s_verbose && line [0])
         printf ("    stderr: %s\n", line);
-    //  Read the rest, so it never blocks on a full pipe
-    char rest [4096];
-    struct pollfd items [2] = { { run.out, POLLIN, 0 }, { run.err, POLLIN, 0 } };
-    while (poll (items, 2, 30000 * s_slow) > 0) {
-        ssize_t got = 0;
-        for (int i = 0; i < 2; i++)
-            if (items [i].revents) {
-                ssize_t one = read (items [i].fd, rest, sizeof rest);
-                if (one > 0)
-                    got += one;
-                else
-                    items [i].fd = -1;
-            }
-        if (got == 0 && items [0].fd < 0 && items [1].fd < 0)
-            break;
-    }
-    int status = s_reap (&run, 30000 * s_slow);
-    if (status == -1) {
-        kill (run.pid, SIGKILL);
-        s_reap (&run, 10000);
-    }
     return status;
 }
 
@@ -968,7 +801,7 @@ main (int argc, char *argv [])
     }
     if (s_secure.pid) {
         kill (s_secure.pid, SIGKILL);
-        s_reap (&s_secure, 10000);
+        tl_proc_reap (&s_secure, 10000);
     }
     s_cleanup (s_dir);
     printf ("%d passed, %d failed\n", passed, failed);
