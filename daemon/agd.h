@@ -193,7 +193,7 @@ void
 //  Look up a result. Returns AG_OK with status/body (a copy) when done;
 //  AG_PENDING after adding routing/corr as a waiter, also for a call not
 //  seen yet (AG_BUSY when too many wait already); AG_GONE if it expired
-//  or was evicted (for a while after: a minute, or the retention time).
+//  (for a while after: a minute, or the retention time).
 int
     agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
                      uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
