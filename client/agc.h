@@ -60,6 +60,19 @@ agc_future_t *
     agc_conn_roundtrip (agc_conn_t *self, uint8_t command, uint64_t agent,
                         const void *body, size_t size);
 
+//  Ask a server for an agent by id, or (name not NULL) by name: the
+//  LOOKUP request, sent. Never NULL except out of memory; an id of 0 or a
+//  name no agent can have resolves the future with AG_NO_AGENT at once.
+agc_future_t *
+    agc_lookup_send (agc_conn_t *conn, uint64_t id, const char *name);
+
+//  The handle a LOOKUP's future stands for, once it resolves (waiting as
+//  long as the connection allows). Destroys the future. NULL with the
+//  thread's error set if there is no such agent or it could not be
+//  asked; the error names the connection's endpoint.
+agc_agent_t *
+    agc_lookup_handle (agc_conn_t *conn, agc_future_t **future_p);
+
 //  Take a reference to a connection (each agent handle holds one).
 agc_conn_t *
     agc_conn_ref (agc_conn_t *self);

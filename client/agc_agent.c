@@ -205,28 +205,64 @@ agc_agent_new_detached (agc_conn_t *conn, const char *class_name,
     return s_agent_new (conn, class_name, args, name, true);
 }
 
-//  A handle on an existing agent, by id or (name not NULL) by name: the
-//  server answers LOOKUP as it answered the agent's CREATE
-static agc_agent_t *
-s_attach (agc_conn_t *conn, uint64_t id, const char *name)
+agc_future_t *
+agc_lookup_send (agc_conn_t *conn, uint64_t id, const char *name)
 {
+    //  No agent can have these: answered here, as the server would
+    size_t len = name? strlen (name): 0;
+    if (name? len == 0 || len > AGP_MAX_NAME: id == 0) {
+        char reason [400];
+        if (name)
+            snprintf (reason, sizeof reason, "no agent named '%.40s%s' on"
+                      " %s: not a valid name (1 to %d bytes)", name,
+                      len > 40? "...": "", agc_conn_endpoint (conn),
+                      AGP_MAX_NAME);
+        else
+            snprintf (reason, sizeof reason, "no agent 0 on %s: ids start"
+                      " at 1", agc_conn_endpoint (conn));
+        return agc_future_resolved (AG_NO_AGENT, reason, NULL);
+    }
     ag_value_t *body = name? ag_value_new ("s", name)
                            : ag_value_new ("u", id);
-    if (!body) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    agc_future_t *future = agc_conn_roundtrip (conn, AGP_LOOKUP, 0,
-        ag_value_data (body), ag_value_size (body));
+    agc_future_t *future = body?
+        agc_conn_request (conn, AGP_LOOKUP, 0, 0, ag_value_data (body),
+                          ag_value_size (body)): NULL;
     ag_value_destroy (&body);
+    return future;
+}
+
+agc_agent_t *
+agc_lookup_handle (agc_conn_t *conn, agc_future_t **future_p)
+{
+    agc_future_t *future = *future_p;
     if (!future) {
         agc_set_error (AG_INTERNAL, "out of memory");
         return NULL;
     }
-    ag_value_t *face = agc_future_result (future, 0);
-    agc_future_destroy (&future);
-    if (!face)
-        return NULL;                //  AG_NO_AGENT, AG_UNREACHABLE, ...
+    ag_value_t *face = agc_future_result (future, AGC_FOREVER);
+    int status = agc_future_status (future);
+    char reason [400];
+    snprintf (reason, sizeof reason, "%s",
+              agc_future_reason (future)? agc_future_reason (future): "");
+    agc_future_destroy (future_p);
+    if (!face) {
+        if (status == AG_NO_AGENT && strstr (reason, "on this server")) {
+            //  Say which server
+            char *here = strstr (reason, "this server");
+            *here = 0;
+            agc_set_error (AG_NO_AGENT, "%s%s", reason,
+                           agc_conn_endpoint (conn));
+        }
+        else
+        if (status == AG_BAD_REQUEST
+        &&  strstr (reason, "unknown command"))
+            agc_set_error (AG_BAD_REQUEST, "%s cannot look agents up: its"
+                           " agentd is older than this library (%s)",
+                           agc_conn_endpoint (conn), reason);
+        else
+            agc_set_error (status, "%s", reason);
+        return NULL;
+    }
     const msgpack_object *root = ag_value_object (face);
     const msgpack_object *found = ag_obj_get (root, "id");
     const msgpack_object *cls = ag_obj_get (root, "class");
@@ -251,13 +287,24 @@ s_attach (agc_conn_t *conn, uint64_t id, const char *name)
 agc_agent_t *
 agc_agent_attach (agc_conn_t *conn, uint64_t id)
 {
-    return conn? s_attach (conn, id, NULL): NULL;
+    if (!conn) {
+        agc_set_error (AG_BAD_REQUEST, "attaching needs a connection");
+        return NULL;
+    }
+    agc_future_t *future = agc_lookup_send (conn, id, NULL);
+    return agc_lookup_handle (conn, &future);
 }
 
 agc_agent_t *
 agc_agent_lookup (agc_conn_t *conn, const char *name)
 {
-    return conn && name? s_attach (conn, 0, name): NULL;
+    if (!conn || !name) {
+        agc_set_error (AG_BAD_REQUEST, "a lookup needs a connection and a"
+                       " name");
+        return NULL;
+    }
+    agc_future_t *future = agc_lookup_send (conn, 0, name);
+    return agc_lookup_handle (conn, &future);
 }
 
 //  Run user code of a local agent with a fresh call context. Returns the

@@ -380,29 +380,68 @@ agc_cluster_lookup (agc_cluster_t *self, const char *name)
                        " name");
         return NULL;
     }
-    //  Its home first; then the others, for a name made some other way
+    //  Its home first, where names made through a cluster are
     size_t home = s_home (self, name);
-    agc_agent_t *agent = agc_agent_lookup (self->servers [home].conn, name);
+    agc_conn_t *conn = self->servers [home].conn;
+    agc_future_t *future = agc_lookup_send (conn, 0, name);
+    agc_agent_t *agent = agc_lookup_handle (conn, &future);
     if (agent)
         return agent;
-    int status = agc_status ();
-    char reason [300];
-    snprintf (reason, sizeof reason, "%s", agc_reason ());
-    if (status == AG_UNREACHABLE)
+    int home_status = agc_status ();
+    char home_reason [300];
+    snprintf (home_reason, sizeof home_reason, "%s", agc_reason ());
+    if (home_status == AG_UNREACHABLE)
         s_mark_down (self, home);
+
+    //  Then every other server at once, for a name made on one directly;
+    //  those marked unreachable are not asked
+    agc_future_t *asked [MAX_SERVERS] = { NULL };
+    bool down [MAX_SERVERS] = { false };
+    pthread_mutex_lock (&self->lock);
+    int64_t now = ag_usecs ();
+    for (size_t i = 0; i < self->count; i++)
+        down [i] = s_is_down (self, i, now);
+    pthread_mutex_unlock (&self->lock);
+    for (size_t i = 0; i < self->count; i++)
+        if (i != home && !down [i])
+            asked [i] = agc_lookup_send (self->servers [i].conn, 0, name);
+    failures_t unasked = { .status = AG_NO_AGENT };
     for (size_t i = 0; i < self->count; i++) {
         if (i == home)
             continue;
-        agent = agc_agent_lookup (self->servers [i].conn, name);
-        if (agent)
-            return agent;
+        if (down [i]) {
+            s_failed (&unasked, self->servers [i].endpoint, AG_UNREACHABLE,
+                      "unreachable of late, not asked");
+            continue;
+        }
+        agc_agent_t *found = agc_lookup_handle (self->servers [i].conn,
+                                                &asked [i]);
+        if (found && !agent)
+            agent = found;
+        else
+        if (found)
+            agc_agent_release (&found);     //  the first found will do
+        else
+        if (agc_status () != AG_NO_AGENT) {
+            if (agc_status () == AG_UNREACHABLE)
+                s_mark_down (self, i);
+            s_failed (&unasked, self->servers [i].endpoint, agc_status (),
+                      agc_reason ());
+        }
     }
-    if (status == AG_NO_AGENT)
+    if (agent)
+        return agent;
+    if (home_status != AG_NO_AGENT)
+        //  Its home could not be asked: the name may well be there
+        agc_set_error (home_status, "no agent named '%s' found; its server"
+                       " %s: %s", name, self->servers [home].endpoint,
+                       home_reason);
+    else
+    if (unasked.used)
+        agc_set_error (AG_NO_AGENT, "no agent named '%s' on the servers that"
+                       " answered; not asked: %s", name, unasked.text);
+    else
         agc_set_error (AG_NO_AGENT, "no agent named '%s' on any server of"
                        " the cluster", name);
-    else
-        //  Its home could not be asked: the name may well be there
-        agc_set_error (status, "no agent named '%s' found; its server %s:"
-                       " %s", name, self->servers [home].endpoint, reason);
     return NULL;
 }

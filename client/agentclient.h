@@ -176,9 +176,11 @@ AG_EXPORT agc_agent_t *
                         const ag_value_t *args, const char *name);
 
 //  A handle on a named agent anywhere in the cluster: asked first of the
-//  server the name hashes to, then of the others. NULL with AG_NO_AGENT
-//  if none has it, or the error of the server it hashes to if that one
-//  could not be asked.
+//  server the name hashes to, then of all the others at once (except
+//  those found unreachable within the cluster's timeout). NULL with
+//  AG_NO_AGENT if none has it (the reason names any server that could
+//  not be asked), or with the error of the server the name hashes to if
+//  that one could not be asked.
 AG_EXPORT agc_agent_t *
     agc_cluster_lookup (agc_cluster_t *self, const char *name);
 

@@ -209,7 +209,7 @@ agp_lookup_decode (agp_lookup_t *self, const msgpack_object *body,
         return 0;
     }
     if (s_str (&self->name, body)) {
-        *reason = "LOOKUP body must be an agent name (a string of 1 to 255"
+        *reason = "the body must be an agent name (a string of 1 to 255"
                   " bytes) or id (an integer above 0)";
         return -1;
     }

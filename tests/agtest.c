@@ -1570,6 +1570,24 @@ s_test_placement (const char *unused)
             CHECK (agc_agent_delete (&agents [i]) == 0);
         agc_cluster_destroy (&cluster);
     }
+    //  Lookups with a server dead: a name is found wherever it is, and
+    //  one nobody has is not claimed absent from the dead server
+    cluster = agc_cluster_new (list, AGC_ROUND_ROBIN);
+    agc_cluster_set_timeout (cluster, 1000 * s_slow);
+    agc_agent_t *live = agc_agent_new (agc_cluster_conn (cluster, 2),
+                                       "Counter", NULL, "live-one");
+    CHECK (live);
+    agc_agent_t *found = agc_cluster_lookup (cluster, "live-one");
+    CHECK (found && agc_agent_id (found) == agc_agent_id (live));
+    agc_agent_release (&found);
+    CHECK (agc_cluster_lookup (cluster, "nobody") == NULL);
+    if (s_verbose)
+        printf ("   lookup with a server dead: %d %s\n", agc_status (),
+                agc_reason ());
+    CHECK (agc_status () == AG_NO_AGENT || agc_status () == AG_UNREACHABLE);
+    CHECK (strstr (agc_reason (), dead));
+    CHECK (agc_agent_delete (&live) == 0);
+    agc_cluster_destroy (&cluster);
     //  All dead: the error says so, naming each
     for (int placement = 0; placement < 2; placement++) {
         cluster = agc_cluster_new (dead, (agc_placement_t) placement);
