@@ -242,7 +242,7 @@ def bodies():
                            Ext(4, b'')])),
         ('body-lookup', pack('ledger')),
         ('body-ref', pack(['echo', {'content': Ext(0x41, pack(
-            ['tcp://127.0.0.1:5555', OWNER, 7]))}])),
+            ['tcp://h:1', OWNER, 7]))}])),
         ('body-ref-bad', pack([Ext(0x41, pack(['', OWNER, 7])),
                                Ext(0x41, pack(['tcp://h:1', b'', 7])),
                                Ext(0x41, pack(['tcp://h:1', OWNER, -7])),
