@@ -67,14 +67,6 @@ static const char *s_build = "build";
 static bool s_verbose;
 static bool s_valgrind;
 static int s_slow = 1;              //  time bounds multiply by this
-static const char *s_failed_check;
-static char s_failed_detail [512];
-
-#define CHECK(cond) do { if (!(cond)) { \
-    s_failed_check = #cond; \
-    snprintf (s_failed_detail, sizeof s_failed_detail, "%s:%d", \
-              __FILE__, __LINE__); \
-    return -1; } } while (0)
 
 //  ---------------------------------------------------------------------
 //  Daemons
@@ -207,12 +199,6 @@ s_int_result (agc_future_t *future)
     return ag_obj_int (ag_value_object (value), INT64_MIN);
 }
 
-static double
-s_seconds_since (int64_t start)
-{
-    return (double) (ag_usecs () - start) / 1e6;
-}
-
 //  ---------------------------------------------------------------------
 //  Cases. Each gets an endpoint of a shared agentd started for the run.
 
@@ -299,7 +285,7 @@ s_test_lifecycle (const char *endpoint)
         agc_agent_release (&seen);
     if (s_verbose && seen)
         printf ("   agent %" PRIu64 " still there after %.1f s\n", last_id,
-                s_seconds_since (deadline - 10000000LL * s_slow));
+                tl_seconds_since (deadline - 10000000LL * s_slow));
     else
     if (s_verbose && agc_status () != AG_NO_AGENT)
         printf ("   attach failed: %d %s\n", agc_status (), agc_reason ());
@@ -345,14 +331,14 @@ s_test_seed_example (const char *endpoint)
     CHECK (example);
     int64_t start = ag_usecs ();
     agc_future_t *sync = agc_agent_call (example, "sync_method", NULL);
-    double sync_cost = s_seconds_since (start);
+    double sync_cost = tl_seconds_since (start);
     CHECK (agc_future_ready (sync));
     CHECK (ag_obj_streq (ag_value_object (agc_future_value (sync)), "sync"));
     CHECK (sync_cost >= 0.99 && sync_cost < 3.0 * s_slow);
 
     start = ag_usecs ();
     agc_future_t *async = agc_agent_call (example, "async_method", NULL);
-    double async_cost = s_seconds_since (start);
+    double async_cost = tl_seconds_since (start);
     CHECK (async_cost < 0.5 * s_slow);
     CHECK (!agc_future_ready (async));
     ag_value_t *value = agc_future_result (async, 10000 * s_slow);
@@ -392,14 +378,14 @@ s_test_actor_semantics (const char *endpoint)
     for (int i = 0; i < 4; i++)
         futures [i] = agc_agent_call (agents [0], "slow", args);
     CHECK (agc_future_wait_all (futures, 4, 20000 * s_slow) == 0);
-    double one_agent = s_seconds_since (start);
+    double one_agent = tl_seconds_since (start);
     for (int i = 0; i < 4; i++)
         agc_future_destroy (&futures [i]);
     start = ag_usecs ();
     for (int i = 0; i < 4; i++)
         futures [i] = agc_agent_call (agents [i], "slow", args);
     CHECK (agc_future_wait_all (futures, 4, 20000 * s_slow) == 0);
-    double four_agents = s_seconds_since (start);
+    double four_agents = tl_seconds_since (start);
     for (int i = 0; i < 4; i++)
         agc_future_destroy (&futures [i]);
     ag_value_destroy (&args);
@@ -453,7 +439,7 @@ s_test_hundred_agents (const char *endpoint)
         ag_value_destroy (&args);
     }
     CHECK (agc_future_wait_all (futures, 100, 30000 * s_slow) == 0);
-    double elapsed = s_seconds_since (start);
+    double elapsed = tl_seconds_since (start);
     if (s_verbose)
         printf ("    100 agents x 1 s: %.3f s\n", elapsed);
     CHECK (elapsed < 2.0 * s_slow);
@@ -790,7 +776,7 @@ s_test_killed_server (const char *unused)
     s_daemon_kill (&daemon);
     int64_t start = ag_usecs ();
     CHECK (agc_future_wait (future, 10000) == 0);
-    double elapsed = s_seconds_since (start);
+    double elapsed = tl_seconds_since (start);
     CHECK (agc_future_status (future) == AG_UNREACHABLE);
     CHECK (strstr (agc_future_reason (future), "no reply from"));
     CHECK (elapsed < 2.0);
@@ -1131,7 +1117,7 @@ s_test_waiting (const char *endpoint)
     int64_t start = ag_usecs ();
     CHECK (agc_future_wait (future, 100) == -1);
     CHECK (agc_status () == AG_TIMEOUT);
-    CHECK (s_seconds_since (start) < 1.0 * s_slow);
+    CHECK (tl_seconds_since (start) < 1.0 * s_slow);
     CHECK (!agc_future_ready (future));
     CHECK (agc_future_status (future) == AG_PENDING);
     CHECK (agc_future_value (future) == NULL);
@@ -1211,7 +1197,7 @@ s_test_pool (const char *unused)
         futures [i] = agc_agent_call (agents [i], "slow", args);
     CHECK (s_threads_total (conn) <= 8);                //  never past the max
     CHECK (agc_future_wait_all (futures, 12, 20000 * s_slow) == 0);
-    double elapsed = s_seconds_since (start);
+    double elapsed = tl_seconds_since (start);
     //  12 calls of 0.5 s on 8 threads: two rounds, not twelve (one thread)
     //  nor one (no maximum)
     CHECK (elapsed >= 0.99 && elapsed < 2.5 * s_slow);
@@ -1260,7 +1246,7 @@ s_test_head_of_line (const char *unused)
     for (int i = 0; i < 7; i++)
         quick [i] = agc_agent_call (agents [i + 1], "add", one);
     CHECK (agc_future_wait_all (quick, 7, (int) ms) == 0);
-    CHECK (s_seconds_since (start) < 0.5 * (double) ms / 1000);
+    CHECK (tl_seconds_since (start) < 0.5 * (double) ms / 1000);
     for (int i = 0; i < 7; i++) {
         CHECK (agc_future_status (quick [i]) == AG_OK);
         agc_future_destroy (&quick [i]);
@@ -1649,13 +1635,13 @@ s_test_client_gone (const char *unused)
     int64_t killed = ag_usecs ();
     //  Within the grace time they are all still there
     for (int i = 0; i < 4; i++)
-        CHECK (s_exists (conn, ids [i]) || s_seconds_since (killed) * 1000
+        CHECK (s_exists (conn, ids [i]) || tl_seconds_since (killed) * 1000
                                            >= grace_ms);
     //  Then the owned ones go
     int64_t deadline = killed + (int64_t) (grace_ms + 20000 * s_slow) * 1000;
     while (s_exists (conn, ids [2]) && ag_usecs () < deadline)
         ;
-    CHECK (s_seconds_since (killed) * 1000 >= grace_ms);
+    CHECK (tl_seconds_since (killed) * 1000 >= grace_ms);
     for (int i = 0; i < 3; i++)
         CHECK (!s_exists (conn, ids [i]));
     CHECK (s_exists (conn, ids [3]));
@@ -1976,10 +1962,10 @@ s_test_futures (const char *endpoint)
     ag_value_t *msg = ag_value_new ("{s:s, s:v}", "role", "user",
                                     "content", ref_z);
     agc_future_t *w = agc_agent_call (c, "echo_async", msg);
-    double sent = s_seconds_since (start);
+    double sent = tl_seconds_since (start);
     CHECK (!agc_future_ready (w));
     CHECK (agc_future_wait (w, 10000 * s_slow) == 0);
-    double total = s_seconds_since (start);
+    double total = tl_seconds_since (start);
     if (s_verbose)
         printf ("   sent in %.4f s, result after %.3f s\n", sent, total);
     CHECK (sent < 0.25 && total >= 0.29);
@@ -2806,11 +2792,11 @@ main (int argc, char *argv [])
         fflush (stdout);
         int64_t start = ag_usecs ();
         if (test->test (shared.endpoint) == 0) {
-            printf ("OK (%.2f s)\n", s_seconds_since (start));
+            printf ("OK (%.2f s)\n", tl_seconds_since (start));
             passed++;
         }
         else {
-            printf ("FAILED: %s at %s\n", s_failed_check, s_failed_detail);
+            printf ("FAILED: %s at %s\n", tl_failed_check, tl_failed_detail);
             failed++;
         }
         //  Shown now: a leak report at exit ends the process before

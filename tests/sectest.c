@@ -28,16 +28,8 @@ static const char *s_build = "build";
 static bool s_verbose;
 static bool s_valgrind;
 static int s_slow = 1;              //  time bounds multiply by this
-static const char *s_failed_check;
-static char s_failed_detail [512];
 static char s_dir [64];             //  this run's keys and files
 static char s_plugin [300];         //  testclasses.so
-
-#define CHECK(cond) do { if (!(cond)) { \
-    s_failed_check = #cond; \
-    snprintf (s_failed_detail, sizeof s_failed_detail, "%s:%d", \
-              __FILE__, __LINE__); \
-    return -1; } } while (0)
 
 //  ---------------------------------------------------------------------
 //  Processes
@@ -213,12 +205,6 @@ s_counter_sum (agc_conn_t *conn, int64_t start, int64_t add)
     return total;
 }
 
-static double
-s_seconds_since (int64_t start)
-{
-    return (double) (ag_usecs () - start) / 1e6;
-}
-
 //  The secured daemon most cases use: CURVE, with alice allowed
 static daemon_t s_secure;
 
@@ -385,7 +371,7 @@ s_test_unknown_key (void)
     CHECK (agc_status () == AG_DENIED);
     CHECK (strstr (agc_reason (), "refused"));
     //  Told by the handshake, not by the timeout
-    CHECK (s_seconds_since (start) < 4.0 * s_slow);
+    CHECK (tl_seconds_since (start) < 4.0 * s_slow);
     CHECK (s_daemon_log (&s_secure, 10000 * s_slow, "refused CURVE client",
                          key, "127.0.0.1", NULL) == 0);
     //  A later request tries again, and is refused again
@@ -429,7 +415,7 @@ s_test_without_curve (void)
     int64_t start = ag_usecs ();
     CHECK (agc_conn_ping (conn) == -1);
     CHECK (agc_status () == AG_UNREACHABLE);
-    CHECK (s_seconds_since (start) < 3.0 * s_slow);
+    CHECK (tl_seconds_since (start) < 3.0 * s_slow);
     agc_conn_destroy (&conn);
 
     char alice [300], alice_public [300];
@@ -441,7 +427,7 @@ s_test_without_curve (void)
     start = ag_usecs ();
     CHECK (agc_conn_ping (conn) == -1);
     CHECK (agc_status () == AG_UNREACHABLE);
-    CHECK (s_seconds_since (start) < 3.0 * s_slow);
+    CHECK (tl_seconds_since (start) < 3.0 * s_slow);
     agc_conn_destroy (&conn);
     return 0;
 }
@@ -786,11 +772,11 @@ main (int argc, char *argv [])
         if (rc == 0 && test->test == s_test_keygen)
             keys = true;
         if (rc == 0) {
-            printf ("OK (%.2f s)\n", s_seconds_since (start));
+            printf ("OK (%.2f s)\n", tl_seconds_since (start));
             passed++;
         }
         else {
-            printf ("FAILED: %s at %s", s_failed_check, s_failed_detail);
+            printf ("FAILED: %s at %s", tl_failed_check, tl_failed_detail);
             if (agc_status () != AG_OK)
                 printf (" (last client error %d: %s)", agc_status (),
                         agc_reason ());

@@ -23,6 +23,15 @@
 
 extern char **environ;
 
+const char *tl_failed_check;
+char tl_failed_detail [512];
+
+double
+tl_seconds_since (int64_t start)
+{
+    return (double) (ag_usecs () - start) / 1e6;
+}
+
 //  ---------------------------------------------------------------------
 //  Reading
 

@@ -16,8 +16,25 @@
 #define TESTLIB_H_INCLUDED
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <sys/types.h>
+
+//  A test case returns 0, or -1 through CHECK, which notes the failed
+//  condition and where it is
+extern const char *tl_failed_check;
+extern char tl_failed_detail [512];
+
+#define CHECK(cond) do { if (!(cond)) { \
+    tl_failed_check = #cond; \
+    snprintf (tl_failed_detail, sizeof tl_failed_detail, "%s:%d", \
+              __FILE__, __LINE__); \
+    return -1; } } while (0)
+
+//  Seconds since start (ag_usecs), for what the cases print
+double
+    tl_seconds_since (int64_t start);
 
 //  Where a child's stderr goes
 #define TL_ERR_INHERIT  0           //  to this program's stderr

@@ -20,26 +20,7 @@
 //  @end
 
 #include "ag_common.h"
-
-//  A failed expectation: always checked, whatever NDEBUG says
-#define FUZZ_CHECK(cond) \
-    do { if (!(cond)) s_fail (__FILE__, __LINE__, #cond); } while (0)
-
-static void
-s_fail (const char *file, int line, const char *what)
-{
-    fprintf (stderr, "%s:%d: expectation failed: %s\n", file, line, what);
-    abort ();
-}
-
-static uint64_t
-s_get_be (const uint8_t *p, int bytes)
-{
-    uint64_t value = 0;
-    for (int i = 0; i < bytes; i++)
-        value = (value << 8) | p [i];
-    return value;
-}
+#include "fuzz.h"
 
 //  Pack an object into a fresh buffer (caller destroys it)
 static void
@@ -99,7 +80,7 @@ s_check_envelope (const uint8_t *data, size_t size)
     }
     //  The correlation id is read whenever the frame holds it, so that
     //  errors can be matched; never for what is not AGP at all
-    uint64_t corr = expect != -1 && size >= 16? s_get_be (data + 8, 8): 0;
+    uint64_t corr = expect != -1 && size >= 16? fuzz_get_be (data + 8, 8): 0;
 
     agp_envelope_t env;
     memset (&env, 0xa5, sizeof env);    //  the reader must clear it all
@@ -108,8 +89,8 @@ s_check_envelope (const uint8_t *data, size_t size)
     FUZZ_CHECK (env.corr == corr);
     if (size >= AGP_ENVELOPE_SIZE && (expect == 0 || expect == -3)) {
         FUZZ_CHECK (env.command == data [5]);
-        FUZZ_CHECK (env.word == s_get_be (data + 6, 2));
-        FUZZ_CHECK (env.agent == s_get_be (data + 16, 8));
+        FUZZ_CHECK (env.word == fuzz_get_be (data + 6, 2));
+        FUZZ_CHECK (env.agent == fuzz_get_be (data + 16, 8));
     }
     else {
         FUZZ_CHECK (env.command == 0);

@@ -28,6 +28,7 @@
 //  @end
 
 #include "ag_common.h"
+#include "fuzz.h"
 #include "agentserver.h"
 #include <libgen.h>
 #include <limits.h>
@@ -55,17 +56,6 @@ static bool s_unknown_agents;       //  a CREATE's reply never came: an
                                     //  agent may exist that we do not know
 static size_t s_inputs;             //  inputs run
 
-//  A failed expectation: always checked, whatever NDEBUG says
-#define FUZZ_CHECK(cond) \
-    do { if (!(cond)) s_fail (__FILE__, __LINE__, #cond); } while (0)
-
-static void
-s_fail (const char *file, int line, const char *what)
-{
-    fprintf (stderr, "%s:%d: expectation failed: %s\n", file, line, what);
-    abort ();
-}
-
 static void
 s_dump (const char *label, const uint8_t *data, size_t size)
 {
@@ -87,15 +77,6 @@ s_die (const char *why, const uint8_t *request, size_t request_size,
         s_dump ("reply", (const uint8_t *) zmq_msg_data (reply),
                 zmq_msg_size (reply));
     abort ();
-}
-
-static uint64_t
-s_get_be (const uint8_t *p, int bytes)
-{
-    uint64_t value = 0;
-    for (int i = 0; i < bytes; i++)
-        value = (value << 8) | p [i];
-    return value;
 }
 
 static uint64_t
@@ -140,7 +121,7 @@ s_expect (const uint8_t *data, size_t size)
     //  Not AGP at all: dropped
     if (size < 3 || memcmp (data, "AGP", 3) != 0)
         return expect;
-    uint64_t corr = size >= 16? s_get_be (data + 8, 8): 0;
+    uint64_t corr = size >= 16? fuzz_get_be (data + 8, 8): 0;
     //  Another version: 426
     if (size < AGP_SIGNATURE_SIZE
     ||  memcmp (data, AGP_SIGNATURE, AGP_SIGNATURE_SIZE) != 0) {
@@ -174,7 +155,7 @@ s_expect (const uint8_t *data, size_t size)
         return expect;
     }
     expect.command = command;
-    expect.agent = s_get_be (data + 16, 8);
+    expect.agent = fuzz_get_be (data + 16, 8);
     if (size - AGP_ENVELOPE_SIZE > MAX_BODY) {
         expect.prompt = true;
         expect.status = AG_TOO_LARGE;
