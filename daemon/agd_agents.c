@@ -1,0 +1,280 @@
+/*  =========================================================================
+    agd_agents - the agent table: create, look up, delete, list
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  Agents by id and by name, and what the broker answers about them
+//  itself: CREATE (checked and queued here, init runs on a worker),
+//  LOOKUP, LIST, and the bookkeeping of DELETE. An agent leaves the
+//  counts its limits are checked against when its DELETE arrives, and
+//  the table when its fini has run.
+//  @end
+
+#include "agd_broker.h"
+
+//  Agents
+
+//  An agent leaves the counts its limits are checked against: when
+//  deleted (before its fini has run), or when freed
+static void
+s_agent_uncount (agd_broker_t *self, agd_agent_t *agent)
+{
+    if (agent->deleting)
+        return;                     //  done already
+    self->agents_counted--;
+    if (agent->owner) {
+        agent->owner->owned--;
+        agd_clients_release (self->clients, agent->owner);
+        agent->owner = NULL;
+    }
+}
+
+void
+agd_agents_free (agd_broker_t *self, agd_agent_t *agent)
+{
+    s_agent_uncount (self, agent);
+    ag_idmap_delete (self->agents, agent->id);
+    if (agent->name) {
+        if (zhashx_lookup (self->names, agent->name) == agent)
+            zhashx_delete (self->names, agent->name);
+        free (agent->name);
+    }
+    free (agent);
+}
+
+//  From now on the agent takes no requests, and its name is free
+void
+agd_agents_deleting (agd_broker_t *self, agd_agent_t *agent)
+{
+    s_agent_uncount (self, agent);
+    agent->deleting = true;
+    if (agent->name) {
+        zhashx_delete (self->names, agent->name);
+        free (agent->name);
+        agent->name = NULL;
+    }
+}
+
+//  Answer every job still in an agent's mailbox with an error
+void
+agd_agents_flush (agd_broker_t *self, agd_agent_t *agent, int status,
+                  const char *reason)
+{
+    while (agent->head) {
+        agd_job_t *job = agent->head;
+        agent->head = job->next;
+        agent->queued--;
+        self->jobs_pending--;
+        if (!job->answered)
+            agd_broker_error (self, &job->routing, &job->env, status, "%s",
+                              reason);
+        if (job->env.word & AGP_FLAG_KEEP) {
+            msgpack_sbuffer_clear (&self->buffer);
+            ag_pack (&self->packer, "s", reason);
+            zmq_msg_t body;
+            agp_msg_init (&body, &job->env, self->buffer.data,
+                          self->buffer.size);
+            agd_store_complete (self->store, zmq_msg_data (&job->routing),
+                                zmq_msg_size (&job->routing), job->env.corr,
+                                status, &body, self->now,
+                                agd_broker_deliver_fetch, self);
+            zmq_msg_close (&body);
+        }
+        agd_broker_job_free (self, job);
+    }
+    agent->tail = NULL;
+    if (agent->ready) {
+        //  Take it off the ready queue
+        agd_agent_t **link = &self->ready_head;
+        agd_agent_t *prev = NULL;
+        while (*link != agent) {
+            prev = *link;
+            link = &(*link)->next_ready;
+        }
+        *link = agent->next_ready;
+        if (self->ready_tail == agent)
+            self->ready_tail = prev;
+        self->ready_count--;
+        agent->ready = false;
+    }
+}
+
+//  ---------------------------------------------------------------------
+void
+agd_pack_str (msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen (s);
+    msgpack_pack_str (pk, len);
+    msgpack_pack_str_body (pk, s, len);
+}
+
+void
+agd_agents_pack_list (agd_broker_t *self)
+{
+    msgpack_packer *pk = &self->packer;
+    msgpack_sbuffer_clear (&self->buffer);
+    int64_t now = ag_usecs ();
+    size_t count = 0, cursor = 0;
+    agd_agent_t *agent;
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->alive && !agent->deleting)
+            count++;
+    msgpack_pack_array (pk, count);
+    cursor = 0;
+    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
+                                                   NULL)))
+        if (agent->alive && !agent->deleting)
+            ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b}",
+                     "id", agent->id, "name", agent->name,
+                     "class", agent->cls->name,
+                     "served", agent->served,
+                     "queued", (uint64_t) agent->queued,
+                     "age_ms", (uint64_t) (now - agent->created) / 1000,
+                     "busy", (int) agent->busy);
+}
+
+void
+agd_agents_pack_created (agd_broker_t *self, agd_agent_t *agent)
+{
+    msgpack_packer *pk = &self->packer;
+    msgpack_sbuffer_clear (&self->buffer);
+    msgpack_pack_map (pk, 3);
+    agd_pack_str (pk, "id");
+    msgpack_pack_uint64 (pk, agent->id);
+    agd_pack_str (pk, "name");
+    if (agent->name)
+        agd_pack_str (pk, agent->name);
+    else
+        msgpack_pack_nil (pk);
+    agd_pack_str (pk, "class");
+    agd_registry_pack_class (pk, agent->cls);
+}
+
+//  ---------------------------------------------------------------------
+void
+agd_agents_create (agd_broker_t *self, agd_job_t *job)
+{
+    msgpack_object body;
+    const char *reason;
+    agp_create_t create;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body),
+                           &self->zone, &body, &reason)
+    ||  agp_create_decode (&create, &body, &reason)) {
+        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                          "CREATE: %s", reason);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    const ag_class_t *cls = agd_registry_find (self->args->registry,
+        create.class_name.ptr, create.class_name.len);
+    if (!cls) {
+        agd_broker_error (self, &job->routing, &job->env, AG_NO_CLASS,
+                          "no class '%.*s' on this server",
+                          (int) create.class_name.len, create.class_name.ptr);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    char *name = NULL;
+    if (create.name.ptr) {
+        name = strndup (create.name.ptr, create.name.len);
+        if (zhashx_lookup (self->names, name)) {
+            agd_broker_error (self, &job->routing, &job->env, AG_NAME_TAKEN,
+                              "an agent named '%s' already exists", name);
+            free (name);
+            agd_broker_job_free (self, job);
+            return;
+        }
+    }
+    agd_client_t *client = job->client;
+    const char *limit = NULL;
+    size_t count = 0;
+    if (self->agents_counted >= self->config.max_agents) {
+        limit = "this server holds %zu agents, its limit"
+                " (server/max_agents)";
+        count = self->agents_counted;
+    }
+    else
+    if (!create.detached
+    &&  client->owned >= self->config.max_agents_per_client) {
+        limit = "this client owns %zu agents, the limit"
+                " (server/max_agents_per_client)";
+        count = client->owned;
+    }
+    if (limit) {
+        agd_broker_error (self, &job->routing, &job->env, AG_BUSY, limit,
+                          count);
+        free (name);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    agd_agent_t *agent = (agd_agent_t *) zmalloc (sizeof (agd_agent_t));
+    agent->id = ++self->next_agent_id;
+    agent->cls = cls;
+    agent->name = name;
+    self->agents_counted++;
+    if (!create.detached) {
+        agent->owner = client;
+        client->owned++;
+        //  A connection that dropped just now may be this client's,
+        //  its CREATE read after the drop was seen: a suspect too
+        if (self->last_suspect && !client->suspect_since
+        &&  self->now - self->last_suspect < PROBE_AFTER_US) {
+            client->suspect_since = self->now;
+            agd_watch_check_by (self, self->now + agd_watch_grace_us (self));
+        }
+    }
+    agent->created = ag_usecs ();
+    ag_idmap_insert (self->agents, agent->id, agent);
+    if (name)
+        zhashx_insert (self->names, name, agent);
+    job->env.agent = agent->id;
+    agd_pool_enqueue (self, agent, job);
+}
+
+//  LOOKUP: an agent by name or id, answered as its CREATE was
+void
+agd_agents_lookup (agd_broker_t *self, agd_job_t *job)
+{
+    msgpack_object body;
+    const char *reason;
+    agp_lookup_t lookup;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body),
+                           &self->zone, &body, &reason)
+    ||  agp_lookup_decode (&lookup, &body, &reason)) {
+        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+                          "LOOKUP: %s", reason);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    agd_agent_t *agent;
+    if (lookup.name.ptr) {
+        char name [AGP_MAX_NAME + 1];
+        memcpy (name, lookup.name.ptr, lookup.name.len);
+        name [lookup.name.len] = 0;
+        agent = (agd_agent_t *) zhashx_lookup (self->names, name);
+        if (!agent)
+            agd_broker_error (self, &job->routing, &job->env, AG_NO_AGENT,
+                              "no agent named '%s' on this server", name);
+    }
+    else {
+        agent = (agd_agent_t *) ag_idmap_lookup (self->agents, lookup.id);
+        if (agent && agent->deleting)
+            agent = NULL;
+        if (!agent)
+            agd_broker_error (self, &job->routing, &job->env, AG_NO_AGENT,
+                              "no agent %" PRIu64 " on this server", lookup.id);
+    }
+    if (agent) {
+        job->env.agent = agent->id;
+        agd_agents_pack_created (self, agent);
+        agd_broker_send_packed (self, &job->routing, &job->env);
+    }
+    agd_broker_job_free (self, job);
+}

@@ -1,0 +1,189 @@
+/*  =========================================================================
+    agd_broker.h - the broker's state, shared by the files that serve it
+
+    Copyright (c) the agentd authors. MIT licence; see LICENSE.
+    =========================================================================
+*/
+//  @header
+//  The broker is one actor thread whose work is spread over four files,
+//  each a seam a newcomer can find: agd_broker.c (the socket, the loop,
+//  reading requests and routing them, replies, stopping), agd_pool.c
+//  (worker threads: handing out mailboxes, taking back what a blocked
+//  thread has not started, growing and shrinking), agd_agents.c (the
+//  agent table: create, look up, delete, list) and agd_watch.c (clients
+//  that go, and the agents they leave). All of it runs on the broker's
+//  thread, so none of it locks.
+//  @end
+
+#ifndef AGD_BROKER_H_INCLUDED
+#define AGD_BROKER_H_INCLUDED
+
+#include "agd.h"
+
+#define GROW_AFTER_US   1000        //  agents wait this long before the
+                                    //  pool grows for them
+#define PROBE_AFTER_US  100000      //  clients are probed no sooner after
+                                    //  a drop: the socket has seen it end
+
+typedef struct _agd_broker_t agd_broker_t;
+typedef struct _worker_t worker_t;
+struct _worker_t {
+    uint32_t id;                    //  routing id is 'W' + id
+    bool idle;                      //  on the idle list
+    bool leaving;                   //  told to terminate
+    uint32_t outstanding;           //  jobs handed to it and not back,
+                                    //  plus one for the batch's END
+    agd_batch_t *batch;             //  its hand-off, ours when not open
+    bool open;                      //  batch handed, END not yet back
+    bool revocable;                 //  its batch may hold unclaimed chains
+    int64_t progress;               //  ag_usecs () of hand-off or result
+    int64_t idle_since;             //  ag_usecs () when it went idle
+    worker_t *prev, *next;          //  idle list (most recent first)
+};
+
+struct _agd_broker_t {
+    zsock_t *pipe;                  //  actor pipe
+    agd_broker_args_t *args;        //  what the server gave us
+    agd_config_t config;            //  settings
+    zsock_t *frontend_sock;         //  public ROUTER
+    void *frontend;                 //  its libzmq handle
+    zsock_t *backend_sock;          //  inproc ROUTER to workers
+    void *backend;                  //  its libzmq handle
+    char backend_endpoint [64];     //  where workers connect
+    ag_idmap_t *agents;             //  id -> agd_agent_t
+    zhashx_t *names;                //  name -> agd_agent_t
+    uint64_t next_agent_id;         //  ids are never reused
+    ag_idmap_t *workers;            //  id -> worker_t
+    worker_t *idle_head;            //  most recently idle
+    worker_t *idle_tail;            //  longest idle
+    size_t workers_total;           //  alive or starting
+    size_t workers_starting;        //  not yet ready
+    size_t workers_busy;            //  holding a batch
+    size_t workers_idle;            //  on the idle list
+    size_t batches_revocable;       //  open batches that may hold
+                                    //  unclaimed chains
+    int64_t next_scan;              //  when to look for blocked batches
+    uint32_t next_worker_id;        //  for routing ids
+    agd_agent_t *ready_head;        //  agents with work, no worker
+    agd_agent_t *ready_tail;
+    size_t ready_count;
+    int64_t starved_since;          //  agents waiting, no thread idle; or 0
+    int64_t last_done;              //  ag_usecs () a job last completed
+    agd_job_t *free_jobs;           //  recycled jobs
+    size_t free_count;
+    agd_store_t *store;             //  kept results
+    agd_clients_t *clients;         //  clients with work or agents here
+    size_t agents_counted;          //  agents not deleted
+    void *monitor;                  //  frontend's connection events
+    char monitor_endpoint [64];
+    int64_t next_client_check;      //  when to look at suspects, or 0
+    int64_t last_suspect;           //  when owners were last made suspects
+    bool suspect_again;             //  a drop since: do it at the check
+    uint64_t checks;                //  client checks made
+    msgpack_sbuffer buffer;         //  for bodies the broker writes
+    msgpack_packer packer;
+    msgpack_zone zone;              //  for CREATE bodies
+    int64_t started;                //  ag_usecs () at start
+    int64_t now;                    //  ag_usecs () this pass of the loop
+    int64_t next_tick;              //  next housekeeping
+    bool stopping;                  //  refusing new work
+    bool stopped;                   //  STOPPED sent; waiting for $TERM
+    bool terminated;                //  $TERM received
+    int64_t stop_deadline;          //  end of grace
+    size_t jobs_pending;            //  queued or running
+    uint64_t served;                //  requests answered
+    uint64_t failed;                //  of which with an error status
+    uint64_t fetched;               //  results delivered to FETCH
+};
+
+//  agd_broker.c: jobs and replies
+agd_job_t *
+    agd_broker_job_new (agd_broker_t *self);
+void
+    agd_broker_job_free (agd_broker_t *self, agd_job_t *job);
+//  Send a reply: a new frame of envelope and a copy of body, or the
+//  frame body_msg (a worker's reply, with room for the envelope)
+void
+    agd_broker_reply (agd_broker_t *self, zmq_msg_t *routing,
+                      uint8_t command, int status, uint64_t corr,
+                      uint64_t agent, const void *body, size_t size,
+                      zmq_msg_t *body_msg);
+//  Reply with an error: the body is the reason, a msgpack string
+void
+    agd_broker_error (agd_broker_t *self, zmq_msg_t *routing,
+                      const agp_envelope_t *env, int status,
+                      const char *format, ...)
+    __attribute__ ((format (printf, 5, 6)));
+//  Reply with what the broker packed into self->buffer
+void
+    agd_broker_send_packed (agd_broker_t *self, zmq_msg_t *routing,
+                            const agp_envelope_t *env);
+//  Deliver a kept result to a fetcher that waited for it
+void
+    agd_broker_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr,
+                              int status, zmq_msg_t *kept);
+
+//  agd_pool.c: worker threads
+void
+    agd_pool_spawn (agd_broker_t *self);
+//  Queue a job in its agent's mailbox
+void
+    agd_pool_enqueue (agd_broker_t *self, agd_agent_t *agent,
+                      agd_job_t *job);
+//  Put an agent with work and no worker on the ready queue
+void
+    agd_pool_make_ready (agd_broker_t *self, agd_agent_t *agent);
+//  Hand ready agents to idle workers; grow the pool if agents still wait
+void
+    agd_pool_dispatch (agd_broker_t *self);
+//  Take back what a worker's batch holds unstarted; returns how many
+size_t
+    agd_pool_revoke (agd_broker_t *self, worker_t *worker);
+//  ... of every worker's batch
+void
+    agd_pool_revoke_all (agd_broker_t *self);
+//  Read one message from a worker. Returns 0, or -1 if none is waiting.
+int
+    agd_pool_recv (agd_broker_t *self);
+//  Let threads idle past their time go
+void
+    agd_pool_reap (agd_broker_t *self, int64_t now);
+size_t
+    agd_pool_running (agd_broker_t *self);
+void
+    agd_pool_stop (agd_broker_t *self);
+int64_t
+    agd_pool_timeout (agd_broker_t *self, int64_t now);
+
+//  agd_agents.c: the agent table
+void
+    agd_agents_create (agd_broker_t *self, agd_job_t *job);
+void
+    agd_agents_lookup (agd_broker_t *self, agd_job_t *job);
+//  From now on the agent takes no requests, and its name is free
+void
+    agd_agents_deleting (agd_broker_t *self, agd_agent_t *agent);
+void
+    agd_agents_free (agd_broker_t *self, agd_agent_t *agent);
+//  Answer every job still in an agent's mailbox with an error
+void
+    agd_agents_flush (agd_broker_t *self, agd_agent_t *agent, int status,
+                      const char *reason);
+void
+    agd_agents_pack_list (agd_broker_t *self);
+void
+    agd_agents_pack_created (agd_broker_t *self, agd_agent_t *agent);
+void
+    agd_pack_str (msgpack_packer *pk, const char *s);
+
+//  agd_watch.c: clients that go
+int64_t
+    agd_watch_grace_us (agd_broker_t *self);
+void
+    agd_watch_check_by (agd_broker_t *self, int64_t due);
+void
+    agd_watch_check (agd_broker_t *self);
+void
+    agd_watch_monitor (agd_broker_t *self);
+
+#endif
