@@ -64,6 +64,9 @@ struct _agc_conn_t {
     int timeout;                    //  ms of silence that means dead
     int64_t quiet_from;             //  usecs: start of current silence
     uint64_t ping_corr;             //  outstanding ping, or 0
+    uint64_t hello_corr;            //  first ping, for the instance id
+    bool hello_sent;                //  that ping has gone out
+    char instance [17];             //  the server's instance id, or ""
     int64_t ping_sent;              //  usecs it went out
     uint8_t identity [16];          //  our routing id
     int refs;                       //  the creator's, plus one per handle
@@ -240,6 +243,35 @@ s_reason_of (int status, const void *data, size_t size)
     return reason? reason: strdup (ag_status_str (status));
 }
 
+//  A PING reply names the server's instance (a new one at each start).
+//  Another instance behind the same connection means the server
+//  restarted: what was pending there died with the old one, and no
+//  reply will come for it. Connection locked.
+static void
+s_instance_seen (agc_conn_t *self, const uint8_t *body, size_t size)
+{
+    ag_value_t *value = ag_value_decode (body, size);
+    const msgpack_object *id = ag_obj_get (ag_value_object (value),
+                                           "instance");
+    if (!id || id->type != MSGPACK_OBJECT_STR || id->via.str.size == 0
+    ||  id->via.str.size >= sizeof self->instance) {
+        ag_value_destroy (&value);
+        return;                     //  a server that has none
+    }
+    char seen [sizeof self->instance];
+    memcpy (seen, id->via.str.ptr, id->via.str.size);
+    seen [id->via.str.size] = 0;
+    ag_value_destroy (&value);
+    if (self->instance [0] && !streq (seen, self->instance)) {
+        char reason [400];
+        snprintf (reason, sizeof reason, "server at %s restarted (instance"
+                  " %s, now %s): requests pending there were lost",
+                  self->endpoint, self->instance, seen);
+        s_fail_all (self, AG_UNREACHABLE, reason);
+    }
+    memcpy (self->instance, seen, sizeof seen);
+}
+
 //  Read the handshake events of a CURVE connection. Connection locked.
 static void
 s_monitor_drain (agc_conn_t *self)
@@ -330,9 +362,24 @@ s_drain (agc_conn_t *self)
         agp_envelope_t env;
         int rc = agp_envelope_decode (&env, zmq_msg_data (&frame),
                                       zmq_msg_size (&frame));
-        self->quiet_from = ag_usecs ();
-        if (env.corr && env.corr == self->ping_corr) {
-            self->ping_corr = 0;
+        //  Only an AGP reply is a sign of life: a peer that sends
+        //  anything else is not answering
+        bool reply = (rc == 0 || rc == -2) && parts == 1
+                  && (env.command & AGP_REPLY);
+        if (reply)
+            self->quiet_from = ag_usecs ();
+        const uint8_t *body = agp_msg_body (&frame);
+        size_t size = agp_msg_body_size (&frame);
+        bool pong = reply && rc == 0 && env.command == (AGP_PING | AGP_REPLY)
+                 && env.word == AG_OK;
+        if (env.corr && (env.corr == self->ping_corr
+                      || env.corr == self->hello_corr)) {
+            if (env.corr == self->ping_corr)
+                self->ping_corr = 0;
+            else
+                self->hello_corr = 0;
+            if (pong)
+                s_instance_seen (self, body, size);
             zmq_msg_close (&frame);
             continue;
         }
@@ -343,8 +390,6 @@ s_drain (agc_conn_t *self)
             zmq_msg_close (&frame);
             continue;
         }
-        const uint8_t *body = agp_msg_body (&frame);
-        size_t size = agp_msg_body_size (&frame);
         if (rc == -2)
             s_resolve (future, AG_BAD_VERSION, strdup ("server speaks"
                        " another protocol version"), NULL);
@@ -364,6 +409,8 @@ s_drain (agc_conn_t *self)
         else
             s_resolve (future, env.word, s_reason_of (env.word, body, size),
                        NULL);
+        if (pong)
+            s_instance_seen (self, body, size);
         zmq_msg_close (&frame);
     }
 }
@@ -1057,6 +1104,13 @@ s_request (agc_conn_t *self, uint8_t command, uint64_t agent, uint16_t flags,
     future->corr = ++self->next_corr;
     if (ag_idmap_size (self->pending) == 0 && !self->reader)
         self->quiet_from = ag_usecs ();
+    if (!self->hello_sent) {
+        //  The first request of a connection goes with a ping, whose
+        //  reply names the server's instance
+        self->hello_sent = true;
+        self->hello_corr = ++self->next_corr;
+        s_send (self, AGP_PING, self->hello_corr, 0, 0, NULL, 0);
+    }
     if (ag_idmap_insert (self->pending, future->corr, future)) {
         pthread_mutex_unlock (&self->lock);
         free (future);

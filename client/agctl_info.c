@@ -124,6 +124,7 @@ s_status_text (const msgpack_object *info)
         return agctl_fail (AGCTL_FAILED, "out of memory");
     s_add_field (table, "version", info, "version");
     s_add_field (table, "protocol", info, "protocol");
+    s_add_field (table, "instance", info, "instance");
     const msgpack_object *uptime = ag_obj_get (info, "uptime_ms");
     char duration [32];
     agctl_table_add (table, "uptime", uptime? agctl_duration (

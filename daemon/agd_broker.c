@@ -22,6 +22,7 @@
 //  @end
 
 #include "agd_broker.h"
+#include <sodium.h>
 
 #define BATCH           256         //  messages per socket per wakeup
 #define TICK_MS         1000        //  housekeeping interval
@@ -173,11 +174,13 @@ s_pack_info (agd_broker_t *self)
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     agd_registry_t *registry = self->args->registry;
-    msgpack_pack_map (pk, 12);
+    msgpack_pack_map (pk, 13);
     agd_pack_str (pk, "version");
     agd_pack_str (pk, AG_VERSION_STRING);
     agd_pack_str (pk, "protocol");
     agd_pack_str (pk, AGP_SIGNATURE);
+    agd_pack_str (pk, "instance");
+    agd_pack_str (pk, self->instance);
     agd_pack_str (pk, "uptime_ms");
     msgpack_pack_uint64 (pk, (uint64_t) (ag_usecs () - self->started) / 1000);
     agd_pack_str (pk, "endpoints");
@@ -297,7 +300,7 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
                    env->agent, agp_msg_body_size (&job->body));
     if (env->command == AGP_PING) {
         agd_broker_reply (self, &job->routing, AGP_PING, AG_OK, env->corr, 0,
-                          NULL, 0, NULL);
+                          self->pong, self->pong_size, NULL);
         agd_broker_job_free (self, job);
         return;
     }
@@ -518,6 +521,18 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
     msgpack_zone_init (&self->zone, 2048);
     self->started = self->now = ag_usecs ();
+    //  A new id at each start: a client that finds another one behind a
+    //  connection knows its pending requests died with the old server
+    uint8_t random [8];
+    if (sodium_init () < 0)
+        zsys_warning ("libsodium cannot initialise");
+    randombytes_buf (random, sizeof random);
+    for (size_t i = 0; i < sizeof random; i++)
+        snprintf (self->instance + 2 * i, 3, "%02x", random [i]);
+    msgpack_sbuffer_clear (&self->buffer);
+    ag_pack (&self->packer, "{s:s}", "instance", self->instance);
+    memcpy (self->pong, self->buffer.data, self->buffer.size);
+    self->pong_size = self->buffer.size;
     //  Agent ids are never reused, not even across restarts: they start
     //  from the start time in microseconds, so a handle from before a
     //  restart finds no agent rather than somebody else's. A server

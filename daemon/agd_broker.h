@@ -84,6 +84,9 @@ struct _agd_broker_t {
     msgpack_packer packer;
     msgpack_zone zone;              //  for CREATE bodies
     int64_t started;                //  ag_usecs () at start
+    char instance [17];             //  this start's id: 16 hex digits
+    uint8_t pong [32];              //  PING reply body: {instance: id}
+    size_t pong_size;
     int64_t now;                    //  ag_usecs () this pass of the loop
     int64_t next_tick;              //  next housekeeping
     bool stopping;                  //  refusing new work

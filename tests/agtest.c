@@ -1667,12 +1667,32 @@ s_test_restart (const char *unused)
     char endpoint [320];
     snprintf (endpoint, sizeof endpoint, "%s", daemon.endpoint);
     agc_conn_t *conn = agc_conn_new (endpoint);
+    agc_conn_set_timeout (conn, 2000 * s_slow);
     agc_agent_t *before = s_counter (conn, 1);
     CHECK (before);
+    //  A call pending when the server dies: the new server answers the
+    //  connection's pings, but its instance id is another, so the call
+    //  fails at the first of them rather than waiting for ever
+    ag_value_t *nap = ag_value_new ("{s:i}", "ms", (int64_t) 60000);
+    agc_future_t *lost = agc_agent_call (before, "slow", nap);
+    ag_value_destroy (&nap);
+    CHECK (agc_future_wait (lost, 200) == -1);
     kill (daemon.pid, SIGKILL);
     CHECK (tl_proc_reap (&daemon, 10000 * s_slow) == 128 + SIGKILL);
     CHECK (s_daemon_start (&daemon, endpoint, NULL) == 0);
     CHECK (streq (daemon.endpoint, endpoint));
+    int64_t ready = ag_usecs ();
+    CHECK (agc_future_wait (lost, AGC_FOREVER) == 0);
+    double waited = tl_seconds_since (ready);
+    if (s_verbose)
+        printf ("   pending call failed %.3f s after the new server was"
+                " ready: %s\n", waited, agc_future_reason (lost));
+    CHECK (agc_future_status (lost) == AG_UNREACHABLE);
+    CHECK (strstr (agc_future_reason (lost), "restarted"));
+    //  A ping goes out after a quarter of the timeout of silence; the
+    //  failure follows its answer at once
+    CHECK (waited < 0.5 * s_slow + 2.0);
+    agc_future_destroy (&lost);
     agc_agent_t *after = s_counter (conn, 5);
     CHECK (after);
     ag_value_t *count = agc_agent_getattr (after, "count");
