@@ -75,11 +75,12 @@ COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
               protocol/ag_proto.c protocol/ag_status.c
 CLIENT_SRC  = client/agc_conn.c client/agc_agent.c client/agc_spawn.c \
               client/agc_cluster.c
-SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_pool.c \
-              daemon/agd_agents.c daemon/agd_watch.c daemon/agd_worker.c \
-              daemon/agd_registry.c daemon/agd_store.c daemon/agd_config.c \
-              daemon/agd_notify.c daemon/agd_client.c daemon/agd_auth.c \
-              daemon/agd_future.c
+SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_admit.c \
+              daemon/agd_pool.c daemon/agd_agents.c daemon/agd_watch.c \
+              daemon/agd_worker.c daemon/agd_registry.c daemon/agd_store.c \
+              daemon/agd_config.c daemon/agd_notify.c daemon/agd_client.c \
+              daemon/agd_auth.c daemon/agd_future.c daemon/agd_account.c \
+              daemon/agd_refs.c daemon/agd_peers.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)

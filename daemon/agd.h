@@ -21,9 +21,13 @@ typedef struct {
     int retention_ms;               //  how long kept results live
     size_t retention_max;           //  how many kept results at most
     size_t max_message;             //  largest request body
+    size_t max_bytes;               //  bytes held for all clients
+    size_t max_client_bytes;        //  bytes held for one client
+    size_t retention_bytes;         //  bytes of kept results
     int heartbeat_ms;               //  ZMQ heartbeats to clients, or 0
     int heartbeat_timeout_ms;       //  their timeout, or 0 (10 x interval)
     int grace_ms;                   //  time running calls get at stop
+    int future_timeout_ms;          //  argument futures resolve by then
     size_t max_agents;              //  agents on this server at most
     size_t max_agents_per_client;   //  agents one client owns at most
     size_t max_pending_per_client;  //  requests one client has pending
@@ -39,6 +43,103 @@ typedef struct {
 //  Log through czmq when level is at or below the configured one
 #define AGD_LOG(config, level, fn, ...) \
     do { if ((config).log_level >= (level)) fn (__VA_ARGS__); } while (0)
+
+//  ---------------------------------------------------------------------
+//  agd_account: who a request is charged to (a CURVE key, a process at
+//  the other end of an ipc socket, or a connection), what it holds, and
+//  the reply frames whose bytes count against it until libzmq has
+//  written them out.
+
+typedef struct _agd_account_t agd_account_t;
+typedef struct _agd_accounts_t agd_accounts_t;
+typedef struct _agd_meter_t agd_meter_t;
+
+#define AGD_FRAME_COST      96      //  what a reply frame costs beyond its
+                                    //  bytes: libzmq's header and ours
+#define AGD_JOB_COST        256     //  what a request costs beyond its body
+#define AGD_FRAME_SMALL     32      //  frames this small live inside
+                                    //  libzmq's message: not counted, the
+                                    //  outbound high-water mark bounds them
+
+struct _agd_account_t {
+    //  Written by libzmq's I/O thread only, on a line of its own
+    _Alignas (64) atomic_size_t drained;    //  reply bytes libzmq has let go
+    _Alignas (64) uint64_t key;     //  hash of the identity
+    agd_account_t *chain;           //  accounts with the same key
+    agd_meter_t *meter;             //  the server's total of reply bytes
+    size_t charged;                 //  reply bytes handed to libzmq
+    size_t drained_seen;            //  drained, as last read
+    size_t users;                   //  client entries, jobs, agents and
+                                    //  results that name it
+    bool idle;                      //  nobody uses it: on the idle list
+    agd_account_t *idle_prev, *idle_next;
+    size_t pending;                 //  requests queued, running or waiting
+    size_t queued;                  //  bytes those requests hold
+    size_t agents;                  //  agents it created, detached too
+    size_t kept;                    //  results the store keeps for it
+    size_t kept_bytes;              //  their bytes
+    size_t awaited;                 //  fetches waiting for calls not seen
+    void *kept_oldest;              //  its kept results (the store's)
+    void *kept_newest;
+    char name [128];                //  for logs: "key ...", "ipc ...", ...
+    size_t id_size;
+    uint8_t id [];                  //  the identity
+};
+
+agd_accounts_t *
+    agd_accounts_new (void);
+//  Destroy, once libzmq holds no frame of any account (see drain):
+//  otherwise the accounts are left allocated, and that logged
+void
+    agd_accounts_destroy (agd_accounts_t **self_p);
+//  The account of an identity, made if new (name is for logs). NULL out
+//  of memory.
+agd_account_t *
+    agd_accounts_get (agd_accounts_t *self, const void *id, size_t size,
+                      const char *name);
+//  One user more; one user less (an account nobody uses is freed at the
+//  next sweep once its replies are out). Release accepts NULL.
+void
+    agd_accounts_use (agd_accounts_t *self, agd_account_t *account);
+void
+    agd_accounts_release (agd_accounts_t *self, agd_account_t *account);
+void
+    agd_accounts_sweep (agd_accounts_t *self);
+size_t
+    agd_accounts_size (agd_accounts_t *self);
+//  Bytes of reply frames libzmq holds, for all accounts or for one: at
+//  most this (read without touching what libzmq's thread writes), and
+//  exactly
+size_t
+    agd_accounts_out_bound (agd_accounts_t *self);
+size_t
+    agd_accounts_out (agd_accounts_t *self);
+size_t
+    agd_account_out_bound (agd_account_t *self);
+size_t
+    agd_account_out (agd_account_t *self);
+//  Wait up to msecs for libzmq to let go of every frame (after the
+//  socket is closed). Returns 0, or -1 if some are still held.
+int
+    agd_accounts_drain (agd_accounts_t *self, int msecs);
+
+//  A reply frame: room for the envelope (zeroed), then a copy of body.
+//  Returns 0, or -1 out of memory.
+int
+    agd_frame_init (zmq_msg_t *msg, const void *body, size_t size);
+//  Count a frame of agd_frame_init against an account from now until
+//  libzmq frees it (once only; small ones are not counted).
+void
+    agd_frame_charge (zmq_msg_t *msg, agd_accounts_t *table,
+                      agd_account_t *account);
+//  A second frame over the bytes of in (which stay alive as long as
+//  either does), counted against account (if not NULL) on its own: a
+//  reply sent while the store keeps the same bytes (in itself is never
+//  charged: its bytes would count until the store let them go). Returns
+//  0 or -1.
+int
+    agd_frame_share (zmq_msg_t *out, zmq_msg_t *in, agd_accounts_t *table,
+                     agd_account_t *account);
 
 //  ---------------------------------------------------------------------
 //  agd_registry: the classes a server knows, and the plugins they came
@@ -76,6 +177,7 @@ void
 //  by the broker; a worker holds one job (and so the agent) at a time.
 
 typedef struct _agd_job_t agd_job_t;
+typedef struct _agd_refs_t agd_refs_t;
 typedef struct _agd_agent_t agd_agent_t;
 typedef struct _agd_client_t agd_client_t;
 
@@ -85,6 +187,9 @@ struct _agd_agent_t {
     void *state;                    //  touched only by the worker running it
     char *name;                     //  unique name, or NULL
     agd_client_t *owner;            //  client that owns it, or NULL
+    agd_agent_t *owner_prev;        //  the owner's other agents
+    agd_agent_t *owner_next;
+    agd_account_t *creator;         //  charged with it (detached too)
     agd_job_t *head;                //  mailbox: jobs in arrival order
     agd_job_t *tail;
     size_t queued;                  //  jobs in the mailbox
@@ -93,19 +198,35 @@ struct _agd_agent_t {
     bool ready;                     //  on the broker's ready queue
     bool alive;                     //  init has succeeded
     bool deleting;                  //  DELETE queued: refuse new requests
-    agd_agent_t *next_ready;        //  ready queue link
+    agd_job_t *waiting;             //  the job at its head waits for its
+                                    //  argument futures: hold the rest
+    agd_agent_t *next_ready;        //  ready queue links
+    agd_agent_t *prev_ready;
     int64_t created;                //  ag_usecs () at CREATE
     uint64_t served;                //  requests completed
     uint64_t failed;                //  of which failed
 };
 
+#define AGD_JOB_QUEUED      0       //  in its agent's mailbox
+#define AGD_JOB_HANDED      1       //  given to a worker
+#define AGD_JOB_WAITING     2       //  its argument futures are resolving
+
 struct _agd_job_t {
     agd_job_t *next;                //  mailbox link
     agd_agent_t *agent;             //  target
-    agd_client_t *client;           //  requester, counted; or NULL
+    agd_client_t *client;           //  requester; NULL for the broker's
+    agd_account_t *account;         //  charged with it while counted
+    size_t charge;                  //  bytes charged
+    bool counted;                   //  in its client's and account's
+                                    //  pending counts
     zmq_msg_t routing;              //  requester's routing id
     agp_envelope_t env;             //  request envelope
     zmq_msg_t body;                 //  request body in, reply body out
+    bool framed;                    //  body is a reply (agd_frame_init)
+    bool producing;                 //  the store's producer of its result
+    uint8_t state;                  //  AGD_JOB_*
+    agd_refs_t *refs;               //  futures among its arguments, or NULL
+    bool resolved;                  //  ... and their values are in
     uint16_t status;                //  reply status, set by the worker
     bool answered;                  //  replied to already (DELETE)
 };
@@ -166,46 +287,79 @@ typedef struct {
 #define AGD_WORKER_TERM     'T'
 
 //  ---------------------------------------------------------------------
-//  agd_store: results of calls kept for FETCH.
+//  agd_store: results of calls kept for FETCH, each charged to the
+//  account of the call that made it, none pushed out by another
+//  account's.
 
 typedef struct _agd_store_t agd_store_t;
 
-//  Called for each fetcher waiting on a result when it arrives.
-typedef void (agd_store_deliver_fn) (void *arg, zmq_msg_t *routing,
-                                     uint64_t corr, int status,
+//  Called for each job waiting on a result when it arrives (or, for a
+//  FETCH of a call never seen, when its wait ends: AG_GONE). index is
+//  the one the waiter gave.
+typedef void (agd_store_deliver_fn) (void *arg, agd_job_t *waiter,
+                                     uint32_t index, int status,
                                      zmq_msg_t *body);
 
+//  At most max results, and max_bytes of them
 agd_store_t *
-    agd_store_new (int retention_ms, size_t max);
+    agd_store_new (agd_accounts_t *accounts, int retention_ms, size_t max,
+                   size_t max_bytes);
 void
     agd_store_destroy (agd_store_t **self_p);
-//  A kept call has started: note it as pending. Returns 0 or -1.
+//  A kept call has arrived, charged to account; producer is the job
+//  that will complete it. Returns 0, or -1 if there is no room (the
+//  call runs, but its result is not kept).
 int
-    agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
-                      uint64_t corr);
+    agd_store_expect (agd_store_t *self, agd_account_t *account,
+                      const void *owner, size_t owner_size, uint64_t corr,
+                      agd_job_t *producer);
 //  A kept call finished at now (ag_usecs): keep a copy of its reply,
-//  and deliver it to fetchers waiting for it.
-void
+//  and deliver it to those waiting for it. Returns true if the store
+//  shares body's bytes (a large one), false if it copied them or did not
+//  keep the result.
+bool
     agd_store_complete (agd_store_t *self, const void *owner,
                         size_t owner_size, uint64_t corr, int status,
                         zmq_msg_t *body, int64_t now,
                         agd_store_deliver_fn *deliver, void *arg);
-//  Look up a result. Returns AG_OK with status/body (a copy) when done;
-//  AG_PENDING after adding routing/corr as a waiter, also for a call not
-//  seen yet (AG_BUSY when too many wait already); AG_GONE if it expired
-//  (for a while after: a minute, or the retention time).
+//  Look up a result for account. Returns AG_OK with status/body (a copy)
+//  when done; AG_PENDING after adding (waiter, index) as a waiter, also
+//  for a call not seen yet (that wait charged to account); AG_BUSY when
+//  too many wait already; AG_GONE if it expired (for a while after: a
+//  minute, or the retention time).
 int
-    agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
-                     uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
-                     int *status, zmq_msg_t *body);
+    agd_store_fetch (agd_store_t *self, agd_account_t *account,
+                     const void *owner, size_t owner_size, uint64_t corr,
+                     agd_job_t *waiter, uint32_t index, int *status,
+                     zmq_msg_t *body);
+//  Up to max jobs waiting for a result (a snapshot); returns how many
+size_t
+    agd_store_waiters (agd_store_t *self, const void *owner,
+                       size_t owner_size, uint64_t corr, agd_job_t **jobs,
+                       size_t max);
+//  A waiter gives up (before its job goes)
+void
+    agd_store_cancel (agd_store_t *self, const void *owner,
+                      size_t owner_size, uint64_t corr, agd_job_t *waiter,
+                      uint32_t index);
+//  The job that will complete a pending result, if known; else NULL
+agd_job_t *
+    agd_store_producer (agd_store_t *self, const void *owner,
+                        size_t owner_size, uint64_t corr);
 //  Drop expired results and ghosts, and answer fetches that waited in
 //  vain. Returns the ms until the next expiry, or -1.
 int
     agd_store_expire (agd_store_t *self, int64_t now,
                       agd_store_deliver_fn *deliver, void *arg);
-//  Number of results held (pending and done).
+//  Deliver status and reason to every waiter (the server stops)
+void
+    agd_store_flush (agd_store_t *self, int status, const char *reason,
+                     agd_store_deliver_fn *deliver, void *arg);
+//  Results held (pending and done), and the bytes of the done ones
 size_t
     agd_store_size (agd_store_t *self);
+size_t
+    agd_store_bytes (agd_store_t *self);
 
 //  ---------------------------------------------------------------------
 //  agd_broker: the actor that owns the ROUTER socket.
@@ -214,6 +368,7 @@ typedef struct {
     agd_config_t config;            //  settings
     agd_registry_t *registry;       //  classes (borrowed)
     zlist_t *endpoints;             //  to bind (borrowed, strings)
+    zlist_t *peers;                 //  may fetch from (borrowed, strings)
     zlist_t *bound;                 //  filled by the broker: as bound
     int stop_fd;                    //  readable when asked to stop
     const char *curve_secret;       //  Z85 secret key: CURVE; NULL: none
@@ -271,27 +426,52 @@ int
 //  Print the table: key, default, meaning.
 void
     agd_settings_print (FILE *file);
+//  Long options (struct option of getopt.h) for the settings that have
+//  one: fills options (size entries, the last all zero), each with the
+//  val AGD_OPTION_BASE + its key's row. Returns how many.
+#define AGD_OPTION_BASE     1000
+struct option;
+size_t
+    agd_settings_options (struct option *options, size_t size);
+//  Set the key of such an option from the command line. Returns 0, or
+//  -1 with a reason.
+int
+    agd_settings_set_option (agd_settings_t *self, int option,
+                             const char *value, char *error, size_t size);
+//  Print those options for a usage text: flag, meaning, default.
+void
+    agd_settings_usage (FILE *file);
 
 //  ---------------------------------------------------------------------
 //  agd_clients: what the broker knows of each client, by routing id.
-//  An entry lives while its client has requests pending or owns agents.
+//  An entry lives while its client has requests pending or owns agents,
+//  and about a second more.
 
 struct _agd_client_t {
     uint64_t key;                   //  hash of the routing id
     agd_client_t *chain;            //  entries with the same key
-    size_t pending;                 //  requests in mailboxes, running, or
-                                    //  replied to not yet
-    size_t owned;                   //  agents it created, not detached
+    size_t pending;                 //  requests in mailboxes, running,
+                                    //  waiting, or replied to not yet
+    size_t owned;                   //  agents it owns (not detached)
+    agd_agent_t *agents;            //  those agents, by owner_next
+    agd_account_t *account;         //  who it is, as last proven; or NULL
+    int fd;                         //  connection of that proof, or -1
+    uint64_t peer_tag;              //  that connection's peer, checked
+                                    //  before the broker closes it
+    bool cut;                       //  closed by the broker, not back yet
     int64_t suspect_since;          //  a connection dropped since, or 0
-    uint64_t gone_in;               //  the check that found it gone
+    bool idle;                      //  holds nothing: on the idle list
+    uint64_t idle_mark;             //  the sweep it became idle before
+    agd_client_t *idle_prev, *idle_next;
     size_t id_size;
     uint8_t id [];                  //  routing id
 };
 
 typedef struct _agd_clients_t agd_clients_t;
 
+//  Entries are charged to accounts of this table
 agd_clients_t *
-    agd_clients_new (void);
+    agd_clients_new (agd_accounts_t *accounts);
 void
     agd_clients_destroy (agd_clients_t **self_p);
 //  The entry for a routing id, or NULL
@@ -300,9 +480,22 @@ agd_client_t *
 //  The entry for a routing id, made if new; NULL out of memory
 agd_client_t *
     agd_clients_get (agd_clients_t *self, const void *id, size_t size);
-//  Free the entry if it holds nothing (no pending, no owned); accepts NULL
+//  The entry holds nothing now (no pending, no owned), perhaps: it goes
+//  at the second sweep from now unless used again. Accepts NULL.
 void
     agd_clients_release (agd_clients_t *self, agd_client_t *client);
+//  Free the entries idle since before the last sweep
+void
+    agd_clients_sweep (agd_clients_t *self);
+//  The entry's messages come on connection fd (or -1, unknown), and it
+//  is account; peer_tag names the peer of that connection
+void
+    agd_clients_bind (agd_clients_t *self, agd_client_t *client, int fd,
+                      agd_account_t *account, uint64_t peer_tag);
+//  Connection fd has dropped: the entry bound to it must prove itself
+//  again with its next message
+void
+    agd_clients_dropped (agd_clients_t *self, int fd);
 size_t
     agd_clients_size (agd_clients_t *self);
 //  Walk the entries: the first with *cursor 0 and client NULL, then the
@@ -313,23 +506,84 @@ agd_client_t *
                       agd_client_t *client);
 
 //  ---------------------------------------------------------------------
-//  agd_future: futures given as arguments (worker side).
+//  agd_future: futures given as arguments (worker side). The broker
+//  resolves them (agd_refs).
 
-//  Copy in to out with every future reference replaced by the value it
-//  stands for, fetched from the server that holds it (in needs no copy
-//  when it holds none). Containers are copied into zone; fetched values
-//  are held by the calling thread until agd_future_release. Returns 0,
-//  or -1 with a status and reason.
+#define AGD_MAX_REFS        64      //  futures in one request's arguments
+
+typedef struct {
+    char endpoint [AGP_MAX_NAME + 1];   //  the server holding the result
+    uint8_t owner [AGP_MAX_NAME];   //  its key there: caller's routing id
+    size_t owner_size;
+    uint64_t corr;                  //  ... and the call's correlation id
+    bool done;                      //  resolved (the broker's)
+    bool local;                     //  on this server (the broker's)
+    int status;                     //  the kept call's status, once done
+    zmq_msg_t value;                //  its reply frame, once done
+    void *peer;                     //  fetching it from there, or NULL
+    uint64_t fetch;                 //  that FETCH's correlation id
+} agd_ref_t;
+
+struct _agd_refs_t {
+    uint32_t count;                 //  references, in the order met
+    uint32_t outstanding;           //  not resolved yet (the broker's)
+    int64_t deadline;               //  ag_usecs () they must be in by
+    agd_job_t *prev, *next;         //  the broker's list of waiting jobs
+    agd_ref_t refs [];
+};
+
+//  Find the future references in args (may be NULL), every one checked:
+//  *refs_p is NULL if there are none, else a list of them for the broker
+//  to resolve (the caller owns it). Returns 0, or -1 with a reason (a
+//  malformed reference, more than AGD_MAX_REFS: status 400).
 int
-    agd_future_resolve (const msgpack_object *in, msgpack_zone *zone,
-                        msgpack_object *out, int *status, char *reason,
-                        size_t size);
-//  Drop the values fetched for the call that has run
+    agd_future_find (const msgpack_object *args, msgpack_zone *zone,
+                     agd_refs_t **refs_p, char *reason, size_t size);
+//  Copy in to out with every reference replaced by its resolved value
+//  (decoded into zone; the values stay in refs). Returns 0, or -1 with a
+//  reason (a value that is not valid msgpack: status 424).
+int
+    agd_future_replace (const msgpack_object *in, agd_refs_t *refs,
+                        msgpack_zone *zone, msgpack_object *out,
+                        char *reason, size_t size);
 void
-    agd_future_release (void);
-//  Close the calling thread's connections to other servers
+    agd_future_free (agd_refs_t **refs_p);
+
+//  ---------------------------------------------------------------------
+//  agd_peers: the broker's connections to other servers, for the FETCH
+//  of results its calls' arguments name. Replies (a value, or the error
+//  it ended with, or AG_UNREACHABLE) go to an agd_store_deliver_fn.
+
+typedef struct _agd_peers_t agd_peers_t;
+
+//  Values larger than max_message are refused; a peer silent timeout_ms
+//  with fetches pending is unreachable
+agd_peers_t *
+    agd_peers_new (size_t max_message, int timeout_ms);
 void
-    agd_future_thread_end (void);
+    agd_peers_destroy (agd_peers_t **self_p);
+//  FETCH ref's result for (job, index). Returns 0, or -1 if no
+//  connection can be had.
+int
+    agd_peers_fetch (agd_peers_t *self, agd_ref_t *ref, agd_job_t *job,
+                     uint32_t index, int64_t now);
+//  Forget ref's fetch (its job goes)
+void
+    agd_peers_cancel (agd_peers_t *self, agd_ref_t *ref);
+//  The sockets to poll: fills items (size of them); returns how many
+size_t
+    agd_peers_items (agd_peers_t *self, zmq_pollitem_t *items, size_t size);
+//  Read what the peers sent, delivering replies
+void
+    agd_peers_recv (agd_peers_t *self, int64_t now,
+                    agd_store_deliver_fn *deliver, void *arg);
+//  Ping silent peers, fail those silent too long. Returns the ms until
+//  it needs calling again, or -1.
+int64_t
+    agd_peers_tick (agd_peers_t *self, int64_t now,
+                    agd_store_deliver_fn *deliver, void *arg);
+size_t
+    agd_peers_size (agd_peers_t *self);
 
 //  ---------------------------------------------------------------------
 //  agd_notify: systemd's notify protocol.
@@ -382,6 +636,7 @@ bool
 
 //  Selftests
 void agd_auth_test (bool verbose);
+void agd_accounts_test (bool verbose);
 void agd_config_test (bool verbose);
 void agd_registry_test (bool verbose);
 void agd_store_test (bool verbose);

@@ -24,10 +24,23 @@ s_agent_uncount (agd_broker_t *self, agd_agent_t *agent)
     if (agent->deleting)
         return;                     //  done already
     self->agents_counted--;
-    if (agent->owner) {
-        agent->owner->owned--;
-        agd_clients_release (self->clients, agent->owner);
+    if (agent->creator) {
+        agent->creator->agents--;
+        agd_accounts_release (self->accounts, agent->creator);
+        agent->creator = NULL;
+    }
+    agd_client_t *owner = agent->owner;
+    if (owner) {
+        if (agent->owner_prev)
+            agent->owner_prev->owner_next = agent->owner_next;
+        else
+            owner->agents = agent->owner_next;
+        if (agent->owner_next)
+            agent->owner_next->owner_prev = agent->owner_prev;
+        agent->owner_prev = agent->owner_next = NULL;
+        owner->owned--;
         agent->owner = NULL;
+        agd_clients_release (self->clients, owner);
     }
 }
 
@@ -68,37 +81,26 @@ agd_agents_flush (agd_broker_t *self, agd_agent_t *agent, int status,
         agent->queued--;
         self->jobs_pending--;
         if (!job->answered)
-            agd_broker_error (self, &job->routing, &job->env, status, "%s",
-                              reason);
-        if (job->env.word & AGP_FLAG_KEEP) {
+            agd_broker_error (self, job, status, "%s", reason);
+        if (job->producing) {
             msgpack_sbuffer_clear (&self->buffer);
             ag_pack (&self->packer, "s", reason);
             zmq_msg_t body;
-            agp_msg_init (&body, &job->env, self->buffer.data,
-                          self->buffer.size);
-            agd_store_complete (self->store, zmq_msg_data (&job->routing),
-                                zmq_msg_size (&job->routing), job->env.corr,
-                                status, &body, self->now,
-                                agd_broker_deliver_fetch, self);
-            zmq_msg_close (&body);
+            if (agd_frame_init (&body, self->buffer.data,
+                                self->buffer.size) == 0) {
+                agd_store_complete (self->store,
+                                    zmq_msg_data (&job->routing),
+                                    zmq_msg_size (&job->routing),
+                                    job->env.corr, status, &body, self->now,
+                                    agd_broker_deliver, self);
+                zmq_msg_close (&body);
+                job->producing = false;
+            }
         }
         agd_broker_job_free (self, job);
     }
     agent->tail = NULL;
-    if (agent->ready) {
-        //  Take it off the ready queue
-        agd_agent_t **link = &self->ready_head;
-        agd_agent_t *prev = NULL;
-        while (*link != agent) {
-            prev = *link;
-            link = &(*link)->next_ready;
-        }
-        *link = agent->next_ready;
-        if (self->ready_tail == agent)
-            self->ready_tail = prev;
-        self->ready_count--;
-        agent->ready = false;
-    }
+    agd_pool_unready (self, agent);
 }
 
 //  ---------------------------------------------------------------------
@@ -165,7 +167,7 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
                            agp_msg_body_size (&job->body),
                            &self->zone, &body, &reason)
     ||  agp_create_decode (&create, &body, &reason)) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+        agd_broker_error (self, job, AG_BAD_REQUEST,
                           "CREATE: %s", reason);
         agd_broker_job_free (self, job);
         return;
@@ -173,7 +175,7 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
     const ag_class_t *cls = agd_registry_find (self->args->registry,
         create.class_name.ptr, create.class_name.len);
     if (!cls) {
-        agd_broker_error (self, &job->routing, &job->env, AG_NO_CLASS,
+        agd_broker_error (self, job, AG_NO_CLASS,
                           "no class '%.*s' on this server",
                           (int) create.class_name.len, create.class_name.ptr);
         agd_broker_job_free (self, job);
@@ -183,7 +185,7 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
     if (create.name.ptr) {
         name = strndup (create.name.ptr, create.name.len);
         if (zhashx_lookup (self->names, name)) {
-            agd_broker_error (self, &job->routing, &job->env, AG_NAME_TAKEN,
+            agd_broker_error (self, job, AG_NAME_TAKEN,
                               "an agent named '%s' already exists", name);
             free (name);
             agd_broker_job_free (self, job);
@@ -191,23 +193,21 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
         }
     }
     agd_client_t *client = job->client;
-    const char *limit = NULL;
-    size_t count = 0;
+    agd_account_t *account = job->account;
     if (self->agents_counted >= self->config.max_agents) {
-        limit = "this server holds %zu agents, its limit"
-                " (server/max_agents)";
-        count = self->agents_counted;
+        agd_broker_error (self, job, AG_BUSY, "this server holds %zu agents,"
+                          " its limit (server/max_agents)",
+                          self->agents_counted);
+        free (name);
+        agd_broker_job_free (self, job);
+        return;
     }
-    else
-    if (!create.detached
-    &&  client->owned >= self->config.max_agents_per_client) {
-        limit = "this client owns %zu agents, the limit"
-                " (server/max_agents_per_client)";
-        count = client->owned;
-    }
-    if (limit) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BUSY, limit,
-                          count);
+    //  Detached agents count against who made them too
+    if (account->agents >= self->config.max_agents_per_client) {
+        agd_broker_error (self, job, AG_BUSY, "this client (%s) made %zu of"
+                          " the agents here, detached ones included, the"
+                          " limit (server/max_agents_per_client)",
+                          account->name, account->agents);
         free (name);
         agd_broker_job_free (self, job);
         return;
@@ -217,8 +217,15 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
     agent->cls = cls;
     agent->name = name;
     self->agents_counted++;
+    agent->creator = account;
+    agd_accounts_use (self->accounts, account);
+    account->agents++;
     if (!create.detached) {
         agent->owner = client;
+        agent->owner_next = client->agents;
+        if (client->agents)
+            client->agents->owner_prev = agent;
+        client->agents = agent;
         client->owned++;
         //  A connection that dropped just now may be this client's,
         //  its CREATE read after the drop was seen: a suspect too
@@ -248,7 +255,7 @@ agd_agents_lookup (agd_broker_t *self, agd_job_t *job)
                            agp_msg_body_size (&job->body),
                            &self->zone, &body, &reason)
     ||  agp_lookup_decode (&lookup, &body, &reason)) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
+        agd_broker_error (self, job, AG_BAD_REQUEST,
                           "LOOKUP: %s", reason);
         agd_broker_job_free (self, job);
         return;
@@ -260,7 +267,7 @@ agd_agents_lookup (agd_broker_t *self, agd_job_t *job)
         name [lookup.name.len] = 0;
         agent = (agd_agent_t *) zhashx_lookup (self->names, name);
         if (!agent)
-            agd_broker_error (self, &job->routing, &job->env, AG_NO_AGENT,
+            agd_broker_error (self, job, AG_NO_AGENT,
                               "no agent named '%s' on this server", name);
     }
     else {
@@ -268,13 +275,13 @@ agd_agents_lookup (agd_broker_t *self, agd_job_t *job)
         if (agent && agent->deleting)
             agent = NULL;
         if (!agent)
-            agd_broker_error (self, &job->routing, &job->env, AG_NO_AGENT,
+            agd_broker_error (self, job, AG_NO_AGENT,
                               "no agent %" PRIu64 " on this server", lookup.id);
     }
     if (agent) {
         job->env.agent = agent->id;
         agd_agents_pack_created (self, agent);
-        agd_broker_send_packed (self, &job->routing, &job->env);
+        agd_broker_send_packed (self, job);
     }
     agd_broker_job_free (self, job);
 }

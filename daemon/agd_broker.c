@@ -46,21 +46,36 @@ agd_broker_job_new (agd_broker_t *self)
     memset (job, 0, offsetof (agd_job_t, routing));
     zmq_msg_init (&job->routing);
     zmq_msg_init (&job->body);
+    job->framed = false;
+    job->producing = false;
+    job->state = AGD_JOB_QUEUED;
+    job->refs = NULL;
+    job->resolved = false;
     job->status = 0;
     job->answered = false;
-    job->next = NULL;
-    job->agent = NULL;
     return job;
 }
 
 void
 agd_broker_job_free (agd_broker_t *self, agd_job_t *job)
 {
-    if (job->client) {
-        job->client->pending--;
-        agd_clients_release (self->clients, job->client);
-        job->client = NULL;
+    if (job->producing) {
+        //  A kept call going without a result (cannot happen): its
+        //  fetchers must not wait for ever
+        static const uint8_t reason [] = "\xb7" "the call left no result";
+        zmq_msg_t body;
+        if (agd_frame_init (&body, reason, sizeof reason - 1) == 0) {
+            agd_store_complete (self->store, zmq_msg_data (&job->routing),
+                                zmq_msg_size (&job->routing), job->env.corr,
+                                AG_INTERNAL, &body, self->now,
+                                agd_broker_deliver, self);
+            zmq_msg_close (&body);
+        }
+        job->producing = false;
     }
+    agd_future_free (&job->refs);
+    job->resolved = false;
+    agd_admit_release (self, job);
     zmq_msg_close (&job->routing);
     zmq_msg_close (&job->body);
     if (self->free_count < 1024) {
@@ -72,97 +87,24 @@ agd_broker_job_free (agd_broker_t *self, agd_job_t *job)
         free (job);
 }
 
-//  ---------------------------------------------------------------------
-//  Replies
-
-//  Send a reply: a new frame of envelope and a copy of body, or the
-//  frame msg (a worker's reply, with room for the envelope: it is
-//  written there; the frame may share its buffer with a kept copy in the
-//  store, which only ever reads past the envelope)
+//  A result a job waited for is in: a FETCH's answer, a new frame with
+//  the FETCH's envelope (the kept one may be shared)
 void
-agd_broker_reply (agd_broker_t *self, zmq_msg_t *routing, uint8_t command,
-                  int status, uint64_t corr, uint64_t agent,
-                  const void *body, size_t size, zmq_msg_t *body_msg)
-{
-    agp_envelope_t env = {
-        .command = (uint8_t) (command | AGP_REPLY),
-        .word = (uint16_t) status,
-        .corr = corr,
-        .agent = agent
-    };
-    //  The routing frame may be needed again (kept results' waiters)
-    zmq_msg_t copy;
-    zmq_msg_init (&copy);
-    zmq_msg_copy (&copy, routing);
-    if (agp_send (self->frontend, &copy, &env, body, size, body_msg,
-                  ZMQ_DONTWAIT)) {
-        int error = zmq_errno ();
-        if (error == EHOSTUNREACH) {
-            if (self->config.log_level >= AGD_LOG_DEBUG)
-                zsys_debug ("reply dropped: client gone command=%s"
-                            " corr=%" PRIu64, agp_command_name (env.command),
-                            corr);
-        }
-        else
-        if (error == EAGAIN)
-            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
-                     "reply dropped: the client reads nothing, %d replies"
-                     " wait for it (server/outbound_hwm) command=%s"
-                     " corr=%" PRIu64, self->config.outbound_hwm,
-                     agp_command_name (env.command), corr);
-        else
-            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
-                     "reply dropped: %s command=%s corr=%" PRIu64,
-                     zmq_strerror (error), agp_command_name (env.command),
-                     corr);
-    }
-    zmq_msg_close (&copy);
-    self->served++;
-    if (status >= 300)
-        self->failed++;
-}
-
-//  Reply with an error: the body is the reason, a msgpack string
-void
-agd_broker_error (agd_broker_t *self, zmq_msg_t *routing,
-                  const agp_envelope_t *env, int status, const char *format,
-                  ...)
-{
-    char reason [512];
-    va_list args;
-    va_start (args, format);
-    vsnprintf (reason, sizeof reason, format, args);
-    va_end (args);
-    msgpack_sbuffer_clear (&self->buffer);
-    ag_pack (&self->packer, "s", reason);
-    if (self->config.log_level >= AGD_LOG_INFO)
-        zsys_info ("error status=%d command=%s corr=%" PRIu64 " reason='%s'",
-                   status, agp_command_name (env->command), env->corr,
-                   reason);
-    agd_broker_reply (self, routing, env->command, status, env->corr,
-                      env->agent, self->buffer.data, self->buffer.size, NULL);
-}
-
-//  Reply with what the broker packed into self->buffer
-void
-agd_broker_send_packed (agd_broker_t *self, zmq_msg_t *routing,
-                        const agp_envelope_t *env)
-{
-    agd_broker_reply (self, routing, env->command, AG_OK, env->corr, env->agent,
-                      self->buffer.data, self->buffer.size, NULL);
-}
-
-//  Deliver a kept result to a fetcher that waited for it: a new frame,
-//  as the kept one may be shared
-void
-agd_broker_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr,
-                          int status, zmq_msg_t *kept)
+agd_broker_deliver (void *arg, agd_job_t *job, uint32_t index, int status,
+                    zmq_msg_t *body)
 {
     agd_broker_t *self = (agd_broker_t *) arg;
-    if (status != AG_GONE)
+    if (!job)
+        return;
+    if (job->env.command != AGP_FETCH) {
+        agd_refs_deliver (self, job, index, status, body);
+        return;
+    }
+    if (status != AG_GONE && status != AG_STOPPING)
         self->fetched++;
-    agd_broker_reply (self, routing, AGP_FETCH, status, corr, 0,
-                      agp_msg_body (kept), agp_msg_body_size (kept), NULL);
+    agd_broker_reply (self, job, status, 0, agp_msg_body (body),
+                      agp_msg_body_size (body));
+    agd_broker_job_free (self, job);
 }
 
 //  ---------------------------------------------------------------------
@@ -174,7 +116,7 @@ s_pack_info (agd_broker_t *self)
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     agd_registry_t *registry = self->args->registry;
-    msgpack_pack_map (pk, 13);
+    msgpack_pack_map (pk, 15);
     agd_pack_str (pk, "version");
     agd_pack_str (pk, AG_VERSION_STRING);
     agd_pack_str (pk, "protocol");
@@ -206,12 +148,21 @@ s_pack_info (agd_broker_t *self)
              "failed", self->failed);
     agd_pack_str (pk, "pending");
     msgpack_pack_uint64 (pk, self->jobs_pending);
+    agd_pack_str (pk, "waiting");
+    msgpack_pack_uint64 (pk, self->waiting);
     agd_pack_str (pk, "results");
     msgpack_pack_uint64 (pk, agd_store_size (self->store));
     agd_pack_str (pk, "clients");
     msgpack_pack_uint64 (pk, agd_clients_size (self->clients));
     agd_pack_str (pk, "fetched");
     msgpack_pack_uint64 (pk, self->fetched);
+    agd_pack_str (pk, "memory");
+    ag_pack (pk, "{s:u, s:u, s:u, s:u, s:u}",
+             "requests", (uint64_t) self->queued,
+             "replies", (uint64_t) agd_accounts_out (self->accounts),
+             "max", (uint64_t) self->config.max_bytes,
+             "results", (uint64_t) agd_store_bytes (self->store),
+             "results_max", (uint64_t) self->config.retention_bytes);
 }
 
 static void
@@ -225,82 +176,55 @@ s_handle_fetch (agd_broker_t *self, agd_job_t *job)
                            agp_msg_body_size (&job->body),
                            &self->zone, &body, &reason)
     ||  agp_fetch_decode (&fetch, &body, &reason)) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
-                          "FETCH: %s", reason);
+        agd_broker_error (self, job, AG_BAD_REQUEST, "FETCH: %s", reason);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    //  A FETCH that waits holds what a queued request holds
+    if (agd_admit (self, job)) {
         agd_broker_job_free (self, job);
         return;
     }
     int status;
     zmq_msg_t result;
     zmq_msg_init (&result);
-    int found = agd_store_fetch (self->store, fetch.owner.ptr, fetch.owner.len,
-                                 fetch.corr, &job->routing, job->env.corr,
-                                 &status, &result);
-    if (found == AG_OK)
+    int found = agd_store_fetch (self->store, job->account, fetch.owner.ptr,
+                                 fetch.owner.len, fetch.corr, job, 0, &status,
+                                 &result);
+    if (found == AG_OK) {
         self->fetched++;
-    if (found == AG_OK)
-        agd_broker_reply (self, &job->routing, AGP_FETCH, status,
-                          job->env.corr, 0, agp_msg_body (&result),
-                          agp_msg_body_size (&result), NULL);
+        agd_broker_reply (self, job, status, 0, agp_msg_body (&result),
+                          agp_msg_body_size (&result));
+    }
     else
     if (found == AG_GONE)
-        agd_broker_error (self, &job->routing, &job->env, AG_GONE,
-                          "the result of call %" PRIu64 " is gone: results are"
-                          " kept %d ms, at most %zu of them", fetch.corr,
-                          self->config.retention_ms,
+        agd_broker_error (self, job, AG_GONE, "the result of call %" PRIu64
+                          " is gone: results are kept %d ms, at most %zu of"
+                          " them", fetch.corr, self->config.retention_ms,
                           self->config.retention_max);
     else
     if (found == AG_BUSY)
-        agd_broker_error (self, &job->routing, &job->env, AG_BUSY,
-                          "too many fetchers already wait for call %" PRIu64,
-                          fetch.corr);
-    //  AG_PENDING: the store answers when the result comes in
+        agd_broker_error (self, job, AG_BUSY, "too many fetches wait already"
+                          " for call %" PRIu64 ", or for calls this server"
+                          " has not seen", fetch.corr);
     zmq_msg_close (&result);
-    agd_broker_job_free (self, job);
-}
-
-//  Count a request that goes to a mailbox against its client. Returns
-//  0, or -1 having answered it (the client is over its limit).
-static int
-s_admit (agd_broker_t *self, agd_job_t *job)
-{
-    agd_client_t *client = agd_clients_get (self->clients,
-        zmq_msg_data (&job->routing), zmq_msg_size (&job->routing));
-    if (!client) {
-        agd_broker_error (self, &job->routing, &job->env, AG_INTERNAL,
-                          "out of memory");
-        return -1;
-    }
-    if (client->pending >= self->config.max_pending_per_client) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BUSY,
-                          "this client has %zu requests pending, the limit"
-                          " (server/max_pending_per_client)", client->pending);
-        agd_clients_release (self->clients, client);
-        return -1;
-    }
-    client->pending++;
-    job->client = client;
-    return 0;
+    //  AG_PENDING: the store answers when the result comes in
+    if (found != AG_PENDING)
+        agd_broker_job_free (self, job);
 }
 
 static void
 s_handle_request (agd_broker_t *self, agd_job_t *job)
 {
     agp_envelope_t *env = &job->env;
-    if (self->next_client_check) {
-        //  A client heard from is not gone
-        agd_client_t *client = agd_clients_find (self->clients,
-            zmq_msg_data (&job->routing), zmq_msg_size (&job->routing));
-        if (client)
-            client->suspect_since = 0;
-    }
+    if (self->next_client_check)
+        job->client->suspect_since = 0;     //  heard from: not gone
     if (self->config.log_level >= AGD_LOG_INFO)
         zsys_info ("request command=%s corr=%" PRIu64 " agent=%" PRIu64
                    " size=%zu", agp_command_name (env->command), env->corr,
                    env->agent, agp_msg_body_size (&job->body));
     if (env->command == AGP_PING) {
-        agd_broker_reply (self, &job->routing, AGP_PING, AG_OK, env->corr, 0,
-                          self->pong, self->pong_size, NULL);
+        agd_broker_reply (self, job, AG_OK, 0, self->pong, self->pong_size);
         agd_broker_job_free (self, job);
         return;
     }
@@ -309,7 +233,7 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
             s_pack_info (self);
         else
             agd_agents_pack_list (self);
-        agd_broker_send_packed (self, &job->routing, env);
+        agd_broker_send_packed (self, job);
         agd_broker_job_free (self, job);
         return;
     }
@@ -322,12 +246,11 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
         return;
     }
     if (self->stopping) {
-        agd_broker_error (self, &job->routing, env, AG_STOPPING,
-                          "server is stopping");
+        agd_broker_error (self, job, AG_STOPPING, "server is stopping");
         agd_broker_job_free (self, job);
         return;
     }
-    if (s_admit (self, job)) {
+    if (agd_admit (self, job)) {
         agd_broker_job_free (self, job);
         return;
     }
@@ -339,8 +262,8 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
     agd_agent_t *agent = (agd_agent_t *) ag_idmap_lookup (self->agents,
                                                           env->agent);
     if (!agent || agent->deleting) {
-        agd_broker_error (self, &job->routing, env, AG_NO_AGENT,
-                          "no agent %" PRIu64 " on this server", env->agent);
+        agd_broker_error (self, job, AG_NO_AGENT, "no agent %" PRIu64
+                          " on this server", env->agent);
         agd_broker_job_free (self, job);
         return;
     }
@@ -348,19 +271,28 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
         //  Answered now: from here on the agent takes no requests. Its
         //  fini runs after the calls queued before this one.
         agd_agents_deleting (self, agent);
-        agd_broker_reply (self, &job->routing, AGP_DELETE, AG_OK, env->corr,
-                          env->agent, NULL, 0, NULL);
+        agd_broker_reply (self, job, AG_OK, env->agent, NULL, 0);
         job->answered = true;
     }
     else
-    if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP)
-    &&  agd_store_expect (self->store, zmq_msg_data (&job->routing),
-                          zmq_msg_size (&job->routing), env->corr))
-        AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
-                 "result store full (%zu pending): call %" PRIu64
-                 " runs but its result is not kept",
-                 agd_store_size (self->store), env->corr);
+    if (env->command == AGP_CALL && (env->word & AGP_FLAG_KEEP)) {
+        if (agd_store_expect (self->store, job->account,
+                              zmq_msg_data (&job->routing),
+                              zmq_msg_size (&job->routing), env->corr, job)
+            == 0)
+            job->producing = true;
+        else
+            AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
+                     "result store full (%zu held): call %" PRIu64 " of %s"
+                     " runs but its result is not kept",
+                     agd_store_size (self->store), env->corr,
+                     job->account->name);
+    }
     agd_pool_enqueue (self, agent, job);
+    //  Calls may wait for this one's result already (their reference
+    //  came first): one this call cannot reach fails now
+    if (job->producing && self->waiting)
+        agd_refs_arrived (self, job);
 }
 
 //  Read one message from the frontend. Returns 0, or -1 if none is
@@ -399,11 +331,18 @@ s_frontend_recv (agd_broker_t *self)
         agd_broker_job_free (self, job);
         return 0;
     }
+    //  Whatever it is, its reply is charged to its sender
+    if (agd_admit_identify (self, job)) {
+        AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error,
+                 "out of memory: dropped a request");
+        agd_broker_job_free (self, job);
+        return 0;
+    }
     if (rc == -2) {
         AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
                  "refused a peer of another protocol version");
         job->env.command = AGP_PING;
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_VERSION,
+        agd_broker_error (self, job, AG_BAD_VERSION,
                           "this server speaks " AGP_SIGNATURE " only");
         agd_broker_job_free (self, job);
         return 0;
@@ -412,23 +351,21 @@ s_frontend_recv (agd_broker_t *self)
         job->env.command &= (uint8_t) ~AGP_REPLY;
         if (job->env.command < AGP_PING || job->env.command > AGP_LAST_COMMAND)
             job->env.command = AGP_PING;
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
-                          "bad envelope: unknown command, or shorter than %d"
-                          " octets", AGP_ENVELOPE_SIZE);
+        agd_broker_error (self, job, AG_BAD_REQUEST, "bad envelope: unknown"
+                          " command, or shorter than %d octets",
+                          AGP_ENVELOPE_SIZE);
         agd_broker_job_free (self, job);
         return 0;
     }
     if (parts != 2) {
-        agd_broker_error (self, &job->routing, &job->env, AG_BAD_REQUEST,
-                          "a request is 1 frame (envelope and body), not %d",
-                          parts - 1);
+        agd_broker_error (self, job, AG_BAD_REQUEST, "a request is 1 frame"
+                          " (envelope and body), not %d", parts - 1);
         agd_broker_job_free (self, job);
         return 0;
     }
     if (agp_msg_body_size (&job->body) > self->config.max_message) {
-        agd_broker_error (self, &job->routing, &job->env, AG_TOO_LARGE,
-                          "body of %zu bytes is over the limit of %zu",
-                          agp_msg_body_size (&job->body),
+        agd_broker_error (self, job, AG_TOO_LARGE, "body of %zu bytes is over"
+                          " the limit of %zu", agp_msg_body_size (&job->body),
                           self->config.max_message);
         agd_broker_job_free (self, job);
         return 0;
@@ -456,8 +393,10 @@ s_begin_stop (agd_broker_t *self)
 static void
 s_finish_stop (agd_broker_t *self)
 {
-    //  Chains no thread has started are not going to run now
+    //  Chains no thread has started are not going to run now, nor calls
+    //  waiting for their arguments
     agd_pool_revoke_all (self);
+    agd_refs_stop (self);
     size_t cursor = 0;
     agd_agent_t *agent;
     while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
@@ -513,9 +452,11 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     self->agents = ag_idmap_new ();
     self->names = zhashx_new ();
     self->workers = ag_idmap_new ();
-    self->store = agd_store_new (self->config.retention_ms,
-                                 self->config.retention_max);
-    self->clients = agd_clients_new ();
+    self->accounts = agd_accounts_new ();
+    self->store = agd_store_new (self->accounts, self->config.retention_ms,
+                                 self->config.retention_max,
+                                 self->config.retention_bytes);
+    self->clients = agd_clients_new (self->accounts);
 
     msgpack_sbuffer_init (&self->buffer);
     msgpack_packer_init (&self->packer, &self->buffer, msgpack_sbuffer_write);
@@ -573,7 +514,6 @@ s_self_destroy (agd_broker_t **self_p)
     zhashx_destroy (&self->names);
     agd_store_destroy (&self->store);
     agd_clients_destroy (&self->clients);
-
     if (self->monitor) {
         zmq_socket_monitor (self->frontend, NULL, 0);
         zmq_close (self->monitor);
@@ -582,6 +522,10 @@ s_self_destroy (agd_broker_t **self_p)
     msgpack_zone_destroy (&self->zone);
     zsock_destroy (&self->backend_sock);
     zsock_destroy (&self->frontend_sock);
+    //  The replies libzmq still held go with the socket, on its thread:
+    //  their accounts must outlive them
+    agd_accounts_drain (self->accounts, 2000);
+    agd_accounts_destroy (&self->accounts);
     free (self);
     *self_p = NULL;
 }
@@ -693,18 +637,20 @@ agd_broker (zsock_t *pipe, void *args_)
         AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
                  "cannot watch connections: agents of clients that go"
                  " stay until deleted");
+    agd_refs_init (self);
     for (int i = 0; i < self->config.threads_min; i++)
         agd_pool_spawn (self);
     zsock_signal (pipe, 0);
 
-    zmq_pollitem_t items [] = {
+    //  Then the sockets of the servers we fetch from, as many as there are
+    zmq_pollitem_t items [5 + 2 * 16] = {
         { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
         { self->frontend, 0, ZMQ_POLLIN, 0 },
         { self->backend, 0, ZMQ_POLLIN, 0 },
         { NULL, args->stop_fd, ZMQ_POLLIN, 0 },
         { self->monitor, 0, ZMQ_POLLIN, 0 }
     };
-    int item_count = self->monitor? 5: 4;
+    int base_count = self->monitor? 5: 4;
     self->next_tick = ag_usecs () + TICK_MS * 1000;
     while (!self->terminated || !self->stopped) {
         int64_t now = ag_usecs ();
@@ -712,11 +658,14 @@ agd_broker (zsock_t *pipe, void *args_)
         if (self->stopping && !self->stopped)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
         timeout = MIN (timeout, agd_pool_timeout (self, now));
+        timeout = MIN (timeout, agd_refs_timeout (self, now));
         if (self->next_client_check && !self->stopping)
             timeout = MIN (timeout, (self->next_client_check - now + 999)
                                     / 1000);
         if (timeout < 0)
             timeout = 0;
+        int item_count = base_count + (int) agd_peers_items (self->peers,
+            items + base_count, sizeof items / sizeof items [0] - 5);
         int rc = zmq_poll (items, item_count, (long) timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
@@ -749,7 +698,12 @@ agd_broker (zsock_t *pipe, void *args_)
             ;
         for (int i = 0; i < BATCH && s_frontend_recv (self) == 0; i++)
             ;
-        if (item_count > 4 && (items [4].revents & ZMQ_POLLIN))
+        if (item_count > base_count)
+            agd_peers_recv (self->peers, self->now, agd_broker_deliver,
+                            self);
+        if (self->waiting_head)
+            agd_refs_expire (self);
+        if (base_count > 4 && (items [4].revents & ZMQ_POLLIN))
             agd_watch_monitor (self);
         if (self->next_client_check && self->now >= self->next_client_check
         &&  !self->stopping)
@@ -758,8 +712,10 @@ agd_broker (zsock_t *pipe, void *args_)
 
         now = self->now;
         if (now >= self->next_tick) {
-            agd_store_expire (self->store, now, agd_broker_deliver_fetch, self);
+            agd_store_expire (self->store, now, agd_broker_deliver, self);
             agd_pool_reap (self, now);
+            agd_clients_sweep (self->clients);
+            agd_accounts_sweep (self->accounts);
             self->next_tick = now + TICK_MS * 1000;
         }
         if (self->stopping && !self->stopped
@@ -767,5 +723,8 @@ agd_broker (zsock_t *pipe, void *args_)
             s_finish_stop (self);
     }
     s_teardown (self);
+    agd_refs_destroy (self);
+    agd_store_flush (self->store, AG_STOPPING, "server stopped",
+                     agd_broker_deliver, self);
     s_self_destroy (&self);
 }

@@ -72,7 +72,15 @@ struct _agd_broker_t {
     agd_job_t *free_jobs;           //  recycled jobs
     size_t free_count;
     agd_store_t *store;             //  kept results
+    agd_accounts_t *accounts;       //  who requests are charged to
     agd_clients_t *clients;         //  clients with work or agents here
+    size_t queued;                  //  bytes of requests held, for all
+    agd_peers_t *peers;             //  other servers we fetch from
+    agd_job_t *waiting_head;        //  calls waiting for argument futures,
+    agd_job_t *waiting_tail;        //  in deadline order
+    size_t waiting;
+    char addresses [32][48];        //  this machine's interface addresses
+    size_t address_count;
     size_t agents_counted;          //  agents not deleted
     void *monitor;                  //  frontend's connection events
     char monitor_endpoint [64];
@@ -99,32 +107,50 @@ struct _agd_broker_t {
     uint64_t fetched;               //  results delivered to FETCH
 };
 
-//  agd_broker.c: jobs and replies
+//  agd_broker.c: jobs
 agd_job_t *
     agd_broker_job_new (agd_broker_t *self);
 void
     agd_broker_job_free (agd_broker_t *self, agd_job_t *job);
-//  Send a reply: a new frame of envelope and a copy of body, or the
-//  frame body_msg (a worker's reply, with room for the envelope)
+//  A result a job was waiting for is in (agd_store_deliver_fn)
 void
-    agd_broker_reply (agd_broker_t *self, zmq_msg_t *routing,
-                      uint8_t command, int status, uint64_t corr,
-                      uint64_t agent, const void *body, size_t size,
-                      zmq_msg_t *body_msg);
+    agd_broker_deliver (void *arg, agd_job_t *waiter, uint32_t index,
+                        int status, zmq_msg_t *body);
+
+//  agd_admit.c: who a request comes from, what it may hold, replies
+//  Find the job's client entry and the account its connection proves.
+//  Returns 0, or -1 out of memory.
+int
+    agd_admit_identify (agd_broker_t *self, agd_job_t *job);
+//  Count a request that stays against its client and account. Returns
+//  0, or -1 having answered it (a limit is reached).
+int
+    agd_admit (agd_broker_t *self, agd_job_t *job);
+//  Take a job's counts off its client and account (from job_free)
+void
+    agd_admit_release (agd_broker_t *self, agd_job_t *job);
+//  Charge a job size bytes more (a value fetched for it). Returns NULL,
+//  or the setting that refuses it (nothing charged then).
+const char *
+    agd_admit_more (agd_broker_t *self, agd_job_t *job, size_t size);
+//  Reply to the job's requester: the request's command with AGP_REPLY,
+//  its corr, status and agent, and a copy of body
+void
+    agd_broker_reply (agd_broker_t *self, agd_job_t *job, int status,
+                      uint64_t agent, const void *body, size_t size);
+//  Reply with the job's own reply frame (the worker's, status in
+//  job->status); shared: the store keeps the same bytes
+void
+    agd_broker_reply_frame (agd_broker_t *self, agd_job_t *job,
+                            uint64_t agent, bool shared);
 //  Reply with an error: the body is the reason, a msgpack string
 void
-    agd_broker_error (agd_broker_t *self, zmq_msg_t *routing,
-                      const agp_envelope_t *env, int status,
+    agd_broker_error (agd_broker_t *self, agd_job_t *job, int status,
                       const char *format, ...)
-    __attribute__ ((format (printf, 5, 6)));
-//  Reply with what the broker packed into self->buffer
+    __attribute__ ((format (printf, 4, 5)));
+//  Reply 200 with what the broker packed into self->buffer
 void
-    agd_broker_send_packed (agd_broker_t *self, zmq_msg_t *routing,
-                            const agp_envelope_t *env);
-//  Deliver a kept result to a fetcher that waited for it
-void
-    agd_broker_deliver_fetch (void *arg, zmq_msg_t *routing, uint64_t corr,
-                              int status, zmq_msg_t *kept);
+    agd_broker_send_packed (agd_broker_t *self, agd_job_t *job);
 
 //  agd_pool.c: worker threads
 void
@@ -136,6 +162,13 @@ void
 //  Put an agent with work and no worker on the ready queue
 void
     agd_pool_make_ready (agd_broker_t *self, agd_agent_t *agent);
+//  A job fails before it runs: answered as if it had run and failed
+void
+    agd_pool_fail (agd_broker_t *self, agd_job_t *job, int status,
+                   const char *reason);
+//  Take an agent off the ready queue, if it is on it
+void
+    agd_pool_unready (agd_broker_t *self, agd_agent_t *agent);
 //  Hand ready agents to idle workers; grow the pool if agents still wait
 void
     agd_pool_dispatch (agd_broker_t *self);
@@ -178,6 +211,36 @@ void
     agd_agents_pack_created (agd_broker_t *self, agd_agent_t *agent);
 void
     agd_pack_str (msgpack_packer *pk, const char *s);
+
+//  agd_refs.c: the futures a call's arguments name, resolved
+void
+    agd_refs_init (agd_broker_t *self);
+void
+    agd_refs_destroy (agd_broker_t *self);
+//  A job came back from its worker to have its futures resolved
+void
+    agd_refs_start (agd_broker_t *self, agd_job_t *job);
+//  A value a waiting job needs is in (or failed)
+void
+    agd_refs_deliver (agd_broker_t *self, agd_job_t *job, uint32_t index,
+                      int status, zmq_msg_t *body);
+//  A kept call arrived whose result calls wait for: fail those it can
+//  never reach
+void
+    agd_refs_arrived (agd_broker_t *self, agd_job_t *producer);
+//  Fail the calls past their deadline; fail all (the server stops)
+void
+    agd_refs_expire (agd_broker_t *self);
+void
+    agd_refs_stop (agd_broker_t *self);
+//  ms until a deadline or a peer needs the broker
+int64_t
+    agd_refs_timeout (agd_broker_t *self, int64_t now);
+//  Is an endpoint this server's; may it connect there (server/peer)
+bool
+    agd_refs_is_self (agd_broker_t *self, const char *endpoint);
+bool
+    agd_refs_allowed (agd_broker_t *self, const char *endpoint);
 
 //  agd_watch.c: clients that go
 int64_t

@@ -5,18 +5,29 @@
     =========================================================================
 */
 //  @header
-//  A client is known by its routing id. The broker keeps an entry only
-//  while the client has requests in mailboxes or owns agents: that is
-//  what the per-client limits count, and what is cleaned up when the
-//  client goes. An entry with nothing left is freed at once, so the
-//  table is bounded by the work the server holds, not by how many
-//  clients ever came.
+//  A client entry is a routing id: what replies are addressed to, what
+//  owns agents and what goes when its connection does. Who the client is
+//  (the account its requests are charged to) is proven by the connection
+//  its messages come on, so an entry also remembers that connection's
+//  descriptor and the account it was found to be; a message on another
+//  connection, or after that one dropped, is looked at again.
+//
+//  An entry lives while its client has requests pending or owns agents,
+//  and a little longer: one that comes to hold nothing waits on an idle
+//  list and is freed at the second sweep after, unless used again. A
+//  client making one sync call after another so keeps its entry, and the
+//  table stays bounded by the work the server holds and the clients of
+//  the last second, not by how many clients ever came.
 //  @end
 
 #include "agd.h"
 
 struct _agd_clients_t {
     ag_idmap_t *index;              //  key -> first entry of its chain
+    ag_idmap_t *by_fd;              //  descriptor + 1 -> entry bound to it
+    agd_accounts_t *accounts;       //  what entries are charged to
+    agd_client_t *idle;             //  entries holding nothing
+    uint64_t sweeps;                //  sweeps made
     size_t size;
 };
 
@@ -27,10 +38,12 @@ s_key (const void *id, size_t size)
 }
 
 agd_clients_t *
-agd_clients_new (void)
+agd_clients_new (agd_accounts_t *accounts)
 {
     agd_clients_t *self = (agd_clients_t *) zmalloc (sizeof (agd_clients_t));
     self->index = ag_idmap_new ();
+    self->by_fd = ag_idmap_new ();
+    self->accounts = accounts;
     return self;
 }
 
@@ -49,9 +62,12 @@ agd_clients_destroy (agd_clients_t **self_p)
                                                      NULL)))
         for (; client; client = client->chain)
             zlist_append (all, client);
-    while ((client = (agd_client_t *) zlist_pop (all)))
+    while ((client = (agd_client_t *) zlist_pop (all))) {
+        agd_accounts_release (self->accounts, client->account);
         free (client);
+    }
     zlist_destroy (&all);
+    ag_idmap_destroy (&self->by_fd);
     ag_idmap_destroy (&self->index);
     free (self);
 }
@@ -67,16 +83,34 @@ agd_clients_find (agd_clients_t *self, const void *id, size_t size)
     return client;
 }
 
+static void
+s_idle_remove (agd_clients_t *self, agd_client_t *client)
+{
+    if (!client->idle)
+        return;
+    if (client->idle_prev)
+        client->idle_prev->idle_next = client->idle_next;
+    else
+        self->idle = client->idle_next;
+    if (client->idle_next)
+        client->idle_next->idle_prev = client->idle_prev;
+    client->idle_prev = client->idle_next = NULL;
+    client->idle = false;
+}
+
 agd_client_t *
 agd_clients_get (agd_clients_t *self, const void *id, size_t size)
 {
     agd_client_t *client = agd_clients_find (self, id, size);
-    if (client)
+    if (client) {
+        s_idle_remove (self, client);
         return client;
+    }
     client = (agd_client_t *) calloc (1, sizeof (agd_client_t) + size);
     if (!client)
         return NULL;
     client->key = s_key (id, size);
+    client->fd = -1;
     client->id_size = size;
     memcpy (client->id, id, size);
     client->chain = (agd_client_t *) ag_idmap_lookup (self->index,
@@ -92,8 +126,31 @@ agd_clients_get (agd_clients_t *self, const void *id, size_t size)
 void
 agd_clients_release (agd_clients_t *self, agd_client_t *client)
 {
-    if (!client || client->pending || client->owned)
+    if (!client || client->pending || client->owned || client->idle)
         return;
+    client->idle = true;
+    client->idle_mark = self->sweeps;
+    client->idle_prev = NULL;
+    client->idle_next = self->idle;
+    if (self->idle)
+        self->idle->idle_prev = client;
+    self->idle = client;
+}
+
+static void
+s_unbind (agd_clients_t *self, agd_client_t *client)
+{
+    if (client->fd >= 0
+    &&  ag_idmap_lookup (self->by_fd, (uint64_t) client->fd + 1) == client)
+        ag_idmap_delete (self->by_fd, (uint64_t) client->fd + 1);
+    client->fd = -1;
+}
+
+static void
+s_free (agd_clients_t *self, agd_client_t *client)
+{
+    s_idle_remove (self, client);
+    s_unbind (self, client);
     agd_client_t *first = (agd_client_t *) ag_idmap_lookup (self->index,
                                                             client->key);
     if (first == client) {
@@ -108,7 +165,47 @@ agd_clients_release (agd_clients_t *self, agd_client_t *client)
         first->chain = client->chain;
     }
     self->size--;
+    agd_accounts_release (self->accounts, client->account);
     free (client);
+}
+
+void
+agd_clients_sweep (agd_clients_t *self)
+{
+    agd_client_t *client = self->idle;
+    while (client) {
+        agd_client_t *next = client->idle_next;
+        if (client->idle_mark < self->sweeps)
+            s_free (self, client);
+        client = next;
+    }
+    self->sweeps++;
+}
+
+void
+agd_clients_bind (agd_clients_t *self, agd_client_t *client, int fd,
+                  agd_account_t *account, uint64_t peer_tag)
+{
+    s_unbind (self, client);
+    if (account != client->account) {
+        agd_accounts_use (self->accounts, account);
+        agd_accounts_release (self->accounts, client->account);
+        client->account = account;
+    }
+    client->fd = fd;
+    client->peer_tag = peer_tag;
+    client->cut = false;
+    if (fd >= 0)
+        ag_idmap_insert (self->by_fd, (uint64_t) fd + 1, client);
+}
+
+void
+agd_clients_dropped (agd_clients_t *self, int fd)
+{
+    agd_client_t *client = (agd_client_t *)
+        ag_idmap_lookup (self->by_fd, (uint64_t) fd + 1);
+    if (client)
+        s_unbind (self, client);
 }
 
 size_t
@@ -132,21 +229,40 @@ void
 agd_clients_test (bool verbose)
 {
     printf (" * agd_clients: ");
-    agd_clients_t *clients = agd_clients_new ();
+    //  @selftest
+    agd_accounts_t *accounts = agd_accounts_new ();
+    agd_clients_t *clients = agd_clients_new (accounts);
     assert (agd_clients_find (clients, "C1", 2) == NULL);
     agd_client_t *one = agd_clients_get (clients, "C1", 2);
     agd_client_t *two = agd_clients_get (clients, "C22", 3);
     assert (one && two && one != two);
     assert (agd_clients_get (clients, "C1", 2) == one);
     assert (agd_clients_size (clients) == 2);
-    //  Released only when it holds nothing
+    //  Bound to an account, and to a descriptor until it drops
+    agd_account_t *account = agd_accounts_get (accounts, "A", 1, "A");
+    agd_clients_bind (clients, one, 7, account, 0);
+    assert (one->account == account && one->fd == 7);
+    agd_clients_dropped (clients, 7);
+    assert (one->fd == -1 && one->account == account);
+    //  An entry holding something stays; one holding nothing goes at the
+    //  second sweep, unless used meanwhile
     one->pending = 1;
     agd_clients_release (clients, one);
+    agd_clients_sweep (clients);
+    agd_clients_sweep (clients);
     assert (agd_clients_find (clients, "C1", 2) == one);
     one->pending = 0;
     agd_clients_release (clients, one);
+    agd_clients_sweep (clients);
+    assert (agd_clients_get (clients, "C1", 2) == one);
+    agd_clients_release (clients, one);
+    agd_clients_sweep (clients);
+    agd_clients_sweep (clients);
     assert (agd_clients_find (clients, "C1", 2) == NULL);
     assert (agd_clients_size (clients) == 1);
+    //  Its account went idle with it
+    agd_accounts_sweep (accounts);
+    assert (agd_accounts_size (accounts) == 0);
     //  Many, some released, the rest still found
     char id [16];
     for (int i = 0; i < 5000; i++) {
@@ -160,6 +276,8 @@ agd_clients_test (bool verbose)
         agd_clients_release (clients, agd_clients_find (clients, id,
                                                         strlen (id)));
     }
+    agd_clients_sweep (clients);
+    agd_clients_sweep (clients);
     assert (agd_clients_size (clients) == 2501);
     size_t walked = 0, cursor = 0;
     agd_client_t *client = NULL;
@@ -173,5 +291,7 @@ agd_clients_test (bool verbose)
     }
     agd_clients_destroy (&clients);
     assert (clients == NULL);
+    agd_accounts_destroy (&accounts);
+    //  @end
     printf ("OK\n");
 }

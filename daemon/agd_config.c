@@ -21,6 +21,7 @@
 #include "../common/ag_cert.h"
 #include <ctype.h>
 #include <dirent.h>
+#include <getopt.h>
 
 typedef enum {
     KEY_INT,                        //  whole number within bounds
@@ -56,14 +57,31 @@ static const cfg_key_t s_keys [] = {
       "--retention-ms", "how long results of async calls stay fetchable" },
     { "server/retention_max", KEY_INT, "10000", 1, 10000000, NULL,
       "how many results are kept at most" },
+    { "server/retention_bytes", KEY_INT, "67108864", 1024, 68719476736,
+      "--retention-bytes", "bytes of kept results at most; no client's"
+      " push out another's within its share" },
     { "server/max_message", KEY_INT, "67108864", 64, 1073741824,
       "--max-message", "largest request body, in bytes" },
+    { "server/max_bytes", KEY_INT, "268435456", 65536, 1099511627776,
+      "--max-bytes", "bytes held for all clients: requests queued, running"
+      " or waiting, and replies not yet read" },
+    { "server/max_client_bytes", KEY_INT, "67108864", 1024, 1099511627776,
+      "--max-client-bytes", "bytes held for one client; past it requests"
+      " get 302, and a client not reading its replies is disconnected" },
+    { "server/future_timeout_ms", KEY_INT, "30000", 1, 3600000,
+      "--future-timeout-ms", "how long a call may wait for the futures"
+      " among its arguments before it fails with 424" },
+    { "server/peer", KEY_LIST, NULL, 0, 0, "--peer",
+      "a server futures may be fetched from (repeatable): an endpoint,"
+      " tcp://host:*, local (ipc and loopback) or any; none: only this"
+      " server's own results" },
     { "server/grace_ms", KEY_INT, "10000", 0, 3600000, "--grace-ms",
       "time running calls get to finish at stop" },
     { "server/max_agents", KEY_INT, "1000000", 1, 100000000, "--max-agents",
       "agents on this server at most" },
-    { "server/max_agents_per_client", KEY_INT, "1000000", 1, 100000000,
-      NULL, "agents one client owns at most" },
+    { "server/max_agents_per_client", KEY_INT, "0", 0, 100000000,
+      "--max-agents-per-client", "agents one client makes at most,"
+      " detached ones too (0: a tenth of server/max_agents)" },
     { "server/max_pending_per_client", KEY_INT, "200000", 1, 100000000,
       "--max-pending", "requests one client has queued or running at most" },
     { "server/client_grace_ms", KEY_INT, "10000", 0, 86400000,
@@ -78,7 +96,7 @@ static const cfg_key_t s_keys [] = {
       "most msgpack objects accepted in one request body" },
     { "server/outbound_hwm", KEY_INT, "1000000", 0, 100000000, NULL,
       "replies queued per client connection; past it a client that reads"
-      " nothing loses replies, each logged (0: no limit)" },
+      " nothing is disconnected (0: no limit)" },
     { "server/heartbeat_ms", KEY_INT, "10000", 0, 3600000, NULL,
       "ZeroMQ heartbeat interval to clients (0: none)" },
     { "server/heartbeat_timeout_ms", KEY_INT, "30000", 0, 3600000, NULL,
@@ -179,6 +197,14 @@ s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
         &&  strncmp (value, "ipc://", 6) != 0) {
             snprintf (why, size, "'%s' is not tcp://host:port or ipc://path",
                       value);
+            return -1;
+        }
+        if (streq (key->path, "server/peer")
+        &&  !streq (value, "local") && !streq (value, "any")
+        &&  strncmp (value, "tcp://", 6) != 0
+        &&  strncmp (value, "ipc://", 6) != 0) {
+            snprintf (why, size, "'%s' is not tcp://host:port, tcp://host:*,"
+                      " ipc://path, local or any", value);
             return -1;
         }
         if (streq (key->path, "log/level") && agd_log_level_of (value) < 0) {
@@ -480,6 +506,15 @@ s_check_security (agd_settings_t *self, char *error, size_t size)
 int
 agd_settings_check (agd_settings_t *self, char *error, size_t size)
 {
+    int64_t bytes = s_int (self, "server/max_bytes");
+    int64_t message = s_int (self, "server/max_message");
+    if (bytes < message + AGD_JOB_COST + AGP_MAX_NAME) {
+        snprintf (error, size, "server/max_bytes %lld is less than a request"
+                  " of server/max_message %lld needs: the largest request"
+                  " could never be taken", (long long) bytes,
+                  (long long) message);
+        return -1;
+    }
     int64_t min = s_int (self, "server/threads_min");
     int64_t max = s_int (self, "server/threads_max");
     if (min > max) {
@@ -523,7 +558,21 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
                               (size_t) s_int (self, "server/retention_max"));
     agd_server_set_max_message (server,
                                 (size_t) s_int (self, "server/max_message"));
+    agd_server_set_memory (server, (size_t) s_int (self, "server/max_bytes"),
+                           (size_t) s_int (self, "server/max_client_bytes"));
+    agd_server_set_retention_bytes (server,
+        (size_t) s_int (self, "server/retention_bytes"));
     agd_server_set_grace (server, (int) s_int (self, "server/grace_ms"));
+    agd_server_set_future_timeout (server,
+        (int) s_int (self, "server/future_timeout_ms"));
+    index = s_find ("server/peer");
+    item = (const char *) zlist_first (self->slots [index].items);
+    for (; item; item = (const char *) zlist_next (self->slots [index].items))
+        if (agd_server_allow_peer (server, item)) {
+            snprintf (error, size, "%s: %s", self->slots [index].origin,
+                      agd_server_error (server));
+            return -1;
+        }
     agd_server_set_limits (server,
         (size_t) s_int (self, "server/max_agents"),
         (size_t) s_int (self, "server/max_agents_per_client"),
@@ -549,6 +598,91 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
     agd_server_set_log_level (server,
         agd_log_level_of (agd_settings_get (self, "log/level")));
     return 0;
+}
+
+//  A setting the command line gives with a long option of its own and a
+//  value: -e, -p, -v and --insecure are agentd's to handle
+static bool
+s_is_option (const cfg_key_t *key)
+{
+    return key->flag && strncmp (key->flag, "--", 2) == 0
+        && !streq (key->flag, "--insecure");
+}
+
+size_t
+agd_settings_options (struct option *options, size_t size)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < KEY_COUNT && count + 1 < size; i++)
+        if (s_is_option (&s_keys [i]))
+            options [count++] = (struct option) {
+                s_keys [i].flag + 2, required_argument, NULL,
+                AGD_OPTION_BASE + (int) i
+            };
+    options [count] = (struct option) { NULL, 0, NULL, 0 };
+    return count;
+}
+
+int
+agd_settings_set_option (agd_settings_t *self, int option, const char *value,
+                         char *error, size_t size)
+{
+    size_t index = (size_t) (option - AGD_OPTION_BASE);
+    if (option < AGD_OPTION_BASE || index >= KEY_COUNT) {
+        snprintf (error, size, "no setting for option %d", option);
+        return -1;
+    }
+    //  A repeated option replaces a value, and adds to a list (which
+    //  replaces the file's list when the two are merged)
+    const cfg_key_t *key = &s_keys [index];
+    return agd_settings_set (self, key->path, value, "command line",
+                             key->type != KEY_LIST, error, size);
+}
+
+void
+agd_settings_usage (FILE *file)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const cfg_key_t *key = &s_keys [i];
+        if (!s_is_option (key))
+            continue;
+        size_t path_len = strlen (key->path);
+        const char *metavar = key->type == KEY_INT? "N"
+            : path_len > 4 && streq (key->path + path_len - 4, "_dir")? "DIR"
+            : path_len > 4 && streq (key->path + path_len - 4, "_key")? "FILE"
+            : "VALUE";
+        char head [40];
+        snprintf (head, sizeof head, "%s %s", key->flag, metavar);
+        if (strlen (head) > 19) {
+            fprintf (file, "      %s\n", head);
+            head [0] = 0;
+        }
+        //  The meaning, folded to 80 columns after a 27-column head
+        char text [400];
+        snprintf (text, sizeof text, "%s%s%s%s", key->doc,
+                  key->fallback? " (default ": "",
+                  key->fallback? key->fallback: "",
+                  key->fallback? ")": "");
+        const char *rest = text;
+        bool first = true;
+        while (*rest) {
+            size_t width = 52;
+            size_t len = strlen (rest);
+            if (len > width) {
+                len = width;
+                while (len > 0 && rest [len] != ' ')
+                    len--;
+                if (len == 0)
+                    len = width;
+            }
+            fprintf (file, "      %-20s %.*s\n", first? head: "", (int) len,
+                     rest);
+            rest += len;
+            while (*rest == ' ')
+                rest++;
+            first = false;
+        }
+    }
 }
 
 void
@@ -643,6 +777,7 @@ agd_config_test (bool verbose)
         for (size_t i = 0; i < KEY_COUNT; i++)
             assert (zlist_size (settings->slots [i].items) > 0
                 ||  streq (s_keys [i].path, "server/plugin_dir")
+                ||  streq (s_keys [i].path, "server/peer")
                 ||  streq (s_keys [i].path, "security/curve_secret_key")
                 ||  streq (s_keys [i].path, "security/curve_allow_dir"));
     }

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    agd_future - futures given as arguments, resolved server to server
+    agd_future - futures given as arguments: found, then put in place
 
     Copyright (c) the agentd authors. MIT licence; see LICENSE.
     =========================================================================
@@ -7,41 +7,19 @@
 //  @header
 //  A client may pass the future of an async call, on any server, as an
 //  argument: on the wire it is a msgpack ext (AGP_EXT_FUTURE) naming the
-//  server that holds the result and its key there. Before the method
-//  runs, the worker replaces each such reference with the result, which
-//  it FETCHes from that server itself, waiting for it if the call has not
-//  finished (or even arrived) there yet. The value so goes from server to
-//  server, never through the caller. A failed future fails the call with
-//  AG_DEP_FAILED, naming the original failure.
-//
-//  Each worker thread keeps its own connections to the servers it has
-//  fetched from (a few, the oldest closed first), and the values it
-//  fetched for the call it runs, until the call is done.
+//  server that holds the result and its key there. A worker that decodes
+//  a request whose arguments hold such references finds all of them and
+//  checks each, before any is fetched: a malformed one, or more than
+//  AGD_MAX_REFS, fails the call at once. The call then goes back to the
+//  broker, which resolves the references (agd_refs) without holding a
+//  worker: from its own store for results on this server, else from the
+//  server that holds them. When every value is in, a worker decodes the
+//  call again and puts each value in place of its reference before the
+//  method runs. The values go from server to server, never through the
+//  caller.
 //  @end
 
 #include "agd.h"
-#include "../client/agc.h"
-
-#define MAX_CONNS       16          //  servers a worker stays connected to
-#define MAX_REFS        64          //  futures in one call's arguments
-
-typedef struct {
-    char *endpoint;
-    agc_conn_t *conn;
-} link_t;
-
-typedef struct {
-    link_t links [MAX_CONNS];
-    size_t link_count;
-    ag_value_t *held [MAX_REFS];    //  values fetched for this call
-    size_t held_count;
-    msgpack_zone *zone;             //  for the copied containers
-    int status;                     //  of the first failure
-    char *reason;
-    size_t reason_size;
-} fetcher_t;
-
-static __thread fetcher_t s_fetcher;
 
 //  True if the object holds a future reference anywhere
 static bool
@@ -64,102 +42,134 @@ s_has_ref (const msgpack_object *o)
     return false;
 }
 
+//  Count the references, each checked; -1 with a reason on the first
+//  that is malformed, or past the limit. Depth-first, in order: the same
+//  order agd_future_replace walks.
 static int
-s_fail (fetcher_t *self, int status, const char *format, ...)
+s_collect (const msgpack_object *o, msgpack_zone *zone, agd_refs_t *refs,
+           uint32_t *count, const char **reason)
 {
-    va_list args;
-    va_start (args, format);
-    vsnprintf (self->reason, self->reason_size, format, args);
-    va_end (args);
-    self->status = status;
-    return -1;
-}
-
-//  A connection to endpoint, kept for the next fetch; NULL on failure
-static agc_conn_t *
-s_link (fetcher_t *self, const char *endpoint)
-{
-    for (size_t i = 0; i < self->link_count; i++)
-        if (streq (self->links [i].endpoint, endpoint))
-            return self->links [i].conn;
-    agc_conn_t *conn = agc_conn_new (endpoint);
-    if (!conn)
-        return NULL;
-    if (self->link_count == MAX_CONNS) {
-        //  Full: the oldest goes
-        agc_conn_destroy (&self->links [0].conn);
-        free (self->links [0].endpoint);
-        memmove (self->links, self->links + 1,
-                 sizeof (link_t) * (MAX_CONNS - 1));
-        self->link_count--;
+    if (o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == AGP_EXT_FUTURE) {
+        if (*count == AGD_MAX_REFS) {
+            *reason = "more than 64 futures in one request's arguments";
+            return -1;
+        }
+        agp_ref_t ref;
+        if (agp_ref_decode (&ref, o, zone, reason))
+            return -1;
+        if (ref.endpoint.len < 7
+        ||  (memcmp (ref.endpoint.ptr, "tcp://", 6) != 0
+          && memcmp (ref.endpoint.ptr, "ipc://", 6) != 0)) {
+            *reason = "a future reference's endpoint must be tcp://host:port"
+                      " or ipc://path";
+            return -1;
+        }
+        if (refs) {
+            agd_ref_t *slot = &refs->refs [*count];
+            memcpy (slot->endpoint, ref.endpoint.ptr, ref.endpoint.len);
+            slot->endpoint [ref.endpoint.len] = 0;
+            memcpy (slot->owner, ref.owner.ptr, ref.owner.len);
+            slot->owner_size = ref.owner.len;
+            slot->corr = ref.corr;
+            zmq_msg_init (&slot->value);
+        }
+        (*count)++;
+        return 0;
     }
-    self->links [self->link_count].endpoint = strdup (endpoint);
-    self->links [self->link_count].conn = conn;
-    self->link_count++;
-    return conn;
-}
-
-//  Fetch the value a reference stands for into *out
-static int
-s_fetch (fetcher_t *self, const msgpack_object *ext, msgpack_object *out)
-{
-    if (self->held_count == MAX_REFS)
-        return s_fail (self, AG_BAD_REQUEST, "more than %d futures in one"
-                       " call's arguments", MAX_REFS);
-    agp_ref_t ref;
-    const char *reason;
-    if (agp_ref_decode (&ref, ext, self->zone, &reason))
-        return s_fail (self, AG_BAD_REQUEST, "%s", reason);
-    char endpoint [AGP_MAX_NAME + 1];
-    memcpy (endpoint, ref.endpoint.ptr, ref.endpoint.len);
-    endpoint [ref.endpoint.len] = 0;
-    agc_conn_t *conn = s_link (self, endpoint);
-    if (!conn)
-        return s_fail (self, AG_DEP_FAILED, "argument future %" PRIu64
-                       " from %s: %s", ref.corr, endpoint, agc_reason ());
-    ag_value_t *body = ag_value_new ("[B, u]", ref.owner.ptr,
-                                     ref.owner.len, ref.corr);
-    agc_future_t *future = body?
-        agc_conn_request (conn, AGP_FETCH, 0, 0, ag_value_data (body),
-                          ag_value_size (body)): NULL;
-    ag_value_destroy (&body);
-    if (!future)
-        return s_fail (self, AG_INTERNAL, "out of memory");
-    //  However long it takes: a server that stops answering fails it
-    //  within the connection's timeout
-    agc_future_wait (future, AGC_FOREVER);
-    int rc = 0;
-    if (agc_future_status (future) == AG_OK) {
-        ag_value_t *value = agc_future_result (future, 0);
-        self->held [self->held_count++] = value;
-        *out = *ag_value_object (value);
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if (s_collect (&o->via.array.ptr [i], zone, refs, count, reason))
+                return -1;
     }
     else
-        rc = s_fail (self, AG_DEP_FAILED, "argument future %" PRIu64
-                     " from %s failed: %s (%d)", ref.corr, endpoint,
-                     agc_future_reason (future), agc_future_status (future));
-    agc_future_destroy (&future);
-    return rc;
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < o->via.map.size; i++)
+            if (s_collect (&o->via.map.ptr [i].key, zone, refs, count, reason)
+            ||  s_collect (&o->via.map.ptr [i].val, zone, refs, count,
+                           reason))
+                return -1;
+    }
+    return 0;
 }
+
+int
+agd_future_find (const msgpack_object *args, msgpack_zone *zone,
+                 agd_refs_t **refs_p, char *reason, size_t size)
+{
+    *refs_p = NULL;
+    if (!args || !s_has_ref (args))
+        return 0;
+    //  Every reference checked before any is fetched: once to count,
+    //  once to copy
+    uint32_t count = 0;
+    const char *why;
+    if (s_collect (args, zone, NULL, &count, &why)) {
+        snprintf (reason, size, "%s", why);
+        return -1;
+    }
+    agd_refs_t *refs = (agd_refs_t *) calloc (1, sizeof (agd_refs_t)
+                                              + count * sizeof (agd_ref_t));
+    if (!refs) {
+        snprintf (reason, size, "out of memory for %u futures", count);
+        return -1;
+    }
+    refs->count = 0;
+    s_collect (args, zone, refs, &refs->count, &why);
+    *refs_p = refs;
+    return 0;
+}
+
+void
+agd_future_free (agd_refs_t **refs_p)
+{
+    agd_refs_t *refs = *refs_p;
+    if (!refs)
+        return;
+    for (uint32_t i = 0; i < refs->count; i++)
+        zmq_msg_close (&refs->refs [i].value);
+    free (refs);
+    *refs_p = NULL;
+}
+
+typedef struct {
+    agd_refs_t *refs;
+    uint32_t next;                  //  the next reference met
+    msgpack_zone *zone;
+    char *reason;
+    size_t size;
+} replacer_t;
 
 //  Copy in to out, each reference replaced with its value; what holds
 //  none is shared, not copied
 static int
-s_copy (fetcher_t *self, const msgpack_object *in, msgpack_object *out)
+s_copy (replacer_t *self, const msgpack_object *in, msgpack_object *out)
 {
     if (!s_has_ref (in)) {
         *out = *in;
         return 0;
     }
-    if (in->type == MSGPACK_OBJECT_EXT)
-        return s_fetch (self, in, out);
+    if (in->type == MSGPACK_OBJECT_EXT) {
+        agd_ref_t *ref = &self->refs->refs [self->next++];
+        const char *why;
+        if (ag_msgpack_unpack (agp_msg_body (&ref->value),
+                               agp_msg_body_size (&ref->value), self->zone,
+                               out, &why)) {
+            snprintf (self->reason, self->size, "argument future %u (call %"
+                      PRIu64 " at %s): its value is not valid msgpack: %s",
+                      self->next, ref->corr, ref->endpoint, why);
+            return -1;
+        }
+        return 0;
+    }
     *out = *in;
     if (in->type == MSGPACK_OBJECT_ARRAY) {
         uint32_t size = in->via.array.size;
         out->via.array.ptr = (msgpack_object *) msgpack_zone_malloc (
             self->zone, sizeof (msgpack_object) * size);
-        if (!out->via.array.ptr)
-            return s_fail (self, AG_INTERNAL, "out of memory");
+        if (!out->via.array.ptr) {
+            snprintf (self->reason, self->size, "out of memory");
+            return -1;
+        }
         for (uint32_t i = 0; i < size; i++)
             if (s_copy (self, &in->via.array.ptr [i],
                         &out->via.array.ptr [i]))
@@ -169,8 +179,10 @@ s_copy (fetcher_t *self, const msgpack_object *in, msgpack_object *out)
         uint32_t size = in->via.map.size;
         out->via.map.ptr = (msgpack_object_kv *) msgpack_zone_malloc (
             self->zone, sizeof (msgpack_object_kv) * size);
-        if (!out->via.map.ptr)
-            return s_fail (self, AG_INTERNAL, "out of memory");
+        if (!out->via.map.ptr) {
+            snprintf (self->reason, self->size, "out of memory");
+            return -1;
+        }
         for (uint32_t i = 0; i < size; i++)
             if (s_copy (self, &in->via.map.ptr [i].key,
                         &out->via.map.ptr [i].key)
@@ -182,43 +194,17 @@ s_copy (fetcher_t *self, const msgpack_object *in, msgpack_object *out)
 }
 
 int
-agd_future_resolve (const msgpack_object *in, msgpack_zone *zone,
-                    msgpack_object *out, int *status, char *reason,
+agd_future_replace (const msgpack_object *in, agd_refs_t *refs,
+                    msgpack_zone *zone, msgpack_object *out, char *reason,
                     size_t size)
 {
-    fetcher_t *self = &s_fetcher;
-    if (!s_has_ref (in)) {
-        *out = *in;
-        return 0;
-    }
-    self->zone = zone;
-    self->reason = reason;
-    self->reason_size = size;
-    self->status = 0;
-    if (s_copy (self, in, out)) {
-        *status = self->status;
-        agd_future_release ();
+    replacer_t self = { refs, 0, zone, reason, size };
+    if (s_copy (&self, in, out))
+        return -1;
+    if (self.next != refs->count) {
+        snprintf (reason, size, "the arguments hold %u futures, not the %u"
+                  " resolved", self.next, refs->count);
         return -1;
     }
     return 0;
-}
-
-void
-agd_future_release (void)
-{
-    fetcher_t *self = &s_fetcher;
-    while (self->held_count)
-        ag_value_destroy (&self->held [--self->held_count]);
-}
-
-void
-agd_future_thread_end (void)
-{
-    fetcher_t *self = &s_fetcher;
-    agd_future_release ();
-    while (self->link_count) {
-        self->link_count--;
-        agc_conn_destroy (&self->links [self->link_count].conn);
-        free (self->links [self->link_count].endpoint);
-    }
 }

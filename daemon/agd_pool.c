@@ -101,21 +101,18 @@ static uint32_t
 s_fill_slot (agd_broker_t *self, agd_slot_t *slot)
 {
     agd_agent_t *agent = self->ready_head;
-    self->ready_head = agent->next_ready;
-    if (!self->ready_head)
-        self->ready_tail = NULL;
-    self->ready_count--;
-    agent->ready = false;
-    agent->next_ready = NULL;
+    agd_pool_unready (self, agent);
 
     agd_job_t *job = agent->head;
     agd_job_t *last = job;
     uint32_t count = 1;
+    job->state = AGD_JOB_HANDED;
     if (job->env.command == AGP_CALL || job->env.command == AGP_GETATTR)
         while (last->next && count < CHAIN
         &&    (last->next->env.command == AGP_CALL
            ||  last->next->env.command == AGP_GETATTR)) {
             last = last->next;
+            last->state = AGD_JOB_HANDED;
             count++;
         }
     agent->head = last->next;
@@ -177,6 +174,8 @@ agd_pool_revoke (agd_broker_t *self, worker_t *worker)
                                              AGD_SLOT_REVOKED))
             continue;
         agd_agent_t *agent = slot->chain->agent;
+        for (agd_job_t *job = slot->chain; job; job = job->next)
+            job->state = AGD_JOB_QUEUED;
         slot->last->next = agent->head;
         agent->head = slot->chain;
         if (!agent->tail)
@@ -186,10 +185,13 @@ agd_pool_revoke (agd_broker_t *self, worker_t *worker)
         agent->busy = false;
         worker->outstanding -= slot->count;
         agent->ready = true;
+        agent->prev_ready = NULL;
         agent->next_ready = self->ready_head;
-        self->ready_head = agent;
-        if (!self->ready_tail)
+        if (self->ready_head)
+            self->ready_head->prev_ready = agent;
+        else
             self->ready_tail = agent;
+        self->ready_head = agent;
         self->ready_count++;
         revoked++;
     }
@@ -262,16 +264,35 @@ agd_pool_dispatch (agd_broker_t *self)
 void
 agd_pool_make_ready (agd_broker_t *self, agd_agent_t *agent)
 {
-    if (agent->busy || agent->ready || !agent->head)
+    if (agent->busy || agent->ready || !agent->head || agent->waiting)
         return;
     agent->ready = true;
     agent->next_ready = NULL;
+    agent->prev_ready = self->ready_tail;
     if (self->ready_tail)
         self->ready_tail->next_ready = agent;
     else
         self->ready_head = agent;
     self->ready_tail = agent;
     self->ready_count++;
+}
+
+void
+agd_pool_unready (agd_broker_t *self, agd_agent_t *agent)
+{
+    if (!agent->ready)
+        return;
+    if (agent->prev_ready)
+        agent->prev_ready->next_ready = agent->next_ready;
+    else
+        self->ready_head = agent->next_ready;
+    if (agent->next_ready)
+        agent->next_ready->prev_ready = agent->prev_ready;
+    else
+        self->ready_tail = agent->prev_ready;
+    agent->prev_ready = agent->next_ready = NULL;
+    agent->ready = false;
+    self->ready_count--;
 }
 
 void
@@ -292,25 +313,25 @@ agd_pool_enqueue (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job)
 //  ---------------------------------------------------------------------
 //  Results from workers
 
+//  A job is done with (run by a worker, or failed before it could run):
+//  answer it, and take its agent on to what is next
 static void
-s_job_done (agd_broker_t *self, agd_job_t *job)
+s_finish (agd_broker_t *self, agd_job_t *job)
 {
     agd_agent_t *agent = job->agent;
-    agent->busy = --agent->running > 0;
     self->jobs_pending--;
     int command = job->env.command;
     if (command == AGP_CREATE) {
         if (job->status == AG_OK) {
             agent->alive = true;
             agd_agents_pack_created (self, agent);
-            agd_broker_send_packed (self, &job->routing, &job->env);
+            agd_broker_send_packed (self, job);
             if (self->config.log_level >= AGD_LOG_INFO)
                 zsys_info ("created agent=%" PRIu64 " class=%s", agent->id,
                            agent->cls->name);
         }
         else {
-            agd_broker_reply (self, &job->routing, command, job->status,
-                              job->env.corr, 0, NULL, 0, &job->body);
+            agd_broker_reply_frame (self, job, 0, false);
             agd_agents_flush (self, agent, AG_NO_AGENT,
                               "agent init failed; it does not exist");
             agd_agents_free (self, agent);
@@ -327,17 +348,72 @@ s_job_done (agd_broker_t *self, agd_job_t *job)
         agent->served++;
         if (job->status >= 300)
             agent->failed++;
-        if (command == AGP_CALL && (job->env.word & AGP_FLAG_KEEP))
-            agd_store_complete (self->store, zmq_msg_data (&job->routing),
-                                zmq_msg_size (&job->routing), job->env.corr,
-                                job->status, &job->body, self->now,
-                                agd_broker_deliver_fetch, self);
-        agd_broker_reply (self, &job->routing, command, job->status,
-                          job->env.corr, job->env.agent, NULL, 0, &job->body);
+        bool shared = false;
+        if (job->producing && job->framed) {
+            shared = agd_store_complete (self->store,
+                                         zmq_msg_data (&job->routing),
+                                         zmq_msg_size (&job->routing),
+                                         job->env.corr, job->status,
+                                         &job->body, self->now,
+                                         agd_broker_deliver, self);
+            job->producing = false;
+        }
+        agd_broker_reply_frame (self, job, job->env.agent, shared);
     }
     agd_broker_job_free (self, job);
     if (agent)
         agd_pool_make_ready (self, agent);
+}
+
+void
+agd_pool_fail (agd_broker_t *self, agd_job_t *job, int status,
+               const char *reason)
+{
+    msgpack_sbuffer_clear (&self->buffer);
+    ag_pack (&self->packer, "s", reason);
+    zmq_msg_close (&job->body);
+    job->framed = agd_frame_init (&job->body, self->buffer.data,
+                                  self->buffer.size) == 0;
+    if (!job->framed)
+        zmq_msg_init (&job->body);
+    job->status = (uint16_t) status;
+    s_finish (self, job);
+}
+
+//  A worker is done with a job. One whose arguments hold futures comes
+//  back unrun, with the rest of its agent's chain: those go back to the
+//  mailbox, in order, behind it while its futures resolve.
+static void
+s_job_done (agd_broker_t *self, worker_t *worker, agd_job_t *job)
+{
+    agd_agent_t *agent = job->agent;
+    agent->running--;
+    if (job->refs && !job->resolved) {
+        agd_job_t *rest = job->next;
+        job->next = NULL;
+        if (rest) {
+            agd_job_t *last = rest;
+            uint32_t count = 1;
+            last->state = AGD_JOB_QUEUED;
+            while (last->next) {
+                last = last->next;
+                last->state = AGD_JOB_QUEUED;
+                count++;
+            }
+            last->next = agent->head;
+            agent->head = rest;
+            if (!agent->tail)
+                agent->tail = last;
+            agent->queued += count;
+            agent->running -= count;
+            worker->outstanding -= count;
+        }
+        agent->busy = agent->running > 0;
+        agd_refs_start (self, job);
+        return;
+    }
+    agent->busy = agent->running > 0;
+    s_finish (self, job);
 }
 
 //  One thing less outstanding for a worker; idle when nothing is
@@ -374,7 +450,7 @@ agd_pool_recv (agd_broker_t *self)
         agd_job_t *job;
         memcpy (&job, frame, sizeof job);
         self->last_done = worker->progress = self->now;
-        s_job_done (self, job);
+        s_job_done (self, worker, job);
         s_worker_less (self, worker);
     }
     else

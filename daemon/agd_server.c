@@ -28,6 +28,7 @@ struct _agd_server_t {
     agd_config_t config;            //  settings
     agd_registry_t *registry;       //  classes
     zlist_t *endpoints;             //  to bind
+    zlist_t *peers;                 //  may fetch futures from
     zlist_t *bound;                 //  as bound
     zactor_t *broker;               //  running broker, or NULL
     agd_broker_args_t *args;        //  the broker's arguments
@@ -82,9 +83,13 @@ agd_server_new (void)
         .retention_ms = 300000,
         .retention_max = 10000,
         .max_message = 64 * 1024 * 1024,
+        .max_bytes = 256 * 1024 * 1024,
+        .max_client_bytes = 64 * 1024 * 1024,
+        .retention_bytes = 64 * 1024 * 1024,
         .grace_ms = 10000,
+        .future_timeout_ms = 30000,
         .max_agents = 1000000,
-        .max_agents_per_client = 1000000,
+        .max_agents_per_client = 0,     //  a tenth of max_agents
         .max_pending_per_client = 200000,
         .client_grace_ms = 10000,
         .heartbeat_ms = 10000,
@@ -98,11 +103,14 @@ agd_server_new (void)
     self->registry = agd_registry_new ();
     self->endpoints = zlist_new ();
     zlist_autofree (self->endpoints);
+    self->peers = zlist_new ();
+    zlist_autofree (self->peers);
     self->bound = zlist_new ();
     zlist_autofree (self->bound);
     if (pipe (self->stop_pipe)) {
         agd_registry_destroy (&self->registry);
         zlist_destroy (&self->endpoints);
+        zlist_destroy (&self->peers);
         zlist_destroy (&self->bound);
         free (self);
         return NULL;
@@ -140,6 +148,7 @@ agd_server_destroy (agd_server_t **self_p)
         free (self->curve_secret);
         free (self->curve_allow);
         zlist_destroy (&self->endpoints);
+        zlist_destroy (&self->peers);
         zlist_destroy (&self->bound);
         close (self->stop_pipe [0]);
         close (self->stop_pipe [1]);
@@ -199,6 +208,30 @@ agd_server_bind (agd_server_t *self, const char *endpoint)
     return 0;
 }
 
+int
+agd_server_allow_peer (agd_server_t *self, const char *peer)
+{
+    if (s_not_started (self, "allow a peer"))
+        return -1;
+    if (!peer || !(streq (peer, "any") || streq (peer, "local")
+                || strncmp (peer, "tcp://", 6) == 0
+                || strncmp (peer, "ipc://", 6) == 0)) {
+        snprintf (self->error, sizeof self->error, "peer '%s' is not an"
+                  " endpoint, tcp://host:*, local or any",
+                  peer? peer: "(null)");
+        return -1;
+    }
+    zlist_append (self->peers, (void *) peer);
+    return 0;
+}
+
+void
+agd_server_set_future_timeout (agd_server_t *self, int msecs)
+{
+    if (msecs > 0)
+        self->config.future_timeout_ms = msecs;
+}
+
 void
 agd_server_set_threads (agd_server_t *self, int min, int max)
 {
@@ -227,9 +260,25 @@ agd_server_set_retention (agd_server_t *self, int msecs, size_t max)
 }
 
 void
+agd_server_set_retention_bytes (agd_server_t *self, size_t bytes)
+{
+    if (bytes)
+        self->config.retention_bytes = bytes;
+}
+
+void
 agd_server_set_max_message (agd_server_t *self, size_t bytes)
 {
     self->config.max_message = bytes;
+}
+
+void
+agd_server_set_memory (agd_server_t *self, size_t bytes, size_t client_bytes)
+{
+    if (bytes)
+        self->config.max_bytes = bytes;
+    if (client_bytes)
+        self->config.max_client_bytes = client_bytes;
 }
 
 void
@@ -410,12 +459,24 @@ agd_server_start (agd_server_t *self)
                       " keys, or say insecure explicitly)", endpoint);
             return -1;
         }
+    if (self->config.max_bytes < self->config.max_message + AGD_JOB_COST
+                                  + AGP_MAX_NAME) {
+        snprintf (self->error, sizeof self->error, "server/max_bytes %zu is"
+                  " less than a request of server/max_message %zu needs: the"
+                  " largest request could never be taken",
+                  self->config.max_bytes, self->config.max_message);
+        return -1;
+    }
     ag_msgpack_set_limits (self->config.max_depth,
                            self->config.max_elements);
     self->args = (agd_broker_args_t *) zmalloc (sizeof (agd_broker_args_t));
     self->args->config = self->config;
+    if (!self->args->config.max_agents_per_client)
+        self->args->config.max_agents_per_client =
+            MAX (self->config.max_agents / 10, 1);
     self->args->registry = self->registry;
     self->args->endpoints = self->endpoints;
+    self->args->peers = self->peers;
     self->args->bound = self->bound;
     self->args->stop_fd = self->stop_pipe [0];
     //  The server's threads take no asynchronous signals: those belong

@@ -12,11 +12,24 @@
 //  before its CALL (from another server, on another connection): it
 //  waits for the CALL too, up to AWAIT_US, then gets 410. Results expire
 //  in the order they completed, so expiry is a walk from the head of one
-//  list. The count is bounded too: past it, the oldest results go first.
-//  A result that expired leaves a ghost (its key, no body) for a while,
-//  so that a late FETCH, of a future passed on, say, is told at once
-//  that the result is gone, rather than waiting for a CALL that came
-//  long ago. An evicted result leaves none (see s_entry_new).
+//  list. A result that expired leaves a ghost (its key, no body) for a
+//  while, so that a late FETCH, of a future passed on, say, is told at
+//  once that the result is gone, rather than waiting for a CALL that came
+//  long ago. An evicted result leaves none (see s_make_room).
+//
+//  The store is shared by every client, and no client may push another's
+//  results out of it. Each result is charged to the account of the call
+//  that made it, and the count and bytes the store holds are bounded.
+//  When a new result needs room, an account holding its fair share or
+//  more (the bound over the number of accounts holding results) makes
+//  room by dropping its own oldest finished result; one under its share
+//  takes the room from an account over it. A FETCH waiting for a call
+//  not seen yet is charged to the fetcher, bounded per account, and
+//  never pushes a result out.
+//
+//  Who waits for a result is a job: a FETCH, answered when the result
+//  arrives, or a call whose arguments name the result (index tells
+//  which of them), which the broker lets run once its arguments are in.
 //  @end
 
 #include "agd.h"
@@ -24,44 +37,58 @@
 typedef struct _waiter_t waiter_t;
 struct _waiter_t {
     waiter_t *next;
-    zmq_msg_t routing;              //  fetcher's routing id
-    uint64_t corr;                  //  fetch request's correlation id
+    agd_job_t *job;                 //  a FETCH, or a call's argument
+    uint32_t index;                 //  which argument of that call
 };
 
 typedef struct _entry_t entry_t;
 struct _entry_t {
     uint64_t key;                   //  hash of owner and corr
     entry_t *chain;                 //  entries with the same key
-    entry_t *prev, *next;           //  completion order (done entries)
+    entry_t *prev, *next;           //  completion order (done entries),
+                                    //  burial order (ghosts), arrival
+                                    //  order (awaited)
+    entry_t *mine_prev, *mine_next; //  its account's done entries
+    agd_account_t *account;         //  charged to (a user of it)
+    agd_job_t *producer;            //  the call that completes it, if known
     uint64_t corr;                  //  call's correlation id
     bool done;                      //  result is in
-    size_t waiting;                 //  fetchers in waiters
+    bool ghost;                     //  expired: key only
+    bool awaited;                   //  fetched before its CALL came
+    size_t waiting;                 //  waiters
     int status;                     //  reply status
     zmq_msg_t body;                 //  reply body
+    size_t bytes;                   //  what the body is charged
     int64_t expires;                //  ag_usecs () when it goes
-    bool ghost;                     //  expired or evicted: key only
-    bool awaited;                   //  fetched before its CALL came
-    entry_t *next_awaited;          //  awaited list
-    waiter_t *waiters;              //  fetchers waiting for it
+    waiter_t *waiters;              //  jobs waiting for it
     size_t owner_size;
     uint8_t owner [];               //  caller's routing id
 };
 
-#define SMALL_OWNER 32              //  owners this long use recycled entries
-#define MAX_WAITERS 64              //  fetchers waiting on one result
-#define AWAIT_US    2000000         //  a FETCH waits this long for its CALL
+#define SMALL_OWNER     32          //  owners this long use recycled entries
+#define MAX_WAITERS     64          //  waiters on one result
+#define AWAIT_US        2000000     //  a FETCH waits this long for its CALL
+#define MAX_AWAITED     1024        //  such fetches per account
+#define AWAITED_TOTAL   65536       //  ... for all accounts
+#define VICTIM_WALK     64          //  entries looked at for a victim
+#define SHARE_FROM      1024        //  results larger are shared, not copied
 
 struct _agd_store_t {
     ag_idmap_t *index;              //  key -> first entry of its chain
+    agd_accounts_t *accounts;       //  what entries are charged to
     entry_t *spare;                 //  recycled small entries
     size_t spare_count;
     entry_t *oldest, *newest;       //  done entries, completion order
-    entry_t *ghost_oldest, *ghost_newest;   //  ghosts, in burial order
-    entry_t *awaited;               //  fetched, CALL not seen, newest first
-    size_t size;                    //  entries held, ghosts aside
+    entry_t *ghost_oldest, *ghost_newest;   //  ghosts, burial order
+    entry_t *awaited_oldest, *awaited_newest;
+    size_t size;                    //  results held, pending and done
+    size_t bytes;                   //  bytes of done results
     size_t ghosts;                  //  ghosts held (at most max)
+    size_t awaited;                 //  fetches waiting for their CALL
+    size_t holders;                 //  accounts holding results
     int64_t retention;              //  usecs a done result lives
-    size_t max;                     //  entries at most
+    size_t max;                     //  results at most
+    size_t max_bytes;               //  bytes of results at most
 };
 
 static uint64_t
@@ -85,12 +112,45 @@ s_find (agd_store_t *self, const void *owner, size_t size, uint64_t corr,
     return entry;
 }
 
-//  Unlink a done entry (or a ghost) from its list
+//  The list an entry is on, by its state
 static void
-s_unlink_done (agd_store_t *self, entry_t *entry)
+s_lists (agd_store_t *self, entry_t *entry, entry_t ***oldest,
+         entry_t ***newest)
 {
-    entry_t **oldest = entry->ghost? &self->ghost_oldest: &self->oldest;
-    entry_t **newest = entry->ghost? &self->ghost_newest: &self->newest;
+    if (entry->ghost) {
+        *oldest = &self->ghost_oldest;
+        *newest = &self->ghost_newest;
+    }
+    else
+    if (entry->awaited) {
+        *oldest = &self->awaited_oldest;
+        *newest = &self->awaited_newest;
+    }
+    else {
+        *oldest = &self->oldest;
+        *newest = &self->newest;
+    }
+}
+
+static void
+s_append (agd_store_t *self, entry_t *entry)
+{
+    entry_t **oldest, **newest;
+    s_lists (self, entry, &oldest, &newest);
+    entry->next = NULL;
+    entry->prev = *newest;
+    if (*newest)
+        (*newest)->next = entry;
+    else
+        *oldest = entry;
+    *newest = entry;
+}
+
+static void
+s_unlink (agd_store_t *self, entry_t *entry)
+{
+    entry_t **oldest, **newest;
+    s_lists (self, entry, &oldest, &newest);
     if (entry->prev)
         entry->prev->next = entry->next;
     else
@@ -102,23 +162,68 @@ s_unlink_done (agd_store_t *self, entry_t *entry)
     entry->prev = entry->next = NULL;
 }
 
+//  An account's own done results, oldest first
 static void
-s_unlink_awaited (agd_store_t *self, entry_t *entry)
+s_mine_append (entry_t *entry)
 {
-    entry_t **link = &self->awaited;
-    while (*link && *link != entry)
-        link = &(*link)->next_awaited;
-    if (*link)
-        *link = entry->next_awaited;
-    entry->next_awaited = NULL;
-    entry->awaited = false;
+    agd_account_t *account = entry->account;
+    entry->mine_next = NULL;
+    entry->mine_prev = (entry_t *) account->kept_newest;
+    if (entry->mine_prev)
+        entry->mine_prev->mine_next = entry;
+    else
+        account->kept_oldest = entry;
+    account->kept_newest = entry;
 }
 
 static void
-s_remove (agd_store_t *self, entry_t *entry)
+s_mine_unlink (entry_t *entry)
 {
-    if (entry->awaited)
-        s_unlink_awaited (self, entry);
+    agd_account_t *account = entry->account;
+    if (entry->mine_prev)
+        entry->mine_prev->mine_next = entry->mine_next;
+    else
+        account->kept_oldest = entry->mine_next;
+    if (entry->mine_next)
+        entry->mine_next->mine_prev = entry->mine_prev;
+    else
+        account->kept_newest = entry->mine_prev;
+    entry->mine_prev = entry->mine_next = NULL;
+}
+
+//  Charge a result to an account
+static void
+s_hold (agd_store_t *self, entry_t *entry, agd_account_t *account)
+{
+    entry->account = account;
+    agd_accounts_use (self->accounts, account);
+    if (account->kept++ == 0)
+        self->holders++;
+    self->size++;
+}
+
+//  Take a result's charges off its account, and a done one off the lists
+static void
+s_unhold (agd_store_t *self, entry_t *entry)
+{
+    agd_account_t *account = entry->account;
+    if (entry->done) {
+        s_unlink (self, entry);
+        s_mine_unlink (entry);
+        account->kept_bytes -= entry->bytes;
+        self->bytes -= entry->bytes;
+        entry->bytes = 0;
+    }
+    if (--account->kept == 0)
+        self->holders--;
+    self->size--;
+    agd_accounts_release (self->accounts, account);
+    entry->account = NULL;
+}
+
+static void
+s_unindex (agd_store_t *self, entry_t *entry)
+{
     entry_t *first = (entry_t *) ag_idmap_lookup (self->index, entry->key);
     if (first == entry) {
         if (entry->chain)
@@ -131,19 +236,31 @@ s_remove (agd_store_t *self, entry_t *entry)
             first = first->chain;
         first->chain = entry->chain;
     }
-    if (entry->done)
-        s_unlink_done (self, entry);
+}
+
+static void
+s_remove (agd_store_t *self, entry_t *entry)
+{
+    s_unindex (self, entry);
+    if (entry->ghost) {
+        s_unlink (self, entry);
+        self->ghosts--;
+    }
+    else
+    if (entry->awaited) {
+        s_unlink (self, entry);
+        self->awaited--;
+        entry->account->awaited--;
+        agd_accounts_release (self->accounts, entry->account);
+    }
+    else
+        s_unhold (self, entry);
     while (entry->waiters) {
         waiter_t *waiter = entry->waiters;
         entry->waiters = waiter->next;
-        zmq_msg_close (&waiter->routing);
         free (waiter);
     }
     zmq_msg_close (&entry->body);
-    if (entry->ghost)
-        self->ghosts--;
-    else
-        self->size--;
     if (entry->owner_size <= SMALL_OWNER && self->spare_count < 1024) {
         entry->next = self->spare;
         self->spare = entry;
@@ -164,30 +281,66 @@ s_ghost_us (agd_store_t *self)
 static void
 s_bury (agd_store_t *self, entry_t *entry, int64_t now)
 {
-    s_unlink_done (self, entry);
+    s_unhold (self, entry);
     zmq_msg_close (&entry->body);
     zmq_msg_init (&entry->body);
     entry->ghost = true;
     entry->expires = now + s_ghost_us (self);
-    self->size--;
     self->ghosts++;
-    entry->prev = self->ghost_newest;
-    if (self->ghost_newest)
-        self->ghost_newest->next = entry;
-    else
-        self->ghost_oldest = entry;
-    self->ghost_newest = entry;
+    s_append (self, entry);
     while (self->ghosts > self->max)
         s_remove (self, self->ghost_oldest);
 }
 
+//  The done result to drop so that account may hold one more (or
+//  more bytes): its own oldest when it holds its fair share already,
+//  else the oldest of an account over its share; NULL if there is none
+static entry_t *
+s_victim (agd_store_t *self, agd_account_t *account, bool by_bytes)
+{
+    size_t holders = self->holders + (account->kept == 0);
+    size_t bound = by_bytes? self->max_bytes: self->max;
+    size_t fair = bound / MAX (holders, 1);
+    size_t mine = by_bytes? account->kept_bytes: account->kept;
+    if (mine >= fair)
+        return (entry_t *) account->kept_oldest;
+    entry_t *entry = self->oldest;
+    for (int i = 0; entry && i < VICTIM_WALK; i++, entry = entry->next) {
+        size_t theirs = by_bytes? entry->account->kept_bytes
+                                : entry->account->kept;
+        if (entry->account != account && theirs > fair)
+            return entry;
+    }
+    //  None in reach: the account's own, failing that the oldest of all
+    return account->kept_oldest? (entry_t *) account->kept_oldest
+                               : self->oldest;
+}
+
+//  Room for one more result of account. No ghost for what is evicted:
+//  at the rates that fill the store, twice the entries cost more than a
+//  late FETCH's wait. Returns false if there is none to be had.
+static bool
+s_make_room (agd_store_t *self, agd_account_t *account)
+{
+    while (self->size >= self->max) {
+        entry_t *victim = s_victim (self, account, false);
+        if (!victim)
+            return false;
+        s_remove (self, victim);
+    }
+    return true;
+}
+
 agd_store_t *
-agd_store_new (int retention_ms, size_t max)
+agd_store_new (agd_accounts_t *accounts, int retention_ms, size_t max,
+               size_t max_bytes)
 {
     agd_store_t *self = (agd_store_t *) zmalloc (sizeof (agd_store_t));
     self->index = ag_idmap_new ();
+    self->accounts = accounts;
     self->retention = (int64_t) retention_ms * 1000;
-    self->max = max;
+    self->max = MAX (max, 1);
+    self->max_bytes = max_bytes;
     return self;
 }
 
@@ -217,18 +370,11 @@ agd_store_destroy (agd_store_t **self_p)
     }
 }
 
-//  A new pending entry; NULL if there is no room
+//  A new entry, in the index only; NULL out of memory
 static entry_t *
 s_entry_new (agd_store_t *self, const void *owner, size_t owner_size,
              uint64_t corr, uint64_t key)
 {
-    //  Make room by dropping the oldest finished results. No ghosts: at
-    //  the rates that fill the store, twice the entries cost more than
-    //  a late FETCH's wait
-    while (self->size >= self->max && self->oldest)
-        s_remove (self, self->oldest);
-    if (self->size >= self->max)
-        return NULL;
     entry_t *entry;
     if (owner_size <= SMALL_OWNER && self->spare) {
         entry = self->spare;
@@ -253,78 +399,127 @@ s_entry_new (agd_store_t *self, const void *owner, size_t owner_size,
         free (entry);
         return NULL;
     }
-    self->size++;
     return entry;
 }
 
 int
-agd_store_expect (agd_store_t *self, const void *owner, size_t owner_size,
-                  uint64_t corr)
-{
-    uint64_t key = s_key (owner, owner_size, corr);
-    entry_t *old = s_find (self, owner, owner_size, corr, key);
-    if (old && old->awaited) {
-        s_unlink_awaited (self, old);   //  fetched first: the CALL is here
-        return 0;
-    }
-    if (old && !old->done)
-        return 0;                   //  id reused while pending: first wins
-    if (old)
-        s_remove (self, old);       //  reused after completion: replaced
-    return s_entry_new (self, owner, owner_size, corr, key)? 0: -1;
-}
-
-void
-agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
-                    uint64_t corr, int status, zmq_msg_t *body,
-                    int64_t now, agd_store_deliver_fn *deliver, void *arg)
+agd_store_expect (agd_store_t *self, agd_account_t *account,
+                  const void *owner, size_t owner_size, uint64_t corr,
+                  agd_job_t *producer)
 {
     uint64_t key = s_key (owner, owner_size, corr);
     entry_t *entry = s_find (self, owner, owner_size, corr, key);
-    if (!entry || entry->done)
-        return;                     //  evicted while it ran
-    entry->done = true;
-    entry->status = status;
-    zmq_msg_copy (&entry->body, body);
-    entry->expires = now + self->retention;
-    entry->prev = self->newest;
-    if (self->newest)
-        self->newest->next = entry;
+    if (entry && !entry->awaited && !entry->done && !entry->ghost)
+        return 0;                   //  id reused while pending: first wins
+    if (entry && !entry->awaited)
+        s_remove (self, entry);     //  reused after completion: replaced
     else
-        self->oldest = entry;
-    self->newest = entry;
+    if (entry) {
+        //  Fetched first: the CALL is here, and the result is the
+        //  caller's from now on
+        s_unlink (self, entry);
+        entry->awaited = false;
+        self->awaited--;
+        entry->account->awaited--;
+        agd_accounts_release (self->accounts, entry->account);
+        entry->account = NULL;
+        if (!s_make_room (self, account)) {
+            //  Its fetchers hear 410 when their wait ends
+            entry->awaited = true;
+            entry->account = account;
+            agd_accounts_use (self->accounts, account);
+            account->awaited++;
+            self->awaited++;
+            s_append (self, entry);
+            return -1;
+        }
+        s_hold (self, entry, account);
+        entry->producer = producer;
+        return 0;
+    }
+    if (!s_make_room (self, account))
+        return -1;
+    entry = s_entry_new (self, owner, owner_size, corr, key);
+    if (!entry)
+        return -1;
+    s_hold (self, entry, account);
+    entry->producer = producer;
+    return 0;
+}
+
+bool
+agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
+                    uint64_t corr, int status, zmq_msg_t *body, int64_t now,
+                    agd_store_deliver_fn *deliver, void *arg)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    if (!entry || entry->done || entry->awaited || entry->ghost)
+        return false;               //  evicted while it ran, or not kept
+    entry->done = true;
+    entry->producer = NULL;
+    entry->status = status;
+    //  A small result is copied: its reply may then go out as it is; a
+    //  large one is shared
+    bool shared = zmq_msg_size (body) > SHARE_FROM;
+    if (shared)
+        zmq_msg_copy (&entry->body, body);
+    else
+    if (zmq_msg_init_size (&entry->body, zmq_msg_size (body)) == 0)
+        memcpy (zmq_msg_data (&entry->body), zmq_msg_data (body),
+                zmq_msg_size (body));
+    entry->bytes = zmq_msg_size (body);
+    entry->expires = now + self->retention;
+    s_append (self, entry);
+    s_mine_append (entry);
+    agd_account_t *account = entry->account;
+    account->kept_bytes += entry->bytes;
+    self->bytes += entry->bytes;
     while (entry->waiters) {
         waiter_t *waiter = entry->waiters;
         entry->waiters = waiter->next;
-        zmq_msg_t copy;
-        zmq_msg_init (&copy);
-        zmq_msg_copy (&copy, &entry->body);
-        deliver (arg, &waiter->routing, waiter->corr, status, &copy);
-        zmq_msg_close (&copy);
-        zmq_msg_close (&waiter->routing);
+        entry->waiting--;
+        deliver (arg, waiter->job, waiter->index, status, &entry->body);
         free (waiter);
     }
+    //  The bytes bound: what the result's account or others hold beyond
+    //  their share goes, perhaps this very result (its waiters have it)
+    while (self->bytes > self->max_bytes) {
+        entry_t *victim = s_victim (self, account, true);
+        if (!victim)
+            break;
+        s_remove (self, victim);
+    }
+    return shared;
 }
 
 int
-agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
-                 uint64_t corr, zmq_msg_t *routing, uint64_t fetch_corr,
-                 int *status, zmq_msg_t *body)
+agd_store_fetch (agd_store_t *self, agd_account_t *account,
+                 const void *owner, size_t owner_size, uint64_t corr,
+                 agd_job_t *waiter_job, uint32_t index, int *status,
+                 zmq_msg_t *body)
 {
     uint64_t key = s_key (owner, owner_size, corr);
     entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    int64_t now = ag_usecs ();
     if (!entry) {
-        //  Perhaps its CALL has not come yet: wait for it, a while
+        //  Perhaps its CALL has not come yet: wait for it, a while, as
+        //  the fetcher's charge
+        if (account->awaited >= MAX_AWAITED || self->awaited >= AWAITED_TOTAL)
+            return AG_BUSY;
         entry = s_entry_new (self, owner, owner_size, corr, key);
         if (!entry)
             return AG_BUSY;
         entry->awaited = true;
-        entry->expires = ag_usecs () + AWAIT_US;
-        entry->next_awaited = self->awaited;
-        self->awaited = entry;
+        entry->expires = now + AWAIT_US;
+        entry->account = account;
+        agd_accounts_use (self->accounts, account);
+        account->awaited++;
+        self->awaited++;
+        s_append (self, entry);
     }
-    if (entry->done && !entry->ghost && entry->expires <= ag_usecs ())
-        s_bury (self, entry, ag_usecs ());  //  expired, not swept yet
+    if (entry->done && entry->expires <= now)
+        s_bury (self, entry, now);  //  expired, not swept yet
     if (entry->ghost)
         return AG_GONE;
     if (entry->done) {
@@ -338,12 +533,53 @@ agd_store_fetch (agd_store_t *self, const void *owner, size_t owner_size,
     if (!waiter)
         return AG_BUSY;
     entry->waiting++;
-    zmq_msg_init (&waiter->routing);
-    zmq_msg_copy (&waiter->routing, routing);
-    waiter->corr = fetch_corr;
+    waiter->job = waiter_job;
+    waiter->index = index;
     waiter->next = entry->waiters;
     entry->waiters = waiter;
     return AG_PENDING;
+}
+
+void
+agd_store_cancel (agd_store_t *self, const void *owner, size_t owner_size,
+                  uint64_t corr, agd_job_t *job, uint32_t index)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    if (!entry)
+        return;
+    waiter_t **link = &entry->waiters;
+    while (*link && !((*link)->job == job && (*link)->index == index))
+        link = &(*link)->next;
+    if (*link) {
+        waiter_t *waiter = *link;
+        *link = waiter->next;
+        entry->waiting--;
+        free (waiter);
+    }
+}
+
+size_t
+agd_store_waiters (agd_store_t *self, const void *owner, size_t owner_size,
+                   uint64_t corr, agd_job_t **jobs, size_t max)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    size_t count = 0;
+    for (waiter_t *waiter = entry? entry->waiters: NULL;
+         waiter && count < max; waiter = waiter->next)
+        jobs [count++] = waiter->job;
+    return count;
+}
+
+agd_job_t *
+agd_store_producer (agd_store_t *self, const void *owner, size_t owner_size,
+                    uint64_t corr)
+{
+    uint64_t key = s_key (owner, owner_size, corr);
+    entry_t *entry = s_find (self, owner, owner_size, corr, key);
+    return entry && !entry->done && !entry->awaited && !entry->ghost
+         ? entry->producer: NULL;
 }
 
 int
@@ -355,13 +591,8 @@ agd_store_expire (agd_store_t *self, int64_t now,
     while (self->ghost_oldest && self->ghost_oldest->expires <= now)
         s_remove (self, self->ghost_oldest);
     //  Fetches whose CALL never came: 410, with a reason
-    entry_t **link = &self->awaited;
-    while (*link) {
-        entry_t *entry = *link;
-        if (entry->expires > now) {
-            link = &entry->next_awaited;
-            continue;
-        }
+    while (self->awaited_oldest && self->awaited_oldest->expires <= now) {
+        entry_t *entry = self->awaited_oldest;
         char reason [128];
         int len = snprintf (reason, sizeof reason, "no result of call %"
                             PRIu64 " here: never made or not kept, or"
@@ -372,38 +603,71 @@ agd_store_expire (agd_store_t *self, int64_t now,
         text [0] = 0xd9;            //  str 8
         text [1] = (uint8_t) len;
         memcpy (text + 2, reason, (size_t) len);
-        static const agp_envelope_t blank;
         zmq_msg_t body;
-        agp_msg_init (&body, &blank, text, (size_t) len + 2);
+        agd_frame_init (&body, text, (size_t) len + 2);
         while (entry->waiters) {
             waiter_t *waiter = entry->waiters;
             entry->waiters = waiter->next;
-            zmq_msg_t copy;
-            zmq_msg_init (&copy);
-            zmq_msg_copy (&copy, &body);
-            deliver (arg, &waiter->routing, waiter->corr, AG_GONE, &copy);
-            zmq_msg_close (&copy);
-            zmq_msg_close (&waiter->routing);
+            entry->waiting--;
+            deliver (arg, waiter->job, waiter->index, AG_GONE, &body);
             free (waiter);
         }
         zmq_msg_close (&body);
-        *link = entry->next_awaited;
-        entry->awaited = false;
         s_remove (self, entry);
     }
     int64_t next = self->oldest? self->oldest->expires: 0;
     if (self->ghost_oldest
     &&  (!next || self->ghost_oldest->expires < next))
         next = self->ghost_oldest->expires;
+    if (self->awaited_oldest
+    &&  (!next || self->awaited_oldest->expires < next))
+        next = self->awaited_oldest->expires;
     if (!next)
         return -1;
     return (int) ((next - now + 999) / 1000);
+}
+
+void
+agd_store_flush (agd_store_t *self, int status, const char *reason,
+                 agd_store_deliver_fn *deliver, void *arg)
+{
+    zmq_msg_t body;
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    msgpack_packer packer;
+    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+    ag_pack (&packer, "s", reason);
+    agd_frame_init (&body, buffer.data, buffer.size);
+    msgpack_sbuffer_destroy (&buffer);
+    size_t cursor = 0;
+    entry_t *entry;
+    zlist_t *waited = zlist_new ();
+    while ((entry = (entry_t *) ag_idmap_next (self->index, &cursor, NULL)))
+        for (; entry; entry = entry->chain)
+            if (entry->waiters)
+                zlist_append (waited, entry);
+    while ((entry = (entry_t *) zlist_pop (waited)))
+        while (entry->waiters) {
+            waiter_t *waiter = entry->waiters;
+            entry->waiters = waiter->next;
+            entry->waiting--;
+            deliver (arg, waiter->job, waiter->index, status, &body);
+            free (waiter);
+        }
+    zlist_destroy (&waited);
+    zmq_msg_close (&body);
 }
 
 size_t
 agd_store_size (agd_store_t *self)
 {
     return self->size;
+}
+
+size_t
+agd_store_bytes (agd_store_t *self)
+{
+    return self->bytes;
 }
 
 //  ---------------------------------------------------------------------
@@ -413,16 +677,16 @@ static int s_delivered;
 static int s_gone;
 
 static void
-s_deliver (void *arg, zmq_msg_t *routing, uint64_t corr, int status,
+s_deliver (void *arg, agd_job_t *job, uint32_t index, int status,
            zmq_msg_t *body)
 {
-    if (corr == 77) {
+    if (index == 77) {
         assert (status == AG_GONE);
         assert (zmq_msg_size (body) > AGP_ENVELOPE_SIZE);
         s_gone++;
         return;
     }
-    assert (corr == 99 || corr == 100);
+    assert (index == 99 || index == 100);
     assert (status == AG_OK);
     assert (zmq_msg_size (body) == 3);
     s_delivered++;
@@ -435,71 +699,100 @@ agd_store_test (bool verbose)
     if (verbose)
         printf ("\n");
     //  @selftest
-    agd_store_t *store = agd_store_new (60000, 3);
-    zmq_msg_t routing, body, copy;
-    zmq_msg_init_size (&routing, 2);
+    agd_accounts_t *accounts = agd_accounts_new ();
+    agd_account_t *a = agd_accounts_get (accounts, "A", 1, "A");
+    agd_account_t *b = agd_accounts_get (accounts, "B", 1, "B");
+    agd_store_t *store = agd_store_new (accounts, 60000, 3, 1000);
+    zmq_msg_t body, copy;
     zmq_msg_init_size (&body, 3);
     memcpy (zmq_msg_data (&body), "\xa2hi", 3);
     zmq_msg_init (&copy);
     int status;
 
     //  A fetch before its call waits for the call, then its result
-    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
+    assert (agd_store_fetch (store, b, "A1", 2, 1, NULL, 99, &status, &copy)
             == AG_PENDING);
-    assert (agd_store_expect (store, "A1", 2, 1) == 0);
+    assert (b->awaited == 1);
+    assert (agd_store_expect (store, a, "A1", 2, 1, NULL) == 0);
+    assert (b->awaited == 0 && a->kept == 1);
     //  A fetch before completion waits, and is answered at completion
-    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 99, &status, &copy)
+    assert (agd_store_fetch (store, b, "A1", 2, 1, NULL, 99, &status, &copy)
             == AG_PENDING);
     agd_store_complete (store, "A1", 2, 1, AG_OK, &body, ag_usecs (),
                         s_deliver, NULL);
     assert (s_delivered == 2);
-    assert (agd_store_fetch (store, "A1", 2, 1, &routing, 98, &status, &copy)
+    assert (agd_store_fetch (store, b, "A1", 2, 1, NULL, 98, &status, &copy)
             == AG_OK);
     assert (status == AG_OK && zmq_msg_size (&copy) == 3);
-    //  The bound evicts the oldest finished result
-    assert (agd_store_expect (store, "A1", 2, 2) == 0);
-    assert (agd_store_expect (store, "A1", 2, 3) == 0);
+    assert (agd_store_bytes (store) == 3 && a->kept_bytes == 3);
+    //  Alone, an account may fill the store; the bound evicts its oldest
+    //  finished result
+    assert (agd_store_expect (store, a, "A1", 2, 2, NULL) == 0);
+    assert (agd_store_expect (store, a, "A1", 2, 3, NULL) == 0);
     assert (agd_store_size (store) == 3);
-    assert (agd_store_expect (store, "A1", 2, 4) == 0);
+    assert (agd_store_expect (store, a, "A1", 2, 4, NULL) == 0);
     assert (agd_store_size (store) == 3);
-    //  All pending and full: refused, and so is a fetch that would wait
-    //  for a call
-    assert (agd_store_expect (store, "A1", 2, 5) == -1);
-    assert (agd_store_fetch (store, "B1", 2, 1, &routing, 98, &status, &copy)
-            == AG_BUSY);
+    //  All pending and full: refused
+    assert (agd_store_expect (store, a, "A1", 2, 5, NULL) == -1);
     //  Fetchers of one pending result are bounded
     int answers [3] = { 0 };
     for (int i = 0; i < 70; i++) {
-        int found = agd_store_fetch (store, "A1", 2, 4, &routing, 100,
+        int found = agd_store_fetch (store, b, "A1", 2, 4, NULL, 100,
                                      &status, &copy);
         answers [found == AG_PENDING? 0: found == AG_BUSY? 1: 2]++;
     }
     assert (answers [0] == 64 && answers [1] == 6 && answers [2] == 0);
+    //  Another account's result takes room from the one over its share
+    agd_store_complete (store, "A1", 2, 2, AG_OK, &body, ag_usecs (),
+                        s_deliver, NULL);
+    assert (agd_store_expect (store, b, "B1", 2, 1, NULL) == 0);
+    assert (a->kept == 2 && b->kept == 1);
+    agd_store_complete (store, "B1", 2, 1, AG_OK, &body, ag_usecs (),
+                        s_deliver, NULL);
+    //  ... but not the other way round: b at its share drops its own
+    assert (agd_store_expect (store, b, "B1", 2, 2, NULL) == 0);
+    assert (a->kept == 2 && b->kept == 1);
+    assert (agd_store_fetch (store, a, "B1", 2, 1, NULL, 77, &status, &copy)
+            == AG_PENDING);
     //  Expiry: done results after the retention time, leaving ghosts
     //  for a while; fetches whose call never came, after their wait,
     //  answered 410
-    agd_store_complete (store, "A1", 2, 2, AG_OK, &body, ag_usecs (),
+    agd_store_complete (store, "B1", 2, 2, AG_OK, &body, ag_usecs (),
                         s_deliver, NULL);
-    assert (agd_store_expire (store, ag_usecs (), s_deliver, NULL) > 0);
-    size_t held = agd_store_size (store);
     int64_t later = ag_usecs () + 61000000;
+    s_gone = 0;
     assert (agd_store_expire (store, later, s_deliver, NULL) > 0);
-    assert (agd_store_size (store) == held - 1);
-    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 77, &status, &copy)
+    assert (s_gone == 1);
+    assert (agd_store_size (store) == 2);   //  A1/3 and 4, still pending
+    assert (agd_store_fetch (store, b, "B1", 2, 2, NULL, 77, &status, &copy)
             == AG_GONE);
     assert (agd_store_expire (store, later + 121000000, s_deliver,
                               NULL) == -1);
-    //  Its ghost gone too, a fetch waits for a call again
-    assert (agd_store_fetch (store, "A1", 2, 2, &routing, 77, &status, &copy)
-            == AG_PENDING);
+    //  The bytes bound: a result bigger than it all is delivered, not kept
+    zmq_msg_t big;
+    zmq_msg_init_size (&big, 2000);
+    assert (agd_store_expect (store, b, "B1", 2, 3, NULL) == 0);
+    agd_store_complete (store, "B1", 2, 3, AG_OK, &big, ag_usecs (),
+                        s_deliver, NULL);
+    assert (agd_store_bytes (store) == 0 && b->kept == 0);
+    zmq_msg_close (&big);
+    //  Fetches of calls not seen are bounded per account, and take no
+    //  room from results
+    int busy = 0;
+    for (uint64_t corr = 1000; corr < 1000 + MAX_AWAITED + 10; corr++)
+        busy += agd_store_fetch (store, b, "X", 1, corr, NULL, 77, &status,
+                                 &copy) == AG_BUSY;
+    assert (busy == 10 && b->awaited == MAX_AWAITED);
+    assert (agd_store_size (store) == 2);
     s_gone = 0;
     agd_store_expire (store, later + 240000000, s_deliver, NULL);
-    assert (s_gone == 1);
+    assert (s_gone == MAX_AWAITED);
+    assert (b->awaited == 0);
     zmq_msg_close (&copy);
     zmq_msg_close (&body);
-    zmq_msg_close (&routing);
     agd_store_destroy (&store);
     agd_store_destroy (&store);
+    agd_accounts_destroy (&accounts);
     //  @end
     printf ("OK\n");
 }

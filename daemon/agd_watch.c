@@ -75,40 +75,37 @@ s_reachable (agd_broker_t *self, agd_client_t *client)
 }
 
 //  Delete the agents of the clients this check found gone, as if each
-//  had sent DELETE for them: one walk of the agents, however many
-//  clients went. Returns true if some are left (out of memory), their
-//  owners suspects again.
+//  had sent DELETE for them: a walk of what they owned, however many
+//  agents others have. Returns true if some are left (out of memory),
+//  their owners suspects again.
 static bool
-s_clients_orphan (agd_broker_t *self, size_t gone)
+s_clients_orphan (agd_broker_t *self, zlist_t *gone)
 {
-    size_t count = 0, cursor = 0;
+    size_t count = 0, clients = zlist_size (gone);
     bool left = false;
-    agd_agent_t *agent;
-    zlist_t *owned = zlist_new ();
-    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
-                                                   NULL)))
-        if (agent->owner && agent->owner->gone_in == self->checks
-        &&  !agent->deleting)
-            zlist_append (owned, agent);
-    while ((agent = (agd_agent_t *) zlist_pop (owned))) {
-        agd_job_t *job = agd_broker_job_new (self);
-        if (!job) {
-            agent->owner->suspect_since = self->now;
-            left = true;
-            continue;
+    agd_client_t *client;
+    while ((client = (agd_client_t *) zlist_pop (gone))) {
+        //  Deleting unlinks the agent from its owner; the entry itself
+        //  stays until a sweep
+        while (client->agents) {
+            agd_agent_t *agent = client->agents;
+            agd_job_t *job = agd_broker_job_new (self);
+            if (!job) {
+                client->suspect_since = self->now;
+                left = true;
+                break;
+            }
+            job->env.command = AGP_DELETE;
+            job->env.agent = agent->id;
+            job->answered = true;   //  nobody to answer
+            agd_agents_deleting (self, agent);
+            agd_pool_enqueue (self, agent, job);
+            count++;
         }
-        job->env.command = AGP_DELETE;
-        job->env.agent = agent->id;
-        job->answered = true;       //  nobody to answer
-        //  This may free the owner's entry, with its last agent
-        agd_agents_deleting (self, agent);
-        agd_pool_enqueue (self, agent, job);
-        count++;
     }
-    zlist_destroy (&owned);
     AGD_LOG (self->config, AGD_LOG_NOTICE, zsys_notice,
              "%zu client%s gone for %d ms: deleting the %zu agents they"
-             " owned", gone, gone == 1? "": "s",
+             " owned", clients, clients == 1? "": "s",
              self->config.client_grace_ms, count);
     return left;
 }
@@ -121,7 +118,8 @@ agd_watch_check (agd_broker_t *self)
     int64_t wait = agd_watch_grace_us (self);
     self->checks++;
     self->next_client_check = 0;
-    size_t gone = 0, cursor = 0;
+    zlist_t *gone = zlist_new ();
+    size_t cursor = 0;
     agd_client_t *client = NULL;
     //  Probing changes nothing in the table; orphaning, after, may
     while ((client = agd_clients_next (self->clients, &cursor, client))) {
@@ -132,13 +130,12 @@ agd_watch_check (agd_broker_t *self)
             continue;
         }
         client->suspect_since = 0;
-        if (!s_reachable (self, client)) {
-            client->gone_in = self->checks;
-            gone++;
-        }
+        if (client->agents && !s_reachable (self, client))
+            zlist_append (gone, client);
     }
-    if (gone && s_clients_orphan (self, gone))
+    if (zlist_size (gone) && s_clients_orphan (self, gone))
         agd_watch_check_by (self, self->now + wait);
+    zlist_destroy (&gone);
     //  A drop seen too soon after the last walk is still to be handled
     if (self->suspect_again)
         agd_watch_check_by (self, self->last_suspect + PROBE_AFTER_US);
@@ -166,8 +163,14 @@ agd_watch_monitor (agd_broker_t *self)
         uint16_t number = 0;
         if (zmq_msg_size (&event) >= 2)
             memcpy (&number, zmq_msg_data (&event), 2);
-        if (number == ZMQ_EVENT_DISCONNECTED)
+        uint32_t value = 0;
+        if (zmq_msg_size (&event) >= 6)
+            memcpy (&value, (uint8_t *) zmq_msg_data (&event) + 2, 4);
+        if (number == ZMQ_EVENT_DISCONNECTED) {
             dropped = true;
+            //  Whoever comes on that descriptor next proves itself anew
+            agd_clients_dropped (self->clients, (int) value);
+        }
         else
         if (number == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
         ||  number == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)

@@ -20,9 +20,12 @@
 static void
 s_set_reply (agd_job_t *job, int status, const void *body, size_t size)
 {
-    static const agp_envelope_t blank;
     zmq_msg_close (&job->body);
-    agp_msg_init (&job->body, &blank, body, size);
+    job->framed = agd_frame_init (&job->body, body, size) == 0;
+    if (!job->framed) {
+        zmq_msg_init (&job->body);
+        status = AG_INTERNAL;       //  the broker says why
+    }
     job->status = (uint16_t) status;
 }
 
@@ -77,19 +80,31 @@ s_finish (agd_job_t *job, ag_call_t *call, int rc, msgpack_sbuffer *buffer)
         s_set_reason (job, call->status, call->reason);
 }
 
-//  Copy args with every future among them replaced by its value (held
-//  until agd_future_release). Returns 0, or -1 with the job failed.
+//  The arguments to run with: args itself, or, when it holds futures,
+//  a copy with their values in place once the broker has them. Returns
+//  0 with *out set; 1 when the job goes back to the broker for them
+//  (job->refs set); -1 with the job failed.
 static int
-s_resolve (agd_job_t *job, const msgpack_object *args, msgpack_zone *zone,
-           msgpack_object *out)
+s_arguments (agd_job_t *job, const msgpack_object *args, msgpack_zone *zone,
+             msgpack_object *out)
 {
-    char failure [512];
-    int status;
-    if (args && agd_future_resolve (args, zone, out, &status, failure,
-                                    sizeof failure)) {
-        s_set_reason (job, status, failure);
+    char reason [512];
+    if (job->resolved) {
+        if (agd_future_replace (args, job->refs, zone, out, reason,
+                                sizeof reason)) {
+            s_set_reason (job, AG_DEP_FAILED, reason);
+            return -1;
+        }
+        return 0;
+    }
+    if (agd_future_find (args, zone, &job->refs, reason, sizeof reason)) {
+        s_set_reason (job, AG_BAD_REQUEST, reason);
         return -1;
     }
+    if (job->refs)
+        return 1;
+    if (args)
+        *out = *args;
     return 0;
 }
 
@@ -109,11 +124,10 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
     }
     //  Futures among the init arguments: their values first
     msgpack_object args = { .type = MSGPACK_OBJECT_NIL };
-    if (s_resolve (job, create.args, zone, &args))
+    if (s_arguments (job, create.args, zone, &args))
         return;
     agent->state = cls->state_size? calloc (1, cls->state_size): NULL;
     if (cls->state_size && !agent->state) {
-        agd_future_release ();
         s_set_reason (job, AG_INTERNAL, "out of memory for agent state");
         return;
     }
@@ -121,7 +135,6 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
     ag_call_init (&call, buffer);
     ag_init_fn *init = ag_class_init (cls);
     int rc = init? init (agent->state, &args, &call): 0;
-    agd_future_release ();
     if (ag_call_finish (&call, rc) != AG_OK) {
         char text [400];
         snprintf (text, sizeof text, "%s init failed: %s", cls->name,
@@ -180,13 +193,12 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
     }
     //  Futures among the arguments: their values first
     msgpack_object args;
-    if (s_resolve (job, request.args, zone, &args))
+    if (s_arguments (job, request.args, zone, &args))
         return;
     ag_call_t call;
     ag_call_init (&call, buffer);
     int rc = method->fn (agent->state, request.args? &args: NULL, &call);
     s_finish (job, &call, rc, buffer);
-    agd_future_release ();
 }
 
 static void
@@ -303,12 +315,16 @@ agd_worker_main (void *args_)
                 while (job && !failed) {
                     agd_job_t *next = job->next;
                     agd_job_run (job, &buffer, &zone);
+                    //  A call whose arguments hold futures goes back to
+                    //  the broker to have them resolved, with the rest
+                    //  of its agent's chain (still linked to it), unrun
+                    bool waits = job->refs && !job->resolved;
                     //  Never blocks: the broker's queue to us has no
                     //  limit, and a broker that has gone makes this fail
                     //  at once
                     failed = zmq_send (socket, &job, sizeof job,
                                        ZMQ_DONTWAIT) == -1;
-                    job = next;
+                    job = waits? NULL: next;
                 }
             }
             if (failed)
@@ -324,7 +340,6 @@ agd_worker_main (void *args_)
         if (size == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
     }
-    agd_future_thread_end ();
     command = AGD_WORKER_BYE;
     zmq_send (socket, &command, 1, ZMQ_DONTWAIT);
     msgpack_zone_destroy (&zone);

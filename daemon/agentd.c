@@ -32,26 +32,14 @@ s_usage (FILE *file)
 "  -p, --plugin PATH        load agent classes from a plugin (repeatable)\n"
 "  -f, --foreground         stay in the foreground, log to stderr\n"
 "  -v, --verbose            log every request (log level info)\n"
-"      --threads-min N      worker threads kept when idle (default 2)\n"
-"      --threads-max N      worker threads at most (default 512)\n"
-"      --idle-ms N          idle time before a spare thread exits (30000)\n"
-"      --retention-ms N     keep async results N ms (default 300000)\n"
-"      --max-message N      largest request body in bytes (default 64 MiB)\n"
-"      --grace-ms N         time running calls get at stop (default 10000)\n"
-"      --max-agents N       agents on this server at most (1000000)\n"
-"      --max-pending N      requests one client has pending at most (200000)\n"
-"      --client-grace-ms N  a client gone this long loses the agents it owns\n"
-"                           (default 10000)\n"
-"      --inbound-hwm N      requests queued per connection before TCP holds\n"
-"                           the client back (default 10000; 0: no limit)\n"
-"      --curve-key FILE     encrypt with CURVE, with this server certificate\n"
-"                           (FILE_secret, or FILE whose FILE_secret is read)\n"
-"      --curve-allow DIR    let in only clients whose certificates are in DIR\n"
 "      --insecure           allow endpoints beyond loopback without CURVE\n"
 "      --parent-fd FD       stop when FD (a pipe from the parent) closes\n"
 "      --settings           print every setting, its default and meaning\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
+"and a setting each, as agentd.conf(5) describes them:\n");
+    agd_settings_usage (file);
+    fprintf (file,
 "\n"
 "Once every endpoint is bound agentd prints 'listening on ENDPOINT' for\n"
 "each, with the real port where ':*' was given, and tells systemd it is\n"
@@ -146,39 +134,21 @@ s_reload (agd_server_t *server, const char *config, agd_settings_t *cli,
 int
 main (int argc, char *argv [])
 {
-    static const struct option options [] = {
+    //  agentd's own options, then one for each setting that has one
+    struct option options [80] = {
         { "config", required_argument, NULL, 'c' },
         { "endpoint", required_argument, NULL, 'e' },
         { "plugin", required_argument, NULL, 'p' },
         { "foreground", no_argument, NULL, 'f' },
         { "verbose", no_argument, NULL, 'v' },
-        { "threads-min", required_argument, NULL, 1 },
-        { "threads-max", required_argument, NULL, 2 },
-        { "retention-ms", required_argument, NULL, 3 },
-        { "max-message", required_argument, NULL, 4 },
-        { "grace-ms", required_argument, NULL, 5 },
-        { "idle-ms", required_argument, NULL, 6 },
         { "parent-fd", required_argument, NULL, 7 },
         { "settings", no_argument, NULL, 8 },
-        { "max-agents", required_argument, NULL, 9 },
-        { "max-pending", required_argument, NULL, 10 },
-        { "client-grace-ms", required_argument, NULL, 11 },
-        { "inbound-hwm", required_argument, NULL, 12 },
-        { "curve-key", required_argument, NULL, 20 },
-        { "curve-allow", required_argument, NULL, 21 },
         { "insecure", no_argument, NULL, 22 },
         { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 }
+        { "help", no_argument, NULL, 'h' }
     };
-    //  The settings each numbered option sets
-    static const char *option_keys [] = {
-        NULL, "server/threads_min", "server/threads_max",
-        "server/retention_ms", "server/max_message", "server/grace_ms",
-        "server/idle_ms", NULL, NULL, "server/max_agents",
-        "server/max_pending_per_client", "server/client_grace_ms",
-        "server/inbound_hwm"
-    };
+    size_t own = 10;
+    agd_settings_options (options + own, 80 - own);
     //  Signals are taken by sigwait below; block them before any thread
     //  exists so every thread inherits the mask
     sigset_t signals;
@@ -227,22 +197,6 @@ main (int argc, char *argv [])
                                        "command line", true, error,
                                        sizeof error);
                 break;
-            case 1: case 2: case 3: case 4: case 5: case 6:
-            case 9: case 10: case 11: case 12:
-                rc = agd_settings_set (cli, option_keys [option], optarg,
-                                       "command line", true, error,
-                                       sizeof error);
-                break;
-            case 20:
-                rc = agd_settings_set (cli, "security/curve_secret_key",
-                                       optarg, "command line", true, error,
-                                       sizeof error);
-                break;
-            case 21:
-                rc = agd_settings_set (cli, "security/curve_allow_dir",
-                                       optarg, "command line", true, error,
-                                       sizeof error);
-                break;
             case 22:
                 rc = agd_settings_set (cli, "security/insecure", "1",
                                        "command line", true, error,
@@ -270,6 +224,11 @@ main (int argc, char *argv [])
                 s_usage (stdout);
                 goto done;
             default:
+                if (option >= AGD_OPTION_BASE) {
+                    rc = agd_settings_set_option (cli, option, optarg, error,
+                                                  sizeof error);
+                    break;
+                }
                 s_usage (stderr);
                 status = 2;
                 goto done;

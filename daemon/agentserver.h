@@ -68,7 +68,21 @@ AG_EXPORT int
 AG_EXPORT int
     agd_server_bind (agd_server_t *self, const char *endpoint);
 
+//  Let the server fetch the results that futures given as arguments
+//  name from peer: an endpoint (tcp://host:port, ipc://path),
+//  tcp://host:* for any port of that host, "local" for any ipc:// or
+//  loopback tcp endpoint, or "any". Results kept by the server itself
+//  are always taken from its own store; with no peer allowed (the
+//  default) that is all it resolves, and a reference to any other
+//  server fails with AG_DEP_FAILED. Host names are compared as written,
+//  never looked up. Before start only. Returns 0, or -1 with a reason.
+AG_EXPORT int
+    agd_server_allow_peer (agd_server_t *self, const char *peer);
 //  Settings (before start only):
+//  how long a call may wait for the futures among its arguments before
+//  it fails with AG_DEP_FAILED (default 30000 ms);
+AG_EXPORT void
+    agd_server_set_future_timeout (agd_server_t *self, int msecs);
 //  most worker threads (default 512), fewest kept when idle (default 2);
 AG_EXPORT void
     agd_server_set_threads (agd_server_t *self, int min, int max);
@@ -82,6 +96,19 @@ AG_EXPORT void
 //  first;
 AG_EXPORT void
     agd_server_set_retention (agd_server_t *self, int msecs, size_t max);
+//  bytes of kept results at most (default 64 MiB; 0 leaves it as it is):
+//  no client's results push out another's while it holds no more than
+//  its share;
+AG_EXPORT void
+    agd_server_set_retention_bytes (agd_server_t *self, size_t bytes);
+//  bytes held for clients' requests (queued, running, waiting) and
+//  replies not yet read: for all clients (default 256 MiB, at least a
+//  largest request) and for one (default 64 MiB). Past them requests get
+//  AG_BUSY; a client whose unread replies pass its share is
+//  disconnected. 0 leaves one as it is;
+AG_EXPORT void
+    agd_server_set_memory (agd_server_t *self, size_t bytes,
+                           size_t client_bytes);
 //  largest accepted request body (default 64 MiB);
 AG_EXPORT void
     agd_server_set_max_message (agd_server_t *self, size_t bytes);
@@ -95,9 +122,11 @@ AG_EXPORT void
 AG_EXPORT void
     agd_server_set_grace (agd_server_t *self, int msecs);
 //  limits, each answered with AG_BUSY when reached: agents on the
-//  server (default 1000000), agents one client owns (default 1000000),
-//  requests one client has queued, running or not yet answered (default
-//  200000); 0 leaves a limit as it is;
+//  server (default 1000000), agents one client made, detached ones too
+//  (default a tenth of the first), requests one client has queued,
+//  running or not yet answered (default 200000); 0 leaves a limit as it
+//  is. A client is what its connection proves: its CURVE key, the
+//  process at the other end of an ipc socket, else the connection;
 AG_EXPORT void
     agd_server_set_limits (agd_server_t *self, size_t agents,
                            size_t agents_per_client,
@@ -112,7 +141,8 @@ AG_EXPORT void
 AG_EXPORT void
     agd_server_set_inbound_hwm (agd_server_t *self, int messages);
 //  replies queued per client connection; past it, a client that reads
-//  nothing loses replies, each logged (default 1000000; 0: no limit);
+//  nothing is disconnected, and that logged (default 1000000; 0: no
+//  limit);
 AG_EXPORT void
     agd_server_set_outbound_hwm (agd_server_t *self, int messages);
 //  the deepest msgpack nesting (1..32, default 32) and the most objects

@@ -1727,14 +1727,19 @@ s_test_limits (const char *unused)
     agc_conn_t *conn = agc_conn_new (daemon.endpoint);
     agc_conn_t *other = agc_conn_new (daemon.endpoint);
 
-    //  Agents one client owns; detached ones do not count
+    //  Agents one client made; detached ones count too
     agc_agent_t *agents [6] = { NULL };
     for (int i = 0; i < 3; i++)
         CHECK ((agents [i] = s_counter (conn, 0)));
     CHECK (s_counter (conn, 0) == NULL);
     CHECK (agc_status () == AG_BUSY);
     CHECK (strstr (agc_reason (), "server/max_agents_per_client"));
-    CHECK ((agents [3] = agc_agent_new_detached (conn, "Counter", NULL,
+    CHECK (!agc_agent_new_detached (conn, "Counter", NULL, NULL));
+    CHECK (strstr (agc_reason (), "server/max_agents_per_client"));
+    agc_agent_t *spare = s_counter (other, 0);
+    CHECK (spare);
+    agc_agent_delete (&spare);
+    CHECK ((agents [3] = agc_agent_new_detached (other, "Counter", NULL,
                                                  NULL)));
     //  Agents on the server
     CHECK ((agents [4] = s_counter (other, 0)));
@@ -1956,8 +1961,8 @@ static int
 s_test_futures (const char *endpoint)
 {
     daemon_t one, two;
-    CHECK (s_daemon_start (&one, NULL, NULL) == 0);
-    CHECK (s_daemon_start (&two, NULL, NULL) == 0);
+    CHECK (s_daemon_start (&one, NULL, "--peer", "local", NULL) == 0);
+    CHECK (s_daemon_start (&two, NULL, "--peer", "local", NULL) == 0);
     agc_conn_t *conns [3] = {
         agc_conn_new (one.endpoint), agc_conn_new (two.endpoint),
         agc_conn_new (endpoint)
@@ -2080,6 +2085,28 @@ s_test_futures (const char *endpoint)
         agc_future_destroy (&late);
     }
     CHECK (status == AG_DEP_FAILED);
+    agc_future_destroy (&kept);
+    ag_value_destroy (&ref_kept);
+    ag_value_destroy (&word);
+    agc_agent_destroy (&e);
+    agc_conn_destroy (&brief_conn);
+    CHECK (s_daemon_stop (&brief) == 0);
+    //  A server fetches only from the servers it is told it may: brief
+    //  may not fetch from one, and says only that
+    CHECK (s_daemon_start (&brief, NULL, NULL) == 0);
+    brief_conn = agc_conn_new (brief.endpoint);
+    e = s_counter (brief_conn, 0);
+    word = ag_value_new ("s", "elsewhere");
+    kept = agc_agent_call (a, "echo_async", word);
+    ref_kept = agc_future_ref (kept);
+    CHECK (agc_future_wait (kept, 10000 * s_slow) == 0);
+    before = s_info_int (conns [0], NULL, "fetched");
+    agc_future_t *refused = agc_agent_call (e, "echo", ref_kept);
+    CHECK (agc_future_status (refused) == AG_DEP_FAILED);
+    CHECK (strstr (agc_future_reason (refused), "not allowed"));
+    CHECK (strstr (agc_future_reason (refused), "server/peer"));
+    CHECK (s_info_int (conns [0], NULL, "fetched") == before);
+    agc_future_destroy (&refused);
     agc_future_destroy (&kept);
     ag_value_destroy (&ref_kept);
     ag_value_destroy (&word);
@@ -2795,9 +2822,10 @@ main (int argc, char *argv [])
     s_valgrind = getenv ("AGTEST_VALGRIND") != NULL;
     if (s_valgrind)
         s_slow = 4;
-    //  The shared daemon most cases use
+    //  The shared daemon most cases use (futures fetched from it and
+    //  others on this machine)
     daemon_t shared;
-    if (s_daemon_start (&shared, NULL, NULL)) {
+    if (s_daemon_start (&shared, NULL, "--peer", "local", NULL)) {
         fprintf (stderr, "agtest: cannot start %s/agentd\n", s_build);
         printf ("0 passed, 1 failed\n");
         return 1;

@@ -104,8 +104,9 @@ start () {
            cat "$tmp/$name.log"; exit 1 ;;
     esac
 }
-start a "$ADDR_A" EP_A
-start b "$ADDR_B" EP_B
+#   Each fetches the futures it is given from the other
+start a "$ADDR_A" EP_A a --peer "tcp://$ADDR_B:*"
+start b "$ADDR_B" EP_B b --peer "tcp://$ADDR_A:*"
 
 ctl () { shift; $IN_C "$B/agentctl" "$@"; }
 fetched () {

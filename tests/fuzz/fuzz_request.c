@@ -234,14 +234,20 @@ static const char *
 s_check_ok_body (int command, const agp_envelope_t *env, const uint8_t *body,
                  size_t size)
 {
-    if (command == AGP_PING || command == AGP_DELETE)
+    if (command == AGP_DELETE)
         return size? "reply body should be empty": NULL;
     if (command != AGP_INFO && command != AGP_LIST && command != AGP_CREATE
-    &&  command != AGP_LOOKUP)
+    &&  command != AGP_LOOKUP && command != AGP_PING)
         return NULL;
     ag_value_t *value = ag_value_decode (body, size);
     const msgpack_object *root = ag_value_object (value);
     const char *why = NULL;
+    if (command == AGP_PING) {
+        const msgpack_object *id = ag_obj_get (root, "instance");
+        if (!id || id->type != MSGPACK_OBJECT_STR || id->via.str.size != 16)
+            why = "PING reply has no instance id of 16 digits";
+    }
+    else
     if (command == AGP_INFO) {
         if (!ag_obj_streq (ag_obj_get (root, "protocol"), AGP_SIGNATURE))
             why = "INFO reply has no protocol AGP01";
