@@ -128,9 +128,17 @@ AG_EXPORT int64_t
 AG_EXPORT ag_value_t *
     agc_conn_info (agc_conn_t *self);
 
-//  List the server's agents (LIST). Caller owns the value.
+//  List the server's agents (LIST): an array of maps (id, name, class,
+//  served, queued, age_ms, busy) in ascending id order, asked for in
+//  pages of AGC_LIST_PAGE. Caller owns the value; NULL on failure.
 AG_EXPORT ag_value_t *
     agc_conn_list (agc_conn_t *self);
+//  One page of it: up to limit agents (the server sends AGC_LIST_PAGE at
+//  most) whose ids are above after (0: from the first). A page shorter
+//  than asked for is the last. Caller owns the value; NULL on failure.
+#define AGC_LIST_PAGE 1000
+AG_EXPORT ag_value_t *
+    agc_conn_list_page (agc_conn_t *self, uint64_t after, size_t limit);
 
 //  ---------------------------------------------------------------------
 //  Several servers: where agents go.

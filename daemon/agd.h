@@ -287,6 +287,28 @@ typedef struct {
 #define AGD_WORKER_TERM     'T'
 
 //  ---------------------------------------------------------------------
+//  agd_index: agents in the order of their ids, for paged listing.
+
+typedef struct _agd_index_t agd_index_t;
+
+agd_index_t *
+    agd_index_new (void);
+void
+    agd_index_destroy (agd_index_t **self_p);
+//  Add (or replace) an item under id. Returns 0, or -1 out of memory.
+int
+    agd_index_insert (agd_index_t *self, uint64_t id, void *item);
+void
+    agd_index_remove (agd_index_t *self, uint64_t id);
+//  Up to max items whose ids are above after, in ascending order, into
+//  items. Returns how many.
+size_t
+    agd_index_after (agd_index_t *self, uint64_t after, void **items,
+                     size_t max);
+size_t
+    agd_index_size (agd_index_t *self);
+
+//  ---------------------------------------------------------------------
 //  agd_store: results of calls kept for FETCH, each charged to the
 //  account of the call that made it, none pushed out by another
 //  account's.
@@ -637,6 +659,7 @@ bool
 //  Selftests
 void agd_auth_test (bool verbose);
 void agd_accounts_test (bool verbose);
+void agd_index_test (bool verbose);
 void agd_config_test (bool verbose);
 void agd_registry_test (bool verbose);
 void agd_store_test (bool verbose);

@@ -48,6 +48,7 @@ void
 agd_agents_free (agd_broker_t *self, agd_agent_t *agent)
 {
     s_agent_uncount (self, agent);
+    agd_index_remove (self->listed, agent->id);
     ag_idmap_delete (self->agents, agent->id);
     if (agent->name) {
         if (zhashx_lookup (self->names, agent->name) == agent)
@@ -62,6 +63,7 @@ void
 agd_agents_deleting (agd_broker_t *self, agd_agent_t *agent)
 {
     s_agent_uncount (self, agent);
+    agd_index_remove (self->listed, agent->id);
     agent->deleting = true;
     if (agent->name) {
         zhashx_delete (self->names, agent->name);
@@ -112,30 +114,117 @@ agd_pack_str (msgpack_packer *pk, const char *s)
     msgpack_pack_str_body (pk, s, len);
 }
 
+//  A LIST body: nothing, or {after: id, limit: n}. Returns 0, or -1 with
+//  a reason.
+static int
+s_list_decode (agd_broker_t *self, agd_job_t *job, uint64_t *after,
+               size_t *limit, const char **reason)
+{
+    *after = 0;
+    *limit = AGD_LIST_PAGE;
+    size_t size = agp_msg_body_size (&job->body);
+    if (size == 0)
+        return 0;
+    msgpack_object body;
+    msgpack_zone_clear (&self->zone);
+    if (ag_msgpack_unpack (agp_msg_body (&job->body), size, &self->zone,
+                           &body, reason))
+        return -1;
+    if (body.type == MSGPACK_OBJECT_NIL)
+        return 0;
+    const msgpack_object *from = ag_obj_get (&body, "after");
+    const msgpack_object *count = ag_obj_get (&body, "limit");
+    if (body.type != MSGPACK_OBJECT_MAP
+    ||  (from && from->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+              && from->type != MSGPACK_OBJECT_NIL)
+    ||  (count && (count->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+                || count->via.u64 == 0))) {
+        *reason = "the body must be empty or {after: uint, limit: uint"
+                  " above 0}";
+        return -1;
+    }
+    if (from && from->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *after = from->via.u64;
+    if (count && count->via.u64 < AGD_LIST_PAGE)
+        *limit = (size_t) count->via.u64;
+    return 0;
+}
+
 void
-agd_agents_pack_list (agd_broker_t *self)
+agd_agents_list (agd_broker_t *self, agd_job_t *job)
+{
+    uint64_t after;
+    size_t limit;
+    const char *reason;
+    if (s_list_decode (self, job, &after, &limit, &reason)) {
+        agd_broker_error (self, job, AG_BAD_REQUEST, "LIST: %s", reason);
+        agd_broker_job_free (self, job);
+        return;
+    }
+    //  Pages are packed a few per pass of the broker's loop, so that a
+    //  storm of them does not hold everyone else up; a page waiting is
+    //  a pending request of its client
+    if (agd_admit (self, job)) {
+        agd_broker_job_free (self, job);
+        return;
+    }
+    job->next = NULL;
+    if (self->lists_tail)
+        self->lists_tail->next = job;
+    else
+        self->lists_head = job;
+    self->lists_tail = job;
+}
+
+//  One page: the listed agents after an id, in ascending order
+static void
+s_pack_page (agd_broker_t *self, uint64_t after, size_t limit)
 {
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     int64_t now = ag_usecs ();
-    size_t count = 0, cursor = 0;
-    agd_agent_t *agent;
-    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
-                                                   NULL)))
-        if (agent->alive && !agent->deleting)
-            count++;
+    void *page [AGD_LIST_PAGE];
+    size_t count = agd_index_after (self->listed, after, page, limit);
     msgpack_pack_array (pk, count);
-    cursor = 0;
-    while ((agent = (agd_agent_t *) ag_idmap_next (self->agents, &cursor,
-                                                   NULL)))
-        if (agent->alive && !agent->deleting)
-            ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b}",
-                     "id", agent->id, "name", agent->name,
-                     "class", agent->cls->name,
-                     "served", agent->served,
-                     "queued", (uint64_t) agent->queued,
-                     "age_ms", (uint64_t) (now - agent->created) / 1000,
-                     "busy", (int) agent->busy);
+    for (size_t i = 0; i < count; i++) {
+        agd_agent_t *agent = (agd_agent_t *) page [i];
+        ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b}",
+                 "id", agent->id, "name", agent->name,
+                 "class", agent->cls->name,
+                 "served", agent->served,
+                 "queued", (uint64_t) agent->queued,
+                 "age_ms", (uint64_t) (now - agent->created) / 1000,
+                 "busy", (int) agent->busy);
+    }
+}
+
+bool
+agd_agents_serve_lists (agd_broker_t *self)
+{
+    for (int i = 0; i < AGD_LIST_PER_PASS && self->lists_head; i++) {
+        agd_job_t *job = self->lists_head;
+        self->lists_head = job->next;
+        if (!self->lists_head)
+            self->lists_tail = NULL;
+        job->next = NULL;
+        uint64_t after;
+        size_t limit;
+        const char *reason;
+        s_list_decode (self, job, &after, &limit, &reason);
+        s_pack_page (self, after, limit);
+        agd_broker_send_packed (self, job);
+        agd_broker_job_free (self, job);
+    }
+    return self->lists_head != NULL;
+}
+
+void
+agd_agents_listed (agd_broker_t *self, agd_agent_t *agent)
+{
+    if (agd_index_insert (self->listed, agent->id, agent))
+        AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error,
+                 "out of memory: agent %" PRIu64 " is not listed",
+                 agent->id);
 }
 
 void

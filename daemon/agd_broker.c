@@ -228,13 +228,14 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
         agd_broker_job_free (self, job);
         return;
     }
-    if (env->command == AGP_INFO || env->command == AGP_LIST) {
-        if (env->command == AGP_INFO)
-            s_pack_info (self);
-        else
-            agd_agents_pack_list (self);
+    if (env->command == AGP_INFO) {
+        s_pack_info (self);
         agd_broker_send_packed (self, job);
         agd_broker_job_free (self, job);
+        return;
+    }
+    if (env->command == AGP_LIST) {
+        agd_agents_list (self, job);
         return;
     }
     if (env->command == AGP_FETCH) {
@@ -416,6 +417,8 @@ s_finish_stop (agd_broker_t *self)
 static void
 s_teardown (agd_broker_t *self)
 {
+    while (agd_agents_serve_lists (self))
+        ;                           //  LISTs are answered to the end
     agd_pool_stop (self);
     //  Finalise the agents no worker holds. The broker runs fini here,
     //  once it no longer serves anyone.
@@ -451,6 +454,7 @@ s_self_new (zsock_t *pipe, agd_broker_args_t *args)
     self->config = args->config;
     self->agents = ag_idmap_new ();
     self->names = zhashx_new ();
+    self->listed = agd_index_new ();
     self->workers = ag_idmap_new ();
     self->accounts = agd_accounts_new ();
     self->store = agd_store_new (self->accounts, self->config.retention_ms,
@@ -512,6 +516,7 @@ s_self_destroy (agd_broker_t **self_p)
     ag_idmap_destroy (&self->workers);
     ag_idmap_destroy (&self->agents);
     zhashx_destroy (&self->names);
+    agd_index_destroy (&self->listed);
     agd_store_destroy (&self->store);
     agd_clients_destroy (&self->clients);
     if (self->monitor) {
@@ -662,6 +667,8 @@ agd_broker (zsock_t *pipe, void *args_)
         if (self->next_client_check && !self->stopping)
             timeout = MIN (timeout, (self->next_client_check - now + 999)
                                     / 1000);
+        if (self->lists_waiting)
+            timeout = 0;            //  pages still to pack
         if (timeout < 0)
             timeout = 0;
         int item_count = base_count + (int) agd_peers_items (self->peers,
@@ -709,6 +716,7 @@ agd_broker (zsock_t *pipe, void *args_)
         &&  !self->stopping)
             agd_watch_check (self);
         agd_pool_dispatch (self);
+        self->lists_waiting = agd_agents_serve_lists (self);
 
         now = self->now;
         if (now >= self->next_tick) {

@@ -52,6 +52,10 @@ struct _agd_broker_t {
     char backend_endpoint [64];     //  where workers connect
     ag_idmap_t *agents;             //  id -> agd_agent_t
     zhashx_t *names;                //  name -> agd_agent_t
+    agd_index_t *listed;            //  agents LIST shows, in id order
+    agd_job_t *lists_head;          //  LISTs waiting for their page
+    agd_job_t *lists_tail;
+    bool lists_waiting;             //  pages still to pack
     uint64_t next_agent_id;         //  ids are never reused
     ag_idmap_t *workers;            //  id -> worker_t
     worker_t *idle_head;            //  most recently idle
@@ -205,8 +209,17 @@ void
 void
     agd_agents_flush (agd_broker_t *self, agd_agent_t *agent, int status,
                       const char *reason);
+#define AGD_LIST_PAGE       1000    //  agents in a LIST reply at most
+#define AGD_LIST_PER_PASS   2       //  LIST pages packed per loop pass
+//  LIST: checked, and queued for its page
 void
-    agd_agents_pack_list (agd_broker_t *self);
+    agd_agents_list (agd_broker_t *self, agd_job_t *job);
+//  Pack and send the pages due this pass. Returns true if more wait.
+bool
+    agd_agents_serve_lists (agd_broker_t *self);
+//  An agent's init has succeeded: LIST shows it from now
+void
+    agd_agents_listed (agd_broker_t *self, agd_agent_t *agent);
 void
     agd_agents_pack_created (agd_broker_t *self, agd_agent_t *agent);
 void

@@ -324,6 +324,8 @@ s_finish (agd_broker_t *self, agd_job_t *job)
     if (command == AGP_CREATE) {
         if (job->status == AG_OK) {
             agent->alive = true;
+            if (!agent->deleting)
+                agd_agents_listed (self, agent);
             agd_agents_pack_created (self, agent);
             agd_broker_send_packed (self, job);
             if (self->config.log_level >= AGD_LOG_INFO)

@@ -323,6 +323,64 @@ s_test_lifecycle (const char *endpoint)
     return 0;
 }
 
+//  LIST comes in pages of at most 1000 agents, in ascending id order,
+//  each after the id the client names; the client library joins them
+static int
+s_test_list_pages (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+    int total = s_valgrind? 1200: 2345;
+    agc_agent_t **agents = (agc_agent_t **) calloc ((size_t) total,
+                                                    sizeof *agents);
+    CHECK (agents);
+    for (int i = 0; i < total; i++)
+        CHECK ((agents [i] = s_counter (conn, i)));
+    ag_value_t *all = agc_conn_list (conn);
+    CHECK (all);
+    const msgpack_object *items = ag_value_object (all);
+    CHECK (items->type == MSGPACK_OBJECT_ARRAY
+        && items->via.array.size == (uint32_t) total);
+    for (int i = 0; i < total; i++)
+        CHECK (ag_obj_int (ag_obj_get (&items->via.array.ptr [i], "id"), 0)
+               == (int64_t) agc_agent_id (agents [i]));
+    ag_value_destroy (&all);
+    //  A page: at most 1000, after an id, and the next after one gone
+    ag_value_t *page = agc_conn_list_page (conn, 0, 5000);
+    CHECK (page && ag_value_object (page)->via.array.size == 1000);
+    ag_value_destroy (&page);
+    uint64_t gone = agc_agent_id (agents [10]);
+    agc_agent_delete (&agents [10]);
+    page = agc_conn_list_page (conn, gone, 3);
+    CHECK (page && ag_value_object (page)->via.array.size == 3);
+    CHECK (ag_obj_int (ag_obj_get (&ag_value_object (page)->via.array.ptr [0],
+                                   "id"), 0)
+           == (int64_t) agc_agent_id (agents [11]));
+    ag_value_destroy (&page);
+    page = agc_conn_list_page (conn, agc_agent_id (agents [total - 1]), 10);
+    CHECK (page && ag_value_object (page)->via.array.size == 0);
+    ag_value_destroy (&page);
+    //  A body that is not {after, limit}: 400
+    const char *bad [] = { "\x93\x01\x02\x03", "\x81\xa5" "limit" "\x00",
+                           "\x81\xa5" "after" "\xa1" "x", NULL };
+    size_t bad_size [] = { 4, 8, 9 };
+    for (int i = 0; bad [i]; i++) {
+        agc_future_t *refused = agc_conn_request (conn, AGP_LIST, 0, 0,
+                                                  bad [i], bad_size [i]);
+        CHECK (agc_future_wait (refused, 5000 * s_slow) == 0);
+        CHECK (agc_future_status (refused) == AG_BAD_REQUEST);
+        CHECK (strstr (agc_future_reason (refused), "LIST:"));
+        agc_future_destroy (&refused);
+    }
+    for (int i = 0; i < total; i++)
+        agc_agent_destroy (&agents [i]);
+    free (agents);
+    agc_conn_destroy (&conn);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 static int
 s_test_seed_example (const char *endpoint)
 {
@@ -2736,6 +2794,7 @@ typedef struct {
 
 static const case_t s_cases [] = {
     { "lifecycle", s_test_lifecycle },
+    { "list_pages", s_test_list_pages },
     { "seed_example", s_test_seed_example },
     { "actor_semantics", s_test_actor_semantics },
     { "hundred_agents", s_test_hundred_agents },

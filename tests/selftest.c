@@ -32,6 +32,7 @@ static const test_t s_tests [] = {
     { "agd_store", agd_store_test },
     { "agd_clients", agd_clients_test },
     { "agd_accounts", agd_accounts_test },
+    { "agd_index", agd_index_test },
     { "agd_auth", agd_auth_test },
     { "agd_server", agd_server_test },
     { "agc_conn", agc_conn_test },
