@@ -478,6 +478,7 @@ struct _agd_client_t {
     agd_agent_t *agents;            //  those agents, by owner_next
     agd_account_t *account;         //  who it is, as last proven; or NULL
     int fd;                         //  connection of that proof, or -1
+    bool bound;                     //  ... and it has not dropped since
     uint64_t peer_tag;              //  that connection's peer, checked
                                     //  before the broker closes it
     bool cut;                       //  closed by the broker, not back yet

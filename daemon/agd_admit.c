@@ -85,9 +85,12 @@ agd_admit_identify (agd_broker_t *self, agd_job_t *job)
     if (!client)
         return -1;
     job->client = client;
+    //  Proven on its connection already: it stays so until that drops
+    //  (agd_clients_dropped, from the socket's events, which the broker
+    //  reads before requests)
+    if (client->account && client->bound && self->monitor)
+        return 0;
     int fd = zmq_msg_get (&job->body, ZMQ_SRCFD);
-    if (client->account && fd == client->fd)
-        return 0;                   //  proven on this connection already
     int domain;
     struct ucred cred = { 0 };
     char address [64] = "";
@@ -312,7 +315,6 @@ s_send (agd_broker_t *self, agd_job_t *job, agp_envelope_t *env,
         zmq_msg_close (frame);
         return;
     }
-    agp_msg_set_envelope (frame, env);
     if (account && !charged)
         agd_frame_charge (frame, self->accounts, account);
     //  The routing frame may be needed again (the job's, for instance)
@@ -375,9 +377,8 @@ agd_broker_reply_frame (agd_broker_t *self, agd_job_t *job, uint64_t agent,
         .corr = job->env.corr,
         .agent = agent
     };
-    //  The envelope goes in the frame's first octets, which a kept copy
-    //  sharing them never reads
-    agp_msg_set_envelope (&job->body, &env);
+    //  The envelope goes in the frame's first octets (agp_send writes
+    //  it), which a kept copy sharing them never reads
     zmq_msg_t frame;
     agd_account_t *account = job->client? job->client->account: NULL;
     if (shared) {

@@ -700,6 +700,10 @@ agd_broker (zsock_t *pipe, void *args_)
                          "stop pipe: %s", strerror (errno));
             s_begin_stop (self);
         }
+        //  Connection events before requests: a client whose connection
+        //  dropped proves itself again with its next message
+        if (base_count > 4 && (items [4].revents & ZMQ_POLLIN))
+            agd_watch_monitor (self);
         //  Workers first: each result frees a worker for what follows
         for (int i = 0; i < BATCH && agd_pool_recv (self) == 0; i++)
             ;
@@ -710,8 +714,6 @@ agd_broker (zsock_t *pipe, void *args_)
                             self);
         if (self->waiting_head)
             agd_refs_expire (self);
-        if (base_count > 4 && (items [4].revents & ZMQ_POLLIN))
-            agd_watch_monitor (self);
         if (self->next_client_check && self->now >= self->next_client_check
         &&  !self->stopping)
             agd_watch_check (self);

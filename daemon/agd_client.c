@@ -144,6 +144,7 @@ s_unbind (agd_clients_t *self, agd_client_t *client)
     &&  ag_idmap_lookup (self->by_fd, (uint64_t) client->fd + 1) == client)
         ag_idmap_delete (self->by_fd, (uint64_t) client->fd + 1);
     client->fd = -1;
+    client->bound = false;
 }
 
 static void
@@ -195,6 +196,9 @@ agd_clients_bind (agd_clients_t *self, agd_client_t *client, int fd,
     client->fd = fd;
     client->peer_tag = peer_tag;
     client->cut = false;
+    //  Without a descriptor there is no drop to hear of: the client
+    //  proves itself with each message
+    client->bound = fd >= 0;
     if (fd >= 0)
         ag_idmap_insert (self->by_fd, (uint64_t) fd + 1, client);
 }
@@ -241,9 +245,9 @@ agd_clients_test (bool verbose)
     //  Bound to an account, and to a descriptor until it drops
     agd_account_t *account = agd_accounts_get (accounts, "A", 1, "A");
     agd_clients_bind (clients, one, 7, account, 0);
-    assert (one->account == account && one->fd == 7);
+    assert (one->account == account && one->fd == 7 && one->bound);
     agd_clients_dropped (clients, 7);
-    assert (one->fd == -1 && one->account == account);
+    assert (one->fd == -1 && !one->bound && one->account == account);
     //  An entry holding something stays; one holding nothing goes at the
     //  second sweep, unless used meanwhile
     one->pending = 1;

@@ -384,7 +384,15 @@ s_deliver (agd_broker_t *self, agd_job_t *job, uint32_t index, int status,
                 size, why);
         return -1;
     }
-    zmq_msg_copy (&ref->value, body);
+    //  A small value's frame may be the very reply its caller is sent, and
+    //  counted against that caller until freed: the bytes are copied. A
+    //  large one is shared (the store's copy, never counted)
+    size_t frame_size = zmq_msg_size (body);
+    if (frame_size > 1024)
+        zmq_msg_copy (&ref->value, body);
+    else
+    if (zmq_msg_init_size (&ref->value, frame_size) == 0)
+        memcpy (zmq_msg_data (&ref->value), zmq_msg_data (body), frame_size);
     if (refs->outstanding)
         return 0;
     s_ready (self, job);

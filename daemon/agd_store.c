@@ -34,6 +34,8 @@
 
 #include "agd.h"
 
+#define INLINE          128         //  results this small live in the entry
+
 typedef struct _waiter_t waiter_t;
 struct _waiter_t {
     waiter_t *next;
@@ -57,8 +59,10 @@ struct _entry_t {
     bool awaited;                   //  fetched before its CALL came
     size_t waiting;                 //  waiters
     int status;                     //  reply status
-    zmq_msg_t body;                 //  reply body
+    zmq_msg_t body;                 //  reply frame, unless held inline
     size_t bytes;                   //  what the body is charged
+    uint16_t inline_size;           //  a small reply's frame: its size,
+    uint8_t inline_frame [INLINE];  //  and its octets (0: in body)
     int64_t expires;                //  ag_usecs () when it goes
     waiter_t *waiters;              //  jobs waiting for it
     size_t owner_size;
@@ -284,6 +288,7 @@ s_bury (agd_store_t *self, entry_t *entry, int64_t now)
     s_unhold (self, entry);
     zmq_msg_close (&entry->body);
     zmq_msg_init (&entry->body);
+    entry->inline_size = 0;
     entry->ghost = true;
     entry->expires = now + s_ghost_us (self);
     self->ghosts++;
@@ -459,15 +464,20 @@ agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
     entry->done = true;
     entry->producer = NULL;
     entry->status = status;
-    //  A small result is copied: its reply may then go out as it is; a
-    //  large one is shared
-    bool shared = zmq_msg_size (body) > SHARE_FROM;
+    //  A small result is copied (into the entry itself, if it fits): its
+    //  reply may then go out as it is; a large one is shared
+    size_t size = zmq_msg_size (body);
+    bool shared = size > SHARE_FROM;
     if (shared)
         zmq_msg_copy (&entry->body, body);
     else
-    if (zmq_msg_init_size (&entry->body, zmq_msg_size (body)) == 0)
-        memcpy (zmq_msg_data (&entry->body), zmq_msg_data (body),
-                zmq_msg_size (body));
+    if (size <= INLINE) {
+        memcpy (entry->inline_frame, zmq_msg_data (body), size);
+        entry->inline_size = (uint16_t) size;
+    }
+    else
+    if (zmq_msg_init_size (&entry->body, size) == 0)
+        memcpy (zmq_msg_data (&entry->body), zmq_msg_data (body), size);
     entry->bytes = zmq_msg_size (body);
     entry->expires = now + self->retention;
     s_append (self, entry);
@@ -479,7 +489,7 @@ agd_store_complete (agd_store_t *self, const void *owner, size_t owner_size,
         waiter_t *waiter = entry->waiters;
         entry->waiters = waiter->next;
         entry->waiting--;
-        deliver (arg, waiter->job, waiter->index, status, &entry->body);
+        deliver (arg, waiter->job, waiter->index, status, body);
         free (waiter);
     }
     //  The bytes bound: what the result's account or others hold beyond
@@ -524,7 +534,15 @@ agd_store_fetch (agd_store_t *self, agd_account_t *account,
         return AG_GONE;
     if (entry->done) {
         *status = entry->status;
-        zmq_msg_copy (body, &entry->body);
+        if (entry->inline_size) {
+            zmq_msg_close (body);
+            if (zmq_msg_init_size (body, entry->inline_size))
+                return AG_BUSY;
+            memcpy (zmq_msg_data (body), entry->inline_frame,
+                    entry->inline_size);
+        }
+        else
+            zmq_msg_copy (body, &entry->body);
         return AG_OK;
     }
     if (entry->waiting >= MAX_WAITERS)
