@@ -23,6 +23,15 @@
 //  creates are deleted at once, and the live agent is made again when
 //  an input deletes it, so every input meets the same server.
 //
+//  Future references among a call's or a create's arguments go where
+//  the server may fetch: in the input as sent, to endpoints no server
+//  here may reach (refused at once); in the patched input, to a fake
+//  peer in this process, which answers FETCH with a value, an error,
+//  junk, a value that is not msgpack, one over the size limit, or
+//  nothing, by the reference's correlation id, and every other one to
+//  the server itself (its own store, where the key is unknown). The
+//  server waits 300 ms at most for them.
+//
 //  The plugin is AGENTD_FUZZ_PLUGIN, or else ../plugins/testclasses.so
 //  from the directory of the executable.
 //  @end
@@ -32,6 +41,8 @@
 #include "agentserver.h"
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #define REPLY_MS        2000        //  longest wait for a reply
 #define MAX_BODY        1024        //  body limit the server is given
@@ -55,6 +66,12 @@ static size_t s_late;               //  replies that did not come in time
 static bool s_unknown_agents;       //  a CREATE's reply never came: an
                                     //  agent may exist that we do not know
 static size_t s_inputs;             //  inputs run
+static char s_endpoint [PATH_MAX + 16];     //  the server's, as bound
+static char s_peer_endpoint [PATH_MAX + 16];    //  the fake peer's
+static pthread_t s_peer_thread;
+static atomic_bool s_peer_stop;
+static atomic_size_t s_peer_fetches;  //  FETCHes the fake peer had
+static void *s_peer_ready;          //  PAIR: the peer says it is bound
 
 static void
 s_dump (const char *label, const uint8_t *data, size_t size)
@@ -101,17 +118,21 @@ typedef struct {
 } expect_t;
 
 static const int s_call_statuses [] = {
-    AG_OK, AG_BAD_REQUEST, AG_NO_METHOD, AG_BAD_ARGS, AG_AGENT_ERROR, 0
+    AG_OK, AG_BAD_REQUEST, AG_NO_METHOD, AG_BAD_ARGS, AG_AGENT_ERROR,
+    AG_DEP_FAILED, 0
 };
 static const int s_getattr_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_ATTR, 0
+};
+static const int s_list_statuses [] = {
+    AG_OK, AG_BAD_REQUEST, 0
 };
 static const int s_lookup_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_AGENT, 0
 };
 static const int s_create_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_CLASS, AG_NAME_TAKEN, AG_BAD_ARGS,
-    AG_INIT_FAILED, 0
+    AG_INIT_FAILED, AG_DEP_FAILED, 0
 };
 
 static expect_t
@@ -166,9 +187,16 @@ s_expect (const uint8_t *data, size_t size)
             expect.agent_zero = true;
             //  fall through
         case AGP_INFO:
-        case AGP_LIST:
             expect.prompt = true;
             expect.status = AG_OK;
+            break;
+        case AGP_LIST:
+            //  A body other than nil or {after, limit} is refused
+            expect.prompt = true;
+            if (size == AGP_ENVELOPE_SIZE)
+                expect.status = AG_OK;
+            else
+                expect.allowed = s_list_statuses;
             break;
         case AGP_CREATE:
             expect.allowed = s_create_statuses;
@@ -492,16 +520,13 @@ s_has_future (const msgpack_object *o)
 
 //  Calls not made: the test classes can sleep for up to a minute (nap,
 //  slow) or build results of 16 MiB (blob), and one such call would
-//  hold the live agent, and every input after it. Nor calls or creates
-//  with a future among their arguments, which make the server connect
-//  out and wait (fuzz_proto checks the reference decoder), nor
-//  well-formed FETCHes, which wait for their call.
+//  hold the live agent, and every input after it. Nor well-formed
+//  FETCHes, which wait for their call.
 static bool
 s_skipped (const uint8_t *frame, size_t size)
 {
     if (size <= AGP_ENVELOPE_SIZE
-    ||  (frame [5] != AGP_CALL && frame [5] != AGP_FETCH
-      && frame [5] != AGP_CREATE))
+    ||  (frame [5] != AGP_CALL && frame [5] != AGP_FETCH))
         return false;
     bool skip = false;
     msgpack_zone zone;
@@ -510,28 +535,12 @@ s_skipped (const uint8_t *frame, size_t size)
     const char *reason;
     agp_call_t call;
     agp_fetch_t fetch;
-    agp_create_t create;
-    if (frame [5] == AGP_CREATE)
-        skip = ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
-                                  size - AGP_ENVELOPE_SIZE, &zone, &body,
-                                  &reason) == 0
-            && agp_create_decode (&create, &body, &reason) == 0
-            && s_has_future (create.args);
-    else
     if (frame [5] == AGP_FETCH)
         //  A well-formed FETCH of a call never made waits 2 s for it
         skip = ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
                                   size - AGP_ENVELOPE_SIZE, &zone, &body,
                                   &reason) == 0
             && agp_fetch_decode (&fetch, &body, &reason) == 0;
-    else
-    if (ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
-                           size - AGP_ENVELOPE_SIZE, &zone, &body,
-                           &reason) == 0
-    &&  agp_call_decode (&call, &body, &reason) == 0
-    &&  s_has_future (call.args))
-        //  The server would connect where the reference says, and wait
-        skip = true;
     else
     if (frame [5] == AGP_CALL
     &&  ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
@@ -589,9 +598,47 @@ s_request (const uint8_t *frame, size_t size)
         s_create_live ();
 }
 
-//  The input with a valid envelope, to the live agent: octet 5 picks the
-//  command, octets 6-7 may set KEEP, and the body is the input's
+//  Pack o with every well-formed future reference in it pointing at the
+//  fake peer or, every other one, the server itself; what is not a
+//  reference, or not a well-formed one, as it was
 static void
+s_pack_rewritten (msgpack_packer *pk, const msgpack_object *o,
+                  msgpack_zone *zone, size_t *refs)
+{
+    if (o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == AGP_EXT_FUTURE) {
+        agp_ref_t ref;
+        const char *reason;
+        if (agp_ref_decode (&ref, o, zone, &reason) == 0) {
+            const char *endpoint = (*refs)++ % 2? s_endpoint
+                                                : s_peer_endpoint;
+            ref.endpoint.ptr = endpoint;
+            ref.endpoint.len = strlen (endpoint);
+            agp_ref_encode (pk, &ref);
+            return;
+        }
+    }
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        msgpack_pack_array (pk, o->via.array.size);
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            s_pack_rewritten (pk, &o->via.array.ptr [i], zone, refs);
+    }
+    else
+    if (o->type == MSGPACK_OBJECT_MAP) {
+        msgpack_pack_map (pk, o->via.map.size);
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            s_pack_rewritten (pk, &o->via.map.ptr [i].key, zone, refs);
+            s_pack_rewritten (pk, &o->via.map.ptr [i].val, zone, refs);
+        }
+    }
+    else
+        msgpack_pack_object (pk, *o);
+}
+
+//  The input with a valid envelope, to the live agent: octet 5 picks the
+//  command, octets 6-7 may set KEEP, and the body is the input's, with
+//  its future references pointed where the server may fetch. Returns
+//  the frame's size.
+static size_t
 s_patch (const uint8_t *data, size_t size, uint8_t *frame)
 {
     memcpy (frame, data, size);
@@ -602,6 +649,153 @@ s_patch (const uint8_t *data, size_t size, uint8_t *frame)
         .agent = s_live
     };
     agp_envelope_encode (&env, frame);
+    if (env.command != AGP_CALL && env.command != AGP_CREATE)
+        return size;
+    msgpack_zone zone;
+    msgpack_zone_init (&zone, 1024);
+    msgpack_object body;
+    const char *reason;
+    if (ag_msgpack_unpack (data + AGP_ENVELOPE_SIZE, size - AGP_ENVELOPE_SIZE,
+                           &zone, &body, &reason) == 0
+    &&  s_has_future (&body)) {
+        msgpack_sbuffer buffer;
+        msgpack_sbuffer_init (&buffer);
+        msgpack_packer packer;
+        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
+        size_t refs = 0;
+        s_pack_rewritten (&packer, &body, &zone, &refs);
+        if (AGP_ENVELOPE_SIZE + buffer.size <= MAX_FRAME) {
+            memcpy (frame + AGP_ENVELOPE_SIZE, buffer.data, buffer.size);
+            size = AGP_ENVELOPE_SIZE + buffer.size;
+        }
+        msgpack_sbuffer_destroy (&buffer);
+    }
+    msgpack_zone_destroy (&zone);
+    return size;
+}
+
+//  ---------------------------------------------------------------------
+//  The fake peer: a server the futures of patched inputs are fetched
+//  from, which answers as a hostile one might
+
+static void
+s_peer_answer (void *socket, zmq_msg_t *routing, const agp_envelope_t *env,
+               int status, const void *body, size_t size)
+{
+    agp_envelope_t reply = {
+        .command = (uint8_t) (env->command | AGP_REPLY),
+        .word = (uint16_t) status, .corr = env->corr
+    };
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, routing);
+    agp_send (socket, &copy, &reply, body, size, NULL, ZMQ_DONTWAIT);
+    zmq_msg_close (&copy);
+}
+
+static void *
+s_peer_main (void *arg)
+{
+    void *socket = zmq_socket (zsys_init (), ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt (socket, ZMQ_LINGER, &zero, sizeof zero);
+    const char *bind = (const char *) arg;
+    int rc = zmq_bind (socket, bind);
+    size_t size = sizeof s_peer_endpoint;
+    zmq_getsockopt (socket, ZMQ_LAST_ENDPOINT, s_peer_endpoint, &size);
+    void *ready = zmq_socket (zsys_init (), ZMQ_PAIR);
+    zmq_connect (ready, "inproc://fuzz-peer-ready");
+    zmq_send (ready, rc? "x": "", rc? 1: 0, 0);
+    zmq_close (ready);
+    //  Every FETCH gets one of six answers, by the reference's corr
+    static uint8_t big [MAX_BODY + 16];
+    big [0] = 0xc6;                 //  bin 32, MAX_BODY + 10 octets
+    big [3] = (uint8_t) ((MAX_BODY + 10) >> 8);
+    big [4] = (uint8_t) (MAX_BODY + 10);
+    while (!rc && !atomic_load (&s_peer_stop)) {
+        zmq_pollitem_t item = { socket, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll (&item, 1, 100) <= 0)
+            continue;
+        zmq_msg_t routing, frame;
+        zmq_msg_init (&routing);
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&routing, socket, 0) == -1
+        ||  !zmq_msg_more (&routing)
+        ||  zmq_msg_recv (&frame, socket, 0) == -1) {
+            zmq_msg_close (&routing);
+            zmq_msg_close (&frame);
+            continue;
+        }
+        agp_envelope_t env;
+        if (agp_envelope_decode (&env, zmq_msg_data (&frame),
+                                 zmq_msg_size (&frame)) == 0) {
+            if (env.command == AGP_PING) {
+                static const uint8_t pong [] = "\x81\xa8" "instance"
+                                               "\xb0" "f0f0f0f0f0f0f0f0";
+                s_peer_answer (socket, &routing, &env, AG_OK, pong,
+                               sizeof pong - 1);
+            }
+            else
+            if (env.command == AGP_FETCH) {
+                ag_value_t *body = ag_value_decode (agp_msg_body (&frame),
+                                                    agp_msg_body_size (&frame));
+                const msgpack_object *key = ag_value_object (body);
+                uint64_t corr = key && key->type == MSGPACK_OBJECT_ARRAY
+                             && key->via.array.size == 2
+                              ? (uint64_t) ag_obj_int (&key->via.array.ptr [1],
+                                                       0): 0;
+                ag_value_destroy (&body);
+                atomic_fetch_add (&s_peer_fetches, 1);
+                switch (corr % 6) {
+                    case 0:
+                        s_peer_answer (socket, &routing, &env, AG_OK,
+                                       "\x2a", 1);
+                        break;
+                    case 1:
+                        s_peer_answer (socket, &routing, &env, AG_BAD_ARGS,
+                                       "\xa4nope", 5);
+                        break;
+                    case 2: {
+                        zmq_msg_t copy;
+                        zmq_msg_init (&copy);
+                        zmq_msg_copy (&copy, &routing);
+                        zmq_msg_send (&copy, socket, ZMQ_SNDMORE);
+                        zmq_send (socket, "junk", 4, ZMQ_DONTWAIT);
+                        break;
+                    }
+                    case 3:
+                        break;      //  nothing: the server's deadline
+                    case 4:
+                        s_peer_answer (socket, &routing, &env, AG_OK,
+                                       "\xc1", 1);
+                        break;
+                    default:
+                        s_peer_answer (socket, &routing, &env, AG_OK, big,
+                                       MAX_BODY + 15);
+                        break;
+                }
+            }
+        }
+        zmq_msg_close (&routing);
+        zmq_msg_close (&frame);
+    }
+    zmq_close (socket);
+    return NULL;
+}
+
+//  On loopback tcp: the server connects to it only when an input first
+//  needs it, and no socket file is left if the harness dies
+static void
+s_peer_start (void)
+{
+    static char bind [] = "tcp://127.0.0.1:*";
+    s_peer_ready = zmq_socket (zsys_init (), ZMQ_PAIR);
+    FUZZ_CHECK (zmq_bind (s_peer_ready, "inproc://fuzz-peer-ready") == 0);
+    FUZZ_CHECK (pthread_create (&s_peer_thread, NULL, s_peer_main, bind)
+                == 0);
+    char answer [4];
+    FUZZ_CHECK (zmq_recv (s_peer_ready, answer, sizeof answer, 0) == 0);
+    zmq_close (s_peer_ready);
 }
 
 //  ---------------------------------------------------------------------
@@ -615,6 +809,13 @@ s_cleanup (void)
         s_dealer = NULL;
     }
     agd_server_destroy (&s_server);
+    if (*s_peer_endpoint) {
+        atomic_store (&s_peer_stop, true);
+        pthread_join (s_peer_thread, NULL);
+        *s_peer_endpoint = 0;
+        fprintf (stderr, "fuzz_request: the fake peer had %zu fetches\n",
+                 atomic_load (&s_peer_fetches));
+    }
     if (*s_socket)
         unlink (s_socket);
     if (*s_dir)
@@ -668,8 +869,12 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
         snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:*");
     }
 
+    //  The peer first: the server is told it may fetch from it
+    s_peer_start ();
     s_server = agd_server_new ();
     FUZZ_CHECK (s_server);
+    FUZZ_CHECK (agd_server_allow_peer (s_server, s_peer_endpoint) == 0);
+    agd_server_set_future_timeout (s_server, 300);
     agd_server_set_log_level (s_server, AGD_LOG_ERROR);
     agd_server_set_threads (s_server, 2, 16);
     agd_server_set_grace (s_server, 1000);
@@ -686,6 +891,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     //  Connect to the endpoint as bound (the real port, for tcp)
     snprintf (endpoint, sizeof endpoint, "%s",
               agd_server_endpoint (s_server, 0));
+    snprintf (s_endpoint, sizeof s_endpoint, "%s", endpoint);
     s_dealer = zmq_socket (zsys_init (), ZMQ_DEALER);
     FUZZ_CHECK (s_dealer);
     int zero = 0, timeout = REPLY_MS;
@@ -718,8 +924,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     s_request (data, size);
     if (size >= AGP_ENVELOPE_SIZE) {
         uint8_t frame [MAX_FRAME];
-        s_patch (data, size, frame);
-        s_request (frame, size);
+        s_request (frame, s_patch (data, size, frame));
     }
     if (++s_inputs % CHECK_EVERY == 0)
         s_check_server ();

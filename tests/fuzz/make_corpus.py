@@ -123,6 +123,10 @@ AGENT = 1
 #   The request harness's DEALER routing id, so FETCH seeds name it
 OWNER = b'Cfuzz-request'
 
+def ref(endpoint, corr, owner=None):
+    """A future reference (PROTOCOL.md 4.10)."""
+    return Ext(0x41, pack([endpoint, owner or OWNER, corr]))
+
 def deep(levels, leaf=1):
     return Raw(b'\x91' * levels + pack(leaf))
 
@@ -179,6 +183,23 @@ def messages():
         ('call-one-element', frame(CALL, ['add'], corr=31, agent=AGENT)),
         ('call-nul-name', frame(CALL, ['a\x00b', None], corr=32,
                                 agent=AGENT)),
+        #   Futures among the arguments: the harness points them at its
+        #   fake peer, which answers by the reference's corr (0 to 5),
+        #   and at the server itself
+        ] + [('call-ref-%d' % corr,
+              frame(CALL, ['echo', {'v': ref('tcp://h:1', corr)}],
+                    corr=33 + corr, agent=AGENT)) for corr in range(6)] + [
+        ('call-refs-many', frame(CALL, ['echo', [ref('tcp://h:1', c)
+                                                for c in range(8)]],
+                                 word=KEEP, corr=39, agent=AGENT)),
+        ('call-ref-self', frame(CALL, ['echo_async', ref('tcp://h:1', 90)],
+                                word=KEEP, corr=90, agent=AGENT)),
+        ('call-refs-too-many', frame(CALL, ['echo', [ref('tcp://h:1', 6)]
+                                                    * 65],
+                                     corr=91, agent=AGENT)),
+        ('create-ref', frame(CREATE, {'class': 'Counter',
+                                      'args': {'start': ref('tcp://h:1', 6),
+                                               'label': 'r'}}, corr=92)),
         #   GETATTR
         ('getattr-count', frame(GETATTR, 'count', corr=40, agent=AGENT)),
         ('getattr-label', frame(GETATTR, 'label', corr=41, agent=AGENT)),
