@@ -21,12 +21,15 @@
 //  reader. While futures are pending and the server is silent, the
 //  reader pings it; a server silent for the timeout fails them all.
 //
-//  A connection with CURVE also reads its socket's monitor, for the
-//  handshake's outcome: ZeroMQ gives no error on the socket when the
-//  server refuses the client's key, and no longer reconnects. The
-//  reader (or a sender) sees the event, fails what is pending with
-//  AG_DENIED, and the next request connects again, so a key allowed
-//  later on the server gets in without a new connection object.
+//  A connection also reads its socket's monitor. A dropped connection
+//  fails what is pending on it with AG_UNREACHABLE at once: the server
+//  drops replies due to a connection that has gone, so none will come.
+//  With CURVE it also tells the handshake's outcome: ZeroMQ gives no
+//  error on the socket when the server refuses the client's key, and no
+//  longer reconnects. The reader (or a sender) sees the event, fails
+//  what is pending with AG_DENIED, and the next request connects again,
+//  so a key allowed later on the server gets in without a new
+//  connection object.
 //  @end
 
 #include "agc.h"
@@ -74,8 +77,9 @@ struct _agc_conn_t {
     bool shared;                    //  listed in s_shared
     int child;                      //  child server's pid, or 0
     int watch_fd;                   //  child's watch pipe, or -1
-    void *monitor;                  //  PAIR on the socket's handshake
-                                    //  events (CURVE only), or NULL
+    bool curve;                     //  the socket uses CURVE
+    void *monitor;                  //  PAIR on the socket's events (a
+                                    //  drop; the handshake's, for CURVE)
     int monitor_fd;                 //  its ZMQ_FD
     bool refused;                   //  the server refused our key:
                                     //  connect again before sending
@@ -272,7 +276,10 @@ s_instance_seen (agc_conn_t *self, const uint8_t *body, size_t size)
     memcpy (self->instance, seen, sizeof seen);
 }
 
-//  Read the handshake events of a CURVE connection. Connection locked.
+//  Read the socket's events. A dropped connection lost what was asked on
+//  it: the server drops the replies due to a connection that has gone
+//  (and closes one whose client does not read them), so no reply will
+//  come for what was pending. Connection locked.
 static void
 s_monitor_drain (agc_conn_t *self)
 {
@@ -297,6 +304,13 @@ s_monitor_drain (agc_conn_t *self)
         zmq_msg_close (&head);
         zmq_msg_close (&address);
         char reason [400];
+        if (event == ZMQ_EVENT_DISCONNECTED && ag_idmap_size (self->pending)) {
+            snprintf (reason, sizeof reason, "the connection to %s dropped:"
+                      " what was pending there may or may not have run",
+                      self->endpoint);
+            s_fail_all (self, AG_UNREACHABLE, reason);
+        }
+        else
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             //  ZeroMQ does not reconnect after this; we do, on the next
             //  request
@@ -325,7 +339,7 @@ s_monitor_drain (agc_conn_t *self)
 static void
 s_prepare_send (agc_conn_t *self)
 {
-    if (!self->monitor)
+    if (!self->curve)
         return;
     s_monitor_drain (self);
     if (self->refused) {
@@ -339,7 +353,6 @@ s_prepare_send (agc_conn_t *self)
 static void
 s_drain (agc_conn_t *self)
 {
-    s_monitor_drain (self);
     while (true) {
         zmq_msg_t frame;
         zmq_msg_init (&frame);
@@ -482,6 +495,7 @@ typedef struct {
     agc_conn_t *conn;
     node_t node;                    //  our entry in conn->waiters
     bool reading;                   //  we are its reader
+    bool events;                    //  its monitor has something to read
 } slot_t;
 
 static bool
@@ -564,6 +578,12 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                 slots [s].reading = true;
             }
             if (slots [s].reading) {
+                //  The monitor is read when the poll says so: reading it
+                //  costs, and a sync call must not pay for nothing
+                if (slots [s].events) {
+                    s_monitor_drain (conn);
+                    slots [s].events = false;
+                }
                 s_drain (conn);
                 int next = s_heartbeat (conn, now);
                 poll_ms = MIN (poll_ms, next);
@@ -600,10 +620,21 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                     fds [nfds++] = (struct pollfd) {
                         slots [s].conn->monitor_fd, POLLIN, 0 };
             }
-        if (poll (fds, nfds, poll_ms) > 0 && (fds [0].revents & POLLIN)) {
-            uint64_t counter;
-            ssize_t rc = read (me->fd, &counter, sizeof counter);
-            (void) rc;
+        if (poll (fds, nfds, poll_ms) > 0) {
+            if (fds [0].revents & POLLIN) {
+                uint64_t counter;
+                ssize_t rc = read (me->fd, &counter, sizeof counter);
+                (void) rc;
+            }
+            //  Which monitors have news, in the order the fds went in
+            size_t at = 1;
+            for (size_t s = 0; s < slot_count; s++)
+                if (slots [s].reading) {
+                    at++;
+                    if (slots [s].conn->monitor
+                    &&  (fds [at++].revents & POLLIN))
+                        slots [s].events = true;
+                }
         }
     }
     //  Leave: unlist, and hand reading on to another waiter
@@ -765,11 +796,11 @@ static void
     s_close (agc_conn_t *self);
 
 //  Set CURVE on a connection's socket, with the server's public key and
-//  the client's own certificate, and start reading its handshake
-//  events. origin prefixes reasons ("AGENTD_CLIENT_CERT", or NULL).
-//  Returns 0, or -1 with the thread's error set.
+//  the client's own certificate. origin prefixes reasons
+//  ("AGENTD_CLIENT_CERT", or NULL). Returns 0, or -1 with the thread's
+//  error set.
 static int
-s_curve (agc_conn_t *self, void *context, const char *server_cert,
+s_curve (agc_conn_t *self, const char *server_cert,
          const char *server_origin, const char *client_cert,
          const char *client_origin)
 {
@@ -797,25 +828,38 @@ s_curve (agc_conn_t *self, void *context, const char *server_cert,
         return agc_set_error (AG_INTERNAL, "cannot set CURVE keys: %s (is"
                               " libzmq built with CURVE?)",
                               zmq_strerror (zmq_errno ()));
-    //  The monitor's queue is ours to bound: unlimited (a refusal ends
-    //  ZeroMQ's reconnecting, so few events come), never blocking libzmq
+    self->curve = true;
+    return 0;
+}
+
+//  Read the socket's events: a dropped connection, and with CURVE the
+//  handshake's outcome. Returns 0, or -1 with the thread's error set.
+static int
+s_monitor_start (agc_conn_t *self, void *context)
+{
+    //  The monitor's queue is bounded: an event a full queue drops comes
+    //  when no request is pending, for no thread reads it then
     char name [64];
     snprintf (name, sizeof name, "inproc://agc-monitor-%u",
               atomic_fetch_add (&s_monitor_count, 1));
-    if (zmq_socket_monitor (self->socket, name,
-                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                          | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+    int events = ZMQ_EVENT_DISCONNECTED;
+    if (self->curve)
+        events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
+    if (zmq_socket_monitor (self->socket, name, events))
         return agc_set_error (AG_INTERNAL, "cannot monitor the socket: %s",
                               zmq_strerror (zmq_errno ()));
     self->monitor = zmq_socket (context, ZMQ_PAIR);
-    int zero = 0;
+    int zero = 0, queue = 1000;
     zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt (self->monitor, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (self->monitor, ZMQ_RCVHWM, &queue, sizeof queue);
     if (zmq_connect (self->monitor, name))
         return agc_set_error (AG_INTERNAL, "cannot read the socket's"
                               " monitor: %s", zmq_strerror (zmq_errno ()));
     size_t fd_size = sizeof self->monitor_fd;
     zmq_getsockopt (self->monitor, ZMQ_FD, &self->monitor_fd, &fd_size);
+    //  Its descriptor signals only after a read has found nothing
+    s_monitor_drain (self);
     return 0;
 }
 
@@ -868,8 +912,9 @@ s_open (const char *endpoint, const char *server_cert,
     zmq_setsockopt (self->socket, ZMQ_SNDHWM, &deep, sizeof deep);
     size_t fd_size = sizeof self->fd;
     zmq_getsockopt (self->socket, ZMQ_FD, &self->fd, &fd_size);
-    if (server_cert && s_curve (self, context, server_cert, server_origin,
-                                client_cert, client_origin)) {
+    if ((server_cert && s_curve (self, server_cert, server_origin,
+                                 client_cert, client_origin))
+    ||  s_monitor_start (self, context)) {
         s_close (self);             //  not listed anywhere yet
         return NULL;
     }
