@@ -97,7 +97,8 @@ EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
 PROGRAMS    = $(B)/agentd $(B)/agentctl
 CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
 CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
-TESTS       = $(B)/tests/selftest $(B)/tests/agtest $(B)/tests/sectest
+TESTS       = $(B)/tests/selftest $(B)/tests/agtest $(B)/tests/sectest \
+              $(B)/tests/attacktest
 BENCH       = $(B)/bench/agentbench
 
 HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
@@ -188,6 +189,11 @@ $(B)/tests/agtest: $(B)/tests/agtest.o $(TESTLIB_OBJ) \
 
 $(B)/tests/sectest: $(B)/tests/sectest.o $(TESTLIB_OBJ) \
                     $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/attacktest: $(B)/tests/attacktest.o $(TESTLIB_OBJ) \
+                       $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -78,6 +78,8 @@ struct _agc_conn_t {
     int child;                      //  child server's pid, or 0
     int watch_fd;                   //  child's watch pipe, or -1
     bool curve;                     //  the socket uses CURVE
+    bool connected;                 //  a connection's handshake is done,
+                                    //  and it has not dropped since
     void *monitor;                  //  PAIR on the socket's events (a
                                     //  drop; the handshake's, for CURVE)
     int monitor_fd;                 //  its ZMQ_FD
@@ -304,11 +306,19 @@ s_monitor_drain (agc_conn_t *self)
         zmq_msg_close (&head);
         zmq_msg_close (&address);
         char reason [400];
-        if (event == ZMQ_EVENT_DISCONNECTED && ag_idmap_size (self->pending)) {
-            snprintf (reason, sizeof reason, "the connection to %s dropped:"
-                      " what was pending there may or may not have run",
-                      self->endpoint);
-            s_fail_all (self, AG_UNREACHABLE, reason);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            self->connected = true;
+        else
+        if (event == ZMQ_EVENT_DISCONNECTED) {
+            //  A connection that never completed its handshake carried
+            //  nothing: what is pending waits in ZeroMQ for the next
+            if (self->connected && ag_idmap_size (self->pending)) {
+                snprintf (reason, sizeof reason, "the connection to %s"
+                          " dropped: what was pending there may or may not"
+                          " have run", self->endpoint);
+                s_fail_all (self, AG_UNREACHABLE, reason);
+            }
+            self->connected = false;
         }
         else
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
@@ -842,7 +852,7 @@ s_monitor_start (agc_conn_t *self, void *context)
     char name [64];
     snprintf (name, sizeof name, "inproc://agc-monitor-%u",
               atomic_fetch_add (&s_monitor_count, 1));
-    int events = ZMQ_EVENT_DISCONNECTED;
+    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
     if (self->curve)
         events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;

@@ -269,8 +269,14 @@ s_cut (agd_broker_t *self, agd_client_t *client, size_t out, const char *why)
     bool same = client->fd >= 0 && client->peer_tag
              && s_peer_tag (client->fd, &domain, &cred, NULL, 0)
                 == client->peer_tag;
-    if (same)
+    if (same) {
+        //  An abortive close, a reset: a FIN would wait behind the very
+        //  replies the client does not read, as long as the kernel
+        //  kept trying to send them
+        struct linger abort = { 1, 0 };
+        setsockopt (client->fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
         shutdown (client->fd, SHUT_RDWR);
+    }
     AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning,
              "%s the connection of client %s: %zu bytes of replies it has"
              " not read (%s); its replies are dropped until it comes back",

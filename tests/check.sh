@@ -26,6 +26,7 @@ else
 fi
 run "$B/tests/agtest" "$B"
 run "$B/tests/sectest" "$B"
+run "$B/tests/attacktest" "$B"
 run sh tests/install.sh "$B"
 if [ -f tests/agentctl.sh ]; then
     run sh tests/agentctl.sh "$B"
