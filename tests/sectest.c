@@ -661,6 +661,86 @@ s_test_embedded (void)
     return 0;
 }
 
+//  With CURVE a client is its key: its limits hold across every
+//  connection and routing id it uses, and another key keeps its own
+static int
+s_test_one_key (void)
+{
+    char key [300], allow [300], server [300], alice [300], mallory [300];
+    s_path (server, sizeof server, "server");
+    s_path (alice, sizeof alice, "alice");
+    s_path (mallory, sizeof mallory, "mallory");
+    //  mallory is allowed here too, as a second identity
+    char mallory_allowed [320];
+    snprintf (mallory_allowed, sizeof mallory_allowed, "%s/mallory",
+              s_path (allow, sizeof allow, "allow"));
+    CHECK (s_copy (mallory, mallory_allowed, 0644) == 0);
+    const char *args [] = {
+        "-f", "-e", "tcp://127.0.0.1:*", "--plugin", s_plugin,
+        "--curve-key", s_path (key, sizeof key, "server"),
+        "--curve-allow", allow, "--max-pending", "10", NULL
+    };
+    daemon_t daemon;
+    int rc = s_daemon_start (&daemon, args);
+    unlink (mallory_allowed);
+    CHECK (rc == 0);
+    //  Three connections of alice's, each with a routing id of its own:
+    //  one agent blocked in a nap, and 30 calls queued behind it over
+    //  the three
+    agc_conn_t *conns [3];
+    for (int i = 0; i < 3; i++)
+        CHECK ((conns [i] = agc_conn_new_secure (daemon.endpoint, server,
+                                                 alice)));
+    agc_agent_t *agent = agc_agent_new (conns [0], "Counter", NULL, NULL);
+    CHECK (agent);
+    ag_value_t *nap = ag_value_new ("[s, {s:i}]", "nap", "ms",
+                                    (int64_t) 1000 * s_slow);
+    agc_future_t *blocked = agc_conn_request (conns [0], AGP_CALL,
+                                              agc_agent_id (agent), 0,
+                                              ag_value_data (nap),
+                                              ag_value_size (nap));
+    ag_value_destroy (&nap);
+    agc_future_t *futures [30];
+    ag_value_t *add = ag_value_new ("[s, i]", "add", (int64_t) 1);
+    for (int i = 0; i < 30; i++)
+        futures [i] = agc_conn_request (conns [i % 3], AGP_CALL,
+                                        agc_agent_id (agent), 0,
+                                        ag_value_data (add),
+                                        ag_value_size (add));
+    ag_value_destroy (&add);
+    //  mallory, meanwhile, is not held back by alice's limit
+    agc_conn_t *other = agc_conn_new_secure (daemon.endpoint, server,
+                                             mallory);
+    CHECK (other);
+    CHECK (s_counter_sum (other, 1, 1) == 2);
+    CHECK (agc_future_wait_all (futures, 30, 20000 * s_slow) == 0);
+    int ok = 0, busy = 0;
+    for (int i = 0; i < 30; i++) {
+        int status = agc_future_status (futures [i]);
+        if (status == AG_BUSY) {
+            busy++;
+            CHECK (strstr (agc_future_reason (futures [i]),
+                           "server/max_pending_per_client"));
+            CHECK (strstr (agc_future_reason (futures [i]), "key "));
+        }
+        ok += status == AG_OK;
+        agc_future_destroy (&futures [i]);
+    }
+    if (s_verbose)
+        printf ("    over 3 connections of one key: %d done, %d refused\n",
+                ok, busy);
+    //  Ten pending at most for the key: the nap and nine calls
+    CHECK (ok == 9 && busy == 21);
+    CHECK (agc_future_wait (blocked, 10000 * s_slow) == 0);
+    agc_future_destroy (&blocked);
+    agc_agent_delete (&agent);
+    agc_conn_destroy (&other);
+    for (int i = 0; i < 3; i++)
+        agc_conn_destroy (&conns [i]);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 static int
 s_test_secure_stop (void)
 {
@@ -689,6 +769,7 @@ static const case_t s_cases [] = {
     { "unknown_key", s_test_unknown_key, NEEDS_DAEMON },
     { "without_curve", s_test_without_curve, NEEDS_DAEMON },
     { "agentctl", s_test_agentctl, NEEDS_DAEMON },
+    { "one_key", s_test_one_key, NEEDS_KEYS },
     { "secure_stop", s_test_secure_stop, NEEDS_DAEMON },
     { "bad_keys", s_test_bad_keys, NEEDS_KEYS },
     { "bind_scope", s_test_bind_scope, NEEDS_KEYS },
