@@ -141,7 +141,12 @@ s_status_text (const msgpack_object *info)
     static const char *const calls [] = { "served", "failed", NULL };
     s_add_counters (table, "calls", ag_obj_get (info, "calls"), calls);
     s_add_field (table, "pending", info, "pending");
+    s_add_field (table, "waiting", info, "waiting");
     s_add_field (table, "results", info, "results");
+    //  Bytes held for clients, as the server counts them
+    static const char *const memory [] = { "requests", "replies", "max",
+                                           "results", "results_max", NULL };
+    s_add_counters (table, "bytes", ag_obj_get (info, "memory"), memory);
     agctl_table_print (table, 0, stdout);
     agctl_table_destroy (&table);
 
