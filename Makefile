@@ -192,7 +192,11 @@ $(B)/tests/sectest: $(B)/tests/sectest.o $(TESTLIB_OBJ) \
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/tests/attacktest: $(B)/tests/attacktest.o $(TESTLIB_OBJ) \
+$(B)/tests/attacktest: $(B)/tests/attacktest.o $(B)/tests/attack_lib.o \
+                       $(B)/tests/attack_raw.o $(B)/tests/attack_fake.o \
+                       $(B)/tests/attack_futures.o \
+                       $(B)/tests/attack_memory.o \
+                       $(B)/tests/attack_clients.o $(TESTLIB_OBJ) \
                        $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
