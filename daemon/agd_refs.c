@@ -293,16 +293,23 @@ s_check_cycles (agd_broker_t *self, agd_job_t *job)
 void
 agd_refs_arrived (agd_broker_t *self, agd_job_t *producer)
 {
-    //  A failure may fail others in turn: look again after each
+    //  A failure may fail others in turn, and the producer with them (a
+    //  CREATE that fails takes its agent's mailbox with it): after each,
+    //  both are looked up again, by the result's key
+    uint8_t owner [AGP_MAX_NAME];
+    size_t owner_size = MIN (zmq_msg_size (&producer->routing),
+                             sizeof owner);
+    memcpy (owner, zmq_msg_data (&producer->routing), owner_size);
+    uint64_t corr = producer->env.corr;
     bool failed = true;
     while (failed) {
         failed = false;
+        producer = agd_store_producer (self->store, owner, owner_size, corr);
+        if (!producer)
+            break;
         agd_job_t *waiters [AGD_MAX_REFS];
-        size_t count = agd_store_waiters (self->store,
-                                          zmq_msg_data (&producer->routing),
-                                          zmq_msg_size (&producer->routing),
-                                          producer->env.corr, waiters,
-                                          AGD_MAX_REFS);
+        size_t count = agd_store_waiters (self->store, owner, owner_size,
+                                          corr, waiters, AGD_MAX_REFS);
         for (size_t i = 0; i < count && !failed; i++) {
             agd_job_t *waiter = waiters [i];
             if (waiter->env.command == AGP_FETCH
@@ -312,8 +319,7 @@ agd_refs_arrived (agd_broker_t *self, agd_job_t *producer)
             if (s_reaches (self, producer, waiter, &steps)) {
                 s_fail (self, waiter, AG_DEP_FAILED, "an argument future"
                         " (call %" PRIu64 ") can never resolve: its call"
-                        " waits, on this server, for this one",
-                        producer->env.corr);
+                        " waits, on this server, for this one", corr);
                 failed = true;
             }
         }
