@@ -127,6 +127,10 @@ int
 //  Returns 0, or -1 out of memory.
 int
     agd_frame_init (zmq_msg_t *msg, const void *body, size_t size);
+//  A reply frame whose body is reason, a msgpack str of at most 1024
+//  octets. Returns 0, or -1 out of memory.
+int
+    agd_frame_reason (zmq_msg_t *msg, const char *reason);
 //  Count a frame of agd_frame_init against an account from now until
 //  libzmq frees it (once only; small ones are not counted).
 void

@@ -318,6 +318,36 @@ agd_frame_init (zmq_msg_t *msg, const void *body, size_t size)
     return 0;
 }
 
+int
+agd_frame_reason (zmq_msg_t *msg, const char *reason)
+{
+    //  At most 1024 octets (PROTOCOL.md 5), cut where a character starts
+    size_t len = strlen (reason);
+    if (len > 1024) {
+        len = 1024;
+        while (len && ((uint8_t) reason [len] & 0xc0) == 0x80)
+            len--;
+    }
+    uint8_t body [3 + 1024];
+    size_t head = 1;
+    if (len < 32)
+        body [0] = (uint8_t) (0xa0 | len);      //  fixstr
+    else
+    if (len < 256) {
+        body [0] = 0xd9;                        //  str 8
+        body [1] = (uint8_t) len;
+        head = 2;
+    }
+    else {
+        body [0] = 0xda;                        //  str 16
+        body [1] = (uint8_t) (len >> 8);
+        body [2] = (uint8_t) len;
+        head = 3;
+    }
+    memcpy (body + head, reason, len);
+    return agd_frame_init (msg, body, head + len);
+}
+
 //  Charge a frame's bytes to an account (broker thread)
 static void
 s_charge (frame_t *frame, size_t size, agd_account_t *account,

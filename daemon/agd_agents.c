@@ -84,21 +84,7 @@ agd_agents_flush (agd_broker_t *self, agd_agent_t *agent, int status,
         self->jobs_pending--;
         if (!job->answered)
             agd_broker_error (self, job, status, "%s", reason);
-        if (job->producing) {
-            msgpack_sbuffer_clear (&self->buffer);
-            ag_pack (&self->packer, "s", reason);
-            zmq_msg_t body;
-            if (agd_frame_init (&body, self->buffer.data,
-                                self->buffer.size) == 0) {
-                agd_store_complete (self->store,
-                                    zmq_msg_data (&job->routing),
-                                    zmq_msg_size (&job->routing),
-                                    job->env.corr, status, &body, self->now,
-                                    agd_broker_deliver, self);
-                zmq_msg_close (&body);
-                job->producing = false;
-            }
-        }
+        agd_broker_unkeep (self, job, status, reason);
         agd_broker_job_free (self, job);
     }
     agent->tail = NULL;

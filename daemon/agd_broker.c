@@ -57,22 +57,28 @@ agd_broker_job_new (agd_broker_t *self)
 }
 
 void
+agd_broker_unkeep (agd_broker_t *self, agd_job_t *job, int status,
+                   const char *reason)
+{
+    if (!job->producing)
+        return;
+    zmq_msg_t body;
+    if (agd_frame_reason (&body, reason) == 0) {
+        agd_store_complete (self->store, zmq_msg_data (&job->routing),
+                            zmq_msg_size (&job->routing), job->env.corr,
+                            status, &body, self->now, agd_broker_deliver,
+                            self);
+        zmq_msg_close (&body);
+    }
+    job->producing = false;
+}
+
+void
 agd_broker_job_free (agd_broker_t *self, agd_job_t *job)
 {
-    if (job->producing) {
-        //  A kept call going without a result (cannot happen): its
-        //  fetchers must not wait for ever
-        static const uint8_t reason [] = "\xb7" "the call left no result";
-        zmq_msg_t body;
-        if (agd_frame_init (&body, reason, sizeof reason - 1) == 0) {
-            agd_store_complete (self->store, zmq_msg_data (&job->routing),
-                                zmq_msg_size (&job->routing), job->env.corr,
-                                AG_INTERNAL, &body, self->now,
-                                agd_broker_deliver, self);
-            zmq_msg_close (&body);
-        }
-        job->producing = false;
-    }
+    //  A kept call going without a result (cannot happen): its fetchers
+    //  must not wait for ever
+    agd_broker_unkeep (self, job, AG_INTERNAL, "the call left no result");
     agd_future_free (&job->refs);
     job->resolved = false;
     agd_admit_release (self, job);

@@ -116,6 +116,11 @@ agd_job_t *
     agd_broker_job_new (agd_broker_t *self);
 void
     agd_broker_job_free (agd_broker_t *self, agd_job_t *job);
+//  A kept call ends without running: its result, for those who fetch
+//  it, is status and reason
+void
+    agd_broker_unkeep (agd_broker_t *self, agd_job_t *job, int status,
+                       const char *reason);
 //  A result a job was waiting for is in (agd_store_deliver_fn)
 void
     agd_broker_deliver (void *arg, agd_job_t *waiter, uint32_t index,

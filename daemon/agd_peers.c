@@ -115,19 +115,6 @@ agd_peers_destroy (agd_peers_t **self_p)
     *self_p = NULL;
 }
 
-//  A reason in a reply frame, as the store keeps them
-static void
-s_reason_frame (zmq_msg_t *frame, const char *reason)
-{
-    size_t len = MIN (strlen (reason), 255);
-    uint8_t text [257];
-    text [0] = 0xd9;                //  str 8
-    text [1] = (uint8_t) len;
-    memcpy (text + 2, reason, len);
-    if (agd_frame_init (frame, text, len + 2))
-        zmq_msg_init (frame);
-}
-
 //  Fail every fetch pending on a peer
 static void
 s_fail_all (peer_t *peer, const char *reason, agd_store_deliver_fn *deliver,
@@ -140,7 +127,8 @@ s_fail_all (peer_t *peer, const char *reason, agd_store_deliver_fn *deliver,
                                                           &cursor, &corr);
         ag_idmap_delete (peer->pending, corr);
         zmq_msg_t frame;
-        s_reason_frame (&frame, reason);
+        if (agd_frame_reason (&frame, reason))
+            zmq_msg_init (&frame);
         deliver (arg, request->job, request->index, AG_UNREACHABLE, &frame);
         zmq_msg_close (&frame);
         free (request);

@@ -371,11 +371,8 @@ void
 agd_pool_fail (agd_broker_t *self, agd_job_t *job, int status,
                const char *reason)
 {
-    msgpack_sbuffer_clear (&self->buffer);
-    ag_pack (&self->packer, "s", reason);
     zmq_msg_close (&job->body);
-    job->framed = agd_frame_init (&job->body, self->buffer.data,
-                                  self->buffer.size) == 0;
+    job->framed = agd_frame_reason (&job->body, reason) == 0;
     if (!job->framed)
         zmq_msg_init (&job->body);
     job->status = (uint16_t) status;

@@ -616,13 +616,9 @@ agd_store_expire (agd_store_t *self, int64_t now,
                             PRIu64 " here: never made or not kept, or"
                             " dropped to keep at most %zu", entry->corr,
                             self->max);
-        len = MIN (MAX (len, 0), (int) sizeof reason - 1);
-        uint8_t text [134];
-        text [0] = 0xd9;            //  str 8
-        text [1] = (uint8_t) len;
-        memcpy (text + 2, reason, (size_t) len);
         zmq_msg_t body;
-        agd_frame_init (&body, text, (size_t) len + 2);
+        if (len < 0 || agd_frame_reason (&body, reason))
+            zmq_msg_init (&body);
         while (entry->waiters) {
             waiter_t *waiter = entry->waiters;
             entry->waiters = waiter->next;
@@ -650,13 +646,8 @@ agd_store_flush (agd_store_t *self, int status, const char *reason,
                  agd_store_deliver_fn *deliver, void *arg)
 {
     zmq_msg_t body;
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-    ag_pack (&packer, "s", reason);
-    agd_frame_init (&body, buffer.data, buffer.size);
-    msgpack_sbuffer_destroy (&buffer);
+    if (agd_frame_reason (&body, reason))
+        zmq_msg_init (&body);
     size_t cursor = 0;
     entry_t *entry;
     zlist_t *waited = zlist_new ();

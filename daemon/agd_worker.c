@@ -33,17 +33,11 @@ s_set_reply (agd_job_t *job, int status, const void *body, size_t size)
 static void
 s_set_reason (agd_job_t *job, int status, const char *reason)
 {
-    size_t len = strlen (reason);
-    if (len > 1024)
-        len = 1024;
-    uint8_t body [1029];
-    body [0] = 0xdb;                //  str 32
-    body [1] = (uint8_t) (len >> 24);
-    body [2] = (uint8_t) (len >> 16);
-    body [3] = (uint8_t) (len >> 8);
-    body [4] = (uint8_t) len;
-    memcpy (body + 5, reason, len);
-    s_set_reply (job, status, body, len + 5);
+    zmq_msg_close (&job->body);
+    job->framed = agd_frame_reason (&job->body, reason) == 0;
+    if (!job->framed)
+        zmq_msg_init (&job->body);
+    job->status = (uint16_t) status;
 }
 
 void
