@@ -9,11 +9,63 @@
 #define AGC_H_INCLUDED
 
 #include "../common/ag_common.h"
+#include <pthread.h>
 #include <stdatomic.h>
 #include "agentclient.h"
 #include "../daemon/agentserver.h"
 
 typedef struct _agc_waiter_t agc_waiter_t;
+
+//  A waiting thread's entry in a connection's list of waiters
+typedef struct _agc_node_t agc_node_t;
+struct _agc_node_t {
+    agc_waiter_t *waiter;
+    agc_node_t *next;
+};
+
+//  A connection: agc_open.c opens and closes it, agc_conn.c sends and
+//  reads on it
+struct _agc_conn_t {
+    char *endpoint;                 //  as given
+    void *socket;                   //  DEALER
+    int fd;                         //  its ZMQ_FD
+    pthread_mutex_t lock;           //  guards everything below
+    uint64_t next_corr;             //  last correlation id used
+    ag_idmap_t *pending;            //  corr -> future
+    agc_waiter_t *reader;           //  thread reading replies, or NULL
+    agc_node_t *waiters;            //  threads waiting on this connection
+    int timeout;                    //  ms of silence that means dead
+    int64_t quiet_from;             //  usecs: start of current silence
+    uint64_t ping_corr;             //  outstanding ping, or 0
+    uint64_t hello_corr;            //  first ping, for the instance id
+    bool hello_sent;                //  that ping has gone out
+    char instance [17];             //  the server's instance id, or ""
+    int64_t ping_sent;              //  usecs it went out
+    uint8_t identity [16];          //  our routing id
+    int refs;                       //  the creator's, plus one per handle
+    size_t orphans;                 //  pending requests nobody waits for
+    bool shared;                    //  listed among the shared (agc_open.c)
+    int child;                      //  child server's pid, or 0
+    int watch_fd;                   //  child's watch pipe, or -1
+    bool curve;                     //  the socket uses CURVE
+    bool connected;                 //  a connection's handshake is done,
+                                    //  and it has not dropped since
+    void *monitor;                  //  PAIR on the socket's events (a
+                                    //  drop; the handshake's, for CURVE)
+    int monitor_fd;                 //  its ZMQ_FD
+    bool refused;                   //  the server refused our key:
+                                    //  connect again before sending
+};
+
+//  Fail every pending future of a connection with status and reason.
+//  Connection locked.
+void
+    agc_conn_fail_all (agc_conn_t *self, int status, const char *reason);
+
+//  Read the socket's monitor events (a drop; a CURVE handshake's
+//  outcome) and act on them. Connection locked.
+void
+    agc_conn_read_events (agc_conn_t *self);
 
 struct _agc_future_t {
     agc_conn_t *conn;               //  used only while not done

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    agc_conn - a connection to an agent server, and its futures
+    agc_conn - requests on a connection to an agent server, and futures
 
     Copyright (c) the agentd authors. MIT licence; see LICENSE.
     =========================================================================
@@ -33,81 +33,21 @@
 //  @end
 
 #include "agc.h"
-#include "../common/ag_cert.h"
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <sodium.h>
-
-#define DEFAULT_TIMEOUT_MS  10000
-
-struct _agc_waiter_t {
-    int fd;                         //  eventfd: written to wake this thread
-};
-
-//  A waiting thread's entry in a connection's list of waiters
-typedef struct _node_t node_t;
-struct _node_t {
-    agc_waiter_t *waiter;
-    node_t *next;
-};
-
-struct _agc_conn_t {
-    char *endpoint;                 //  as given
-    void *socket;                   //  DEALER
-    int fd;                         //  its ZMQ_FD
-    pthread_mutex_t lock;           //  guards everything below
-    uint64_t next_corr;             //  last correlation id used
-    ag_idmap_t *pending;            //  corr -> future
-    agc_waiter_t *reader;           //  thread reading replies, or NULL
-    node_t *waiters;                //  threads waiting on this connection
-    int timeout;                    //  ms of silence that means dead
-    int64_t quiet_from;             //  usecs: start of current silence
-    uint64_t ping_corr;             //  outstanding ping, or 0
-    uint64_t hello_corr;            //  first ping, for the instance id
-    bool hello_sent;                //  that ping has gone out
-    char instance [17];             //  the server's instance id, or ""
-    int64_t ping_sent;              //  usecs it went out
-    uint8_t identity [16];          //  our routing id
-    int refs;                       //  the creator's, plus one per handle
-    size_t orphans;                 //  pending requests nobody waits for
-    bool shared;                    //  listed in s_shared
-    int child;                      //  child server's pid, or 0
-    int watch_fd;                   //  child's watch pipe, or -1
-    bool curve;                     //  the socket uses CURVE
-    bool connected;                 //  a connection's handshake is done,
-                                    //  and it has not dropped since
-    void *monitor;                  //  PAIR on the socket's events (a
-                                    //  drop; the handshake's, for CURVE)
-    int monitor_fd;                 //  its ZMQ_FD
-    bool refused;                   //  the server refused our key:
-                                    //  connect again before sending
-};
-
-//  Monitors are told apart by a number
-static atomic_uint s_monitor_count;
-
-//  Connections the library made for endpoints, shared by the agents
-//  moved there
-static pthread_mutex_t s_shared_lock = PTHREAD_MUTEX_INITIALIZER;
-static agc_conn_t *s_shared [256];
-static size_t s_shared_count;
 
 //  ---------------------------------------------------------------------
-//  Process-wide: the ZeroMQ context, and each thread's waiter and error
-
-static pthread_mutex_t s_context_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *s_context;
-static size_t s_context_users;
+//  Process-wide: each thread's waiter and error
 
 static pthread_key_t s_waiter_key;
 static pthread_once_t s_waiter_once = PTHREAD_ONCE_INIT;
 static __thread agc_waiter_t *s_me;
 static __thread int s_status = AG_OK;
 static __thread char s_reason [512];
+
+struct _agc_waiter_t {
+    int fd;                         //  eventfd: written to wake this thread
+};
 
 static void
 s_waiter_free (void *arg)
@@ -220,8 +160,8 @@ s_resolve (agc_future_t *future, int status, char *reason, ag_value_t *value)
         s_wake (waiter);
 }
 
-static void
-s_fail_all (agc_conn_t *self, int status, const char *reason)
+void
+agc_conn_fail_all (agc_conn_t *self, int status, const char *reason)
 {
     //  In batches: resolving must not run while the map is walked
     while (ag_idmap_size (self->pending)) {
@@ -273,7 +213,7 @@ s_instance_seen (agc_conn_t *self, const uint8_t *body, size_t size)
         snprintf (reason, sizeof reason, "server at %s restarted (instance"
                   " %s, now %s): requests pending there were lost",
                   self->endpoint, self->instance, seen);
-        s_fail_all (self, AG_UNREACHABLE, reason);
+        agc_conn_fail_all (self, AG_UNREACHABLE, reason);
     }
     memcpy (self->instance, seen, sizeof seen);
 }
@@ -282,8 +222,8 @@ s_instance_seen (agc_conn_t *self, const uint8_t *body, size_t size)
 //  it: the server drops the replies due to a connection that has gone
 //  (and closes one whose client does not read them), so no reply will
 //  come for what was pending. Connection locked.
-static void
-s_monitor_drain (agc_conn_t *self)
+void
+agc_conn_read_events (agc_conn_t *self)
 {
     if (!self->monitor)
         return;
@@ -316,7 +256,7 @@ s_monitor_drain (agc_conn_t *self)
                 snprintf (reason, sizeof reason, "the connection to %s"
                           " dropped: what was pending there may or may not"
                           " have run", self->endpoint);
-                s_fail_all (self, AG_UNREACHABLE, reason);
+                agc_conn_fail_all (self, AG_UNREACHABLE, reason);
             }
             self->connected = false;
         }
@@ -329,7 +269,7 @@ s_monitor_drain (agc_conn_t *self)
                       " server's allowed client certificates",
                       self->endpoint, (unsigned) value);
             self->refused = true;
-            s_fail_all (self, AG_DENIED, reason);
+            agc_conn_fail_all (self, AG_DENIED, reason);
         }
         else
         if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
@@ -338,7 +278,7 @@ s_monitor_drain (agc_conn_t *self)
                       value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
                       ? "the server does not use CURVE"
                       : "protocol error");
-            s_fail_all (self, AG_UNREACHABLE, reason);
+            agc_conn_fail_all (self, AG_UNREACHABLE, reason);
         }
     }
 }
@@ -351,7 +291,7 @@ s_prepare_send (agc_conn_t *self)
 {
     if (!self->curve)
         return;
-    s_monitor_drain (self);
+    agc_conn_read_events (self);
     if (self->refused) {
         zmq_disconnect (self->socket, self->endpoint);
         zmq_connect (self->socket, self->endpoint);
@@ -475,7 +415,7 @@ s_heartbeat (agc_conn_t *self, int64_t now)
         char reason [300];
         snprintf (reason, sizeof reason, "no reply from %s for %d ms",
                   self->endpoint, self->timeout);
-        s_fail_all (self, AG_UNREACHABLE, reason);
+        agc_conn_fail_all (self, AG_UNREACHABLE, reason);
         self->ping_corr = 0;
         return self->timeout;
     }
@@ -503,7 +443,7 @@ s_heartbeat (agc_conn_t *self, int64_t now)
 
 typedef struct {
     agc_conn_t *conn;
-    node_t node;                    //  our entry in conn->waiters
+    agc_node_t node;                //  our entry in conn->waiters
     bool reading;                   //  we are its reader
     bool events;                    //  its monitor has something to read
 } slot_t;
@@ -591,7 +531,7 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                 //  The monitor is read when the poll says so: reading it
                 //  costs, and a sync call must not pay for nothing
                 if (slots [s].events) {
-                    s_monitor_drain (conn);
+                    agc_conn_read_events (conn);
                     slots [s].events = false;
                 }
                 s_drain (conn);
@@ -651,7 +591,7 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
     for (size_t s = 0; s < slot_count; s++) {
         agc_conn_t *conn = slots [s].conn;
         pthread_mutex_lock (&conn->lock);
-        node_t **link = &conn->waiters;
+        agc_node_t **link = &conn->waiters;
         while (*link && *link != &slots [s].node)
             link = &(*link)->next;
         if (*link)
@@ -800,341 +740,7 @@ agc_future_destroy (agc_future_t **self_p)
 }
 
 //  ---------------------------------------------------------------------
-//  Connections
-
-static void
-    s_close (agc_conn_t *self);
-
-//  Set CURVE on a connection's socket, with the server's public key and
-//  the client's own certificate. origin prefixes reasons
-//  ("AGENTD_CLIENT_CERT", or NULL). Returns 0, or -1 with the thread's
-//  error set.
-static int
-s_curve (agc_conn_t *self, const char *server_cert,
-         const char *server_origin, const char *client_cert,
-         const char *client_origin)
-{
-    char error [512];
-    ag_cert_t server, client;
-    if (ag_cert_load_public (&server, server_cert, error, sizeof error))
-        return agc_set_error (AG_BAD_REQUEST, "%s%s%s", server_origin?
-                              server_origin: "", server_origin? ": ": "",
-                              error);
-    if (ag_cert_load_secret (&client, client_cert, error, sizeof error))
-        return agc_set_error (AG_BAD_REQUEST, "%s%s%s", client_origin?
-                              client_origin: "", client_origin? ": ": "",
-                              error);
-    int rc = zmq_setsockopt (self->socket, ZMQ_CURVE_SERVERKEY,
-                             server.public_key, 40);
-    if (rc == 0)
-        rc = zmq_setsockopt (self->socket, ZMQ_CURVE_PUBLICKEY,
-                             client.public_key, 40);
-    if (rc == 0)
-        rc = zmq_setsockopt (self->socket, ZMQ_CURVE_SECRETKEY,
-                             client.secret_key, 40);
-    ag_cert_wipe (&client);
-    ag_cert_wipe (&server);
-    if (rc)
-        return agc_set_error (AG_INTERNAL, "cannot set CURVE keys: %s (is"
-                              " libzmq built with CURVE?)",
-                              zmq_strerror (zmq_errno ()));
-    self->curve = true;
-    return 0;
-}
-
-//  Read the socket's events: a dropped connection, and with CURVE the
-//  handshake's outcome. Returns 0, or -1 with the thread's error set.
-static int
-s_monitor_start (agc_conn_t *self, void *context)
-{
-    //  The monitor's queue is bounded: an event a full queue drops comes
-    //  when no request is pending, for no thread reads it then
-    char name [64];
-    snprintf (name, sizeof name, "inproc://agc-monitor-%u",
-              atomic_fetch_add (&s_monitor_count, 1));
-    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
-    if (self->curve)
-        events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
-    if (zmq_socket_monitor (self->socket, name, events))
-        return agc_set_error (AG_INTERNAL, "cannot monitor the socket: %s",
-                              zmq_strerror (zmq_errno ()));
-    self->monitor = zmq_socket (context, ZMQ_PAIR);
-    int zero = 0, queue = 1000;
-    zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt (self->monitor, ZMQ_RCVHWM, &queue, sizeof queue);
-    if (zmq_connect (self->monitor, name))
-        return agc_set_error (AG_INTERNAL, "cannot read the socket's"
-                              " monitor: %s", zmq_strerror (zmq_errno ()));
-    size_t fd_size = sizeof self->monitor_fd;
-    zmq_getsockopt (self->monitor, ZMQ_FD, &self->monitor_fd, &fd_size);
-    //  Its descriptor signals only after a read has found nothing
-    s_monitor_drain (self);
-    return 0;
-}
-
-//  Open a connection, with CURVE if server_cert is not NULL
-static agc_conn_t *
-s_open (const char *endpoint, const char *server_cert,
-        const char *server_origin, const char *client_cert,
-        const char *client_origin)
-{
-    if (!endpoint || !(strncmp (endpoint, "tcp://", 6) == 0
-                    || strncmp (endpoint, "ipc://", 6) == 0)) {
-        agc_set_error (AG_BAD_REQUEST, "endpoint '%s' is not tcp://host:port"
-                       " or ipc://path", endpoint? endpoint: "(null)");
-        return NULL;
-    }
-    pthread_mutex_lock (&s_context_lock);
-    if (!s_context)
-        s_context = zmq_ctx_new ();
-    if (s_context)
-        s_context_users++;
-    void *context = s_context;
-    pthread_mutex_unlock (&s_context_lock);
-    if (!context) {
-        agc_set_error (AG_INTERNAL, "cannot create ZeroMQ context");
-        return NULL;
-    }
-    agc_conn_t *self = (agc_conn_t *) calloc (1, sizeof (agc_conn_t));
-    self->refs = 1;
-    self->watch_fd = -1;
-    self->endpoint = strdup (endpoint);
-    self->socket = zmq_socket (context, ZMQ_DEALER);
-    self->pending = ag_idmap_new ();
-    self->timeout = DEFAULT_TIMEOUT_MS;
-    self->quiet_from = ag_usecs ();
-    pthread_mutex_init (&self->lock, NULL);
-    //  A routing id of our own, random, so a result can be fetched back
-    //  by (identity, correlation id) even after a reconnect
-    self->identity [0] = 'C';
-    if (sodium_init () < 0) {
-        agc_set_error (AG_INTERNAL, "libsodium cannot initialise");
-        s_close (self);             //  not listed anywhere yet
-        return NULL;
-    }
-    randombytes_buf (self->identity + 1, sizeof self->identity - 1);
-    zmq_setsockopt (self->socket, ZMQ_ROUTING_ID, self->identity,
-                    sizeof self->identity);
-    int zero = 0, deep = 1000000;
-    zmq_setsockopt (self->socket, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt (self->socket, ZMQ_RCVHWM, &zero, sizeof zero);
-    zmq_setsockopt (self->socket, ZMQ_SNDHWM, &deep, sizeof deep);
-    size_t fd_size = sizeof self->fd;
-    zmq_getsockopt (self->socket, ZMQ_FD, &self->fd, &fd_size);
-    if ((server_cert && s_curve (self, server_cert, server_origin,
-                                 client_cert, client_origin))
-    ||  s_monitor_start (self, context)) {
-        s_close (self);             //  not listed anywhere yet
-        return NULL;
-    }
-    if (zmq_connect (self->socket, endpoint)) {
-        agc_set_error (AG_BAD_REQUEST, "cannot connect to %s: %s", endpoint,
-                       zmq_strerror (zmq_errno ()));
-        s_close (self);             //  not listed anywhere yet
-        return NULL;
-    }
-    return self;
-}
-
-agc_conn_t *
-agc_conn_new (const char *endpoint)
-{
-    //  Programs written without CURVE in mind reach a server that
-    //  requires it through these
-    const char *server_cert = getenv ("AGENTD_SERVER_KEY");
-    const char *client_cert = getenv ("AGENTD_CLIENT_CERT");
-    if (server_cert && !*server_cert)
-        server_cert = NULL;
-    if (client_cert && !*client_cert)
-        client_cert = NULL;
-    if (!server_cert != !client_cert) {
-        agc_set_error (AG_BAD_REQUEST, "%s is set but %s is not: CURVE"
-                       " needs the server's public certificate and this"
-                       " client's certificate",
-                       server_cert? "AGENTD_SERVER_KEY": "AGENTD_CLIENT_CERT",
-                       server_cert? "AGENTD_CLIENT_CERT": "AGENTD_SERVER_KEY");
-        return NULL;
-    }
-    return s_open (endpoint, server_cert, "AGENTD_SERVER_KEY", client_cert,
-                   "AGENTD_CLIENT_CERT");
-}
-
-agc_conn_t *
-agc_conn_new_secure (const char *endpoint, const char *server_cert,
-                     const char *client_cert)
-{
-    if (!server_cert || !client_cert) {
-        agc_set_error (AG_BAD_REQUEST, "CURVE needs the server's public"
-                       " certificate and this client's certificate");
-        return NULL;
-    }
-    return s_open (endpoint, server_cert, NULL, client_cert, NULL);
-}
-
-//  Stop a child server: it sees its watch pipe close, and gets SIGTERM;
-//  wait for it to exit (SIGKILL if it has not within 5 s)
-static void
-s_stop_child (agc_conn_t *self)
-{
-    if (!self->child)
-        return;
-    close (self->watch_fd);
-    kill (self->child, SIGTERM);
-    int pidfd = (int) syscall (SYS_pidfd_open, self->child, 0);
-    struct pollfd item = { pidfd, POLLIN, 0 };
-    if (pidfd < 0 || poll (&item, 1, 5000) <= 0)
-        kill (self->child, SIGKILL);
-    if (pidfd >= 0)
-        close (pidfd);
-    waitpid (self->child, NULL, 0);
-    self->child = 0;
-}
-
-static void
-s_close (agc_conn_t *self)
-{
-    pthread_mutex_lock (&self->lock);
-    //  Pending futures hold references, so only posted requests can be
-    //  left. Those are not lost: the socket lingers to deliver them (a
-    //  child server is stopped anyway, with all it holds).
-    if (self->orphans && !self->child) {
-        int linger = self->timeout;
-        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger, sizeof linger);
-    }
-    s_fail_all (self, AG_CLOSED, "connection closed");
-    pthread_mutex_unlock (&self->lock);
-    zmq_close (self->socket);
-    if (self->monitor)
-        zmq_close (self->monitor);
-    s_stop_child (self);
-    ag_idmap_destroy (&self->pending);
-    pthread_mutex_destroy (&self->lock);
-    free (self->endpoint);
-    free (self);
-    //  The last connection ends the context. Terminating may wait for a
-    //  lingering socket, so it happens outside the lock: a thread making
-    //  a new connection meanwhile gets a new context.
-    void *ending = NULL;
-    pthread_mutex_lock (&s_context_lock);
-    if (--s_context_users == 0) {
-        ending = s_context;
-        s_context = NULL;
-    }
-    pthread_mutex_unlock (&s_context_lock);
-    if (ending)
-        zmq_ctx_term (ending);
-}
-
-agc_conn_t *
-agc_conn_ref (agc_conn_t *self)
-{
-    pthread_mutex_lock (&self->lock);
-    self->refs++;
-    pthread_mutex_unlock (&self->lock);
-    return self;
-}
-
-void
-agc_conn_destroy (agc_conn_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    agc_conn_t *self = *self_p;
-    *self_p = NULL;
-    if (!self->shared) {
-        //  Not listed (shared is set before anyone else sees the
-        //  connection): only its own lock is needed
-        pthread_mutex_lock (&self->lock);
-        bool last = --self->refs == 0;
-        pthread_mutex_unlock (&self->lock);
-        if (last)
-            s_close (self);
-        return;
-    }
-    //  A shared connection leaves the list under the list's lock, so no
-    //  one finds it again between the last release and the close
-    pthread_mutex_lock (&s_shared_lock);
-    pthread_mutex_lock (&self->lock);
-    bool last = --self->refs == 0;
-    pthread_mutex_unlock (&self->lock);
-    if (last && self->shared)
-        for (size_t i = 0; i < s_shared_count; i++)
-            if (s_shared [i] == self) {
-                s_shared [i] = s_shared [--s_shared_count];
-                break;
-            }
-    pthread_mutex_unlock (&s_shared_lock);
-    if (last)
-        s_close (self);
-}
-
-agc_conn_t *
-agc_conn_shared (const char *endpoint)
-{
-    pthread_mutex_lock (&s_shared_lock);
-    for (size_t i = 0; i < s_shared_count; i++)
-        if (streq (s_shared [i]->endpoint, endpoint)) {
-            agc_conn_t *conn = agc_conn_ref (s_shared [i]);
-            pthread_mutex_unlock (&s_shared_lock);
-            return conn;
-        }
-    agc_conn_t *conn = agc_conn_new (endpoint);
-    if (conn && s_shared_count < sizeof s_shared / sizeof *s_shared) {
-        conn->shared = true;
-        s_shared [s_shared_count++] = conn;
-    }
-    pthread_mutex_unlock (&s_shared_lock);
-    return conn;
-}
-
-void
-agc_conn_adopt_child (agc_conn_t *self, int pid, int watch_fd)
-{
-    self->child = pid;
-    self->watch_fd = watch_fd;
-}
-
-agc_conn_t *
-agc_conn_spawn (const char *plugin)
-{
-    char endpoint [256];
-    int watch_fd;
-    int pid = agc_spawn_agentd (plugin, endpoint, sizeof endpoint, &watch_fd);
-    if (pid < 0)
-        return NULL;
-    //  A child listens on loopback, without CURVE, whatever the
-    //  environment says about other servers
-    agc_conn_t *self = s_open (endpoint, NULL, NULL, NULL, NULL);
-    if (!self) {
-        close (watch_fd);
-        kill (pid, SIGKILL);
-        waitpid (pid, NULL, 0);
-        return NULL;
-    }
-    agc_conn_adopt_child (self, pid, watch_fd);
-    return self;
-}
-
-int
-agc_conn_pid (agc_conn_t *self)
-{
-    return self->child;
-}
-
-const char *
-agc_conn_endpoint (agc_conn_t *self)
-{
-    return self->endpoint;
-}
-
-void
-agc_conn_set_timeout (agc_conn_t *self, int msecs)
-{
-    pthread_mutex_lock (&self->lock);
-    self->timeout = msecs < 10? 10: msecs;
-    pthread_mutex_unlock (&self->lock);
-}
+//  Requests
 
 //  Send a request, pending under a new correlation id. An orphan is one
 //  nobody waits for: it holds no reference to the connection, and is
@@ -1218,122 +824,4 @@ agc_conn_roundtrip (agc_conn_t *self, uint8_t command, uint64_t agent,
     if (future)
         agc_future_wait (future, AGC_FOREVER);
     return future;
-}
-
-//  Round trip a body-less management request; returns its value
-static ag_value_t *
-s_query (agc_conn_t *self, uint8_t command)
-{
-    agc_future_t *future = agc_conn_roundtrip (self, command, 0, NULL, 0);
-    if (!future) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    ag_value_t *value = agc_future_result (future, 0);
-    agc_future_destroy (&future);
-    return value;
-}
-
-int64_t
-agc_conn_ping (agc_conn_t *self)
-{
-    int64_t start = ag_usecs ();
-    ag_value_t *value = s_query (self, AGP_PING);
-    if (!value)
-        return -1;
-    ag_value_destroy (&value);
-    return ag_usecs () - start;
-}
-
-ag_value_t *
-agc_conn_info (agc_conn_t *self)
-{
-    return s_query (self, AGP_INFO);
-}
-
-ag_value_t *
-agc_conn_list_page (agc_conn_t *self, uint64_t after, size_t limit)
-{
-    ag_value_t *body = ag_value_new ("{s:u, s:u}", "after", after,
-                                     "limit", (uint64_t) MAX (limit, 1));
-    if (!body) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    agc_future_t *future = agc_conn_roundtrip (self, AGP_LIST, 0,
-                                               ag_value_data (body),
-                                               ag_value_size (body));
-    ag_value_destroy (&body);
-    if (!future) {
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    ag_value_t *value = agc_future_result (future, 0);
-    if (!value)
-        agc_set_error_from (future);
-    agc_future_destroy (&future);
-    return value;
-}
-
-ag_value_t *
-agc_conn_list (agc_conn_t *self)
-{
-    //  The server answers in pages: ask for the next until one comes
-    //  short, and join them into one array
-    ag_value_t **pages = NULL;
-    size_t count = 0, alloc = 0, total = 0;
-    uint64_t after = 0;
-    bool failed = false;
-    while (true) {
-        ag_value_t *page = agc_conn_list_page (self, after, AGC_LIST_PAGE);
-        if (!page) {
-            failed = true;
-            break;
-        }
-        if (count == alloc) {
-            alloc = alloc? alloc * 2: 8;
-            ag_value_t **more = (ag_value_t **) realloc (pages, alloc
-                                                 * sizeof (ag_value_t *));
-            if (!more) {
-                agc_set_error (AG_INTERNAL, "out of memory");
-                ag_value_destroy (&page);
-                failed = true;
-                break;
-            }
-            pages = more;
-        }
-        pages [count++] = page;
-        const msgpack_object *items = ag_value_object (page);
-        size_t size = items->type == MSGPACK_OBJECT_ARRAY
-                    ? items->via.array.size: 0;
-        total += size;
-        if (size < AGC_LIST_PAGE)
-            break;
-        after = (uint64_t) ag_obj_int (ag_obj_get (&items->via.array.ptr
-                                                   [size - 1], "id"), 0);
-        if (after == 0)
-            break;                  //  a page without ids: the last one
-    }
-    ag_value_t *list = NULL;
-    if (!failed) {
-        msgpack_sbuffer buffer;
-        msgpack_sbuffer_init (&buffer);
-        msgpack_packer packer;
-        msgpack_packer_init (&packer, &buffer, msgpack_sbuffer_write);
-        msgpack_pack_array (&packer, total);
-        for (size_t p = 0; p < count; p++) {
-            const msgpack_object *items = ag_value_object (pages [p]);
-            for (uint32_t i = 0; items->type == MSGPACK_OBJECT_ARRAY
-                                 && i < items->via.array.size; i++)
-                msgpack_pack_object (&packer, items->via.array.ptr [i]);
-        }
-        list = ag_value_decode (buffer.data, buffer.size);
-        msgpack_sbuffer_destroy (&buffer);
-        if (!list)
-            agc_set_error (AG_INTERNAL, "out of memory");
-    }
-    for (size_t p = 0; p < count; p++)
-        ag_value_destroy (&pages [p]);
-    free (pages);
-    return list;
 }
