@@ -1961,23 +1961,6 @@ s_test_limits (const char *unused)
     return 0;
 }
 
-//  The daemon's peak resident memory, in KiB, or -1
-static int64_t
-s_peak_rss_kib (pid_t pid)
-{
-    char path [64], line [256];
-    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    int64_t kib = -1;
-    while (fgets (line, sizeof line, file))
-        if (strncmp (line, "VmHWM:", 6) == 0)
-            kib = strtoll (line + 6, NULL, 10);
-    fclose (file);
-    return kib;
-}
-
 //  One client sends a million requests as fast as it can: every one is
 //  answered, with its result or busy, and the daemon's memory stays
 //  bounded by the limits, not by the flood
@@ -1993,7 +1976,7 @@ s_test_flood (const char *unused)
     agc_agent_t *agents [4];
     for (int i = 0; i < 4; i++)
         CHECK ((agents [i] = s_counter (conn, 0)));
-    int64_t base_kib = s_peak_rss_kib (daemon.pid);
+    int64_t base_kib = tl_peak_rss_kib (daemon.pid);
     agc_future_t **futures = (agc_future_t **)
         calloc ((size_t) calls, sizeof *futures);
     CHECK (futures);
@@ -2011,7 +1994,7 @@ s_test_flood (const char *unused)
         agc_future_destroy (&futures [i]);
     }
     free (futures);
-    int64_t peak_kib = s_peak_rss_kib (daemon.pid);
+    int64_t peak_kib = tl_peak_rss_kib (daemon.pid);
     //  What the counters say was added matches what was answered OK
     int64_t total = 0;
     for (int i = 0; i < 4; i++) {

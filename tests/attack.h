@@ -100,10 +100,6 @@ daemon_t *
 int
     at_daemon_stop (daemon_t *self);
 
-//  The daemon's peak resident memory, in KiB, or -1
-int64_t
-    at_peak_rss_kib (pid_t pid);
-
 //  Peak RSS growth since base, checked against a bound in MiB (plus the
 //  sanitizers' margin); prints it. 0 if within.
 int
@@ -197,6 +193,11 @@ size_t
     at_create_many (void *dealer, size_t count, bool detached, uint64_t *ids,
                     size_t window, int msecs, int *failure, char *reason,
                     size_t size);
+
+//  Create one Counter through a raw DEALER. Returns its id, or 0 (the
+//  failure printed).
+uint64_t
+    at_create_one (void *dealer);
 
 //  A CALL body [method, reference] whose argument is a future reference
 //  (PROTOCOL.md 4.10) to the result (owner, corr) on endpoint

@@ -87,7 +87,7 @@ s_routing_run (bool ipc, routing_run_t *run)
                                               ag_value_size (nap));
     ag_value_destroy (&nap);
     CHECK (s_wait_busy (helper, agent, ag_usecs () + 10000000LL * at_slow));
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     void *attacker = at_raw_new (ZMQ_DEALER, NULL, NULL, 0, 0);
     CHECK (attacker);
     //  ZeroMQ connects once to an endpoint named twice: each of the 100
@@ -171,7 +171,7 @@ at_test_agents_per_client (void)
     CHECK (daemon);
     victim_t *victim = at_victim_start (daemon->endpoint);
     CHECK (victim);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     agc_conn_t *greedy = agc_conn_new (daemon->endpoint);
     int status = AG_OK;
     char reason [256] = "";
@@ -291,7 +291,7 @@ at_test_fetch_flood (void)
     CHECK (agent);
     ag_value_t *first = NULL, *during = NULL, *after = NULL;
     CHECK (s_kept_call (keeper, agent, "kept-before", &first) == 0);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     void *attacker = at_raw_new (ZMQ_DEALER, daemon->endpoint, "Afetch", 6, 0);
     CHECK (attacker);
     int64_t start = ag_usecs ();

@@ -42,7 +42,7 @@ at_test_self_reference (void)
         at_notef ("created %zu agents of %zu: %d %s", created, calls, failure,
                   reason);
     CHECK (created == calls);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     calls_t *sent = at_calls_new (calls);
     for (size_t i = 0; i < calls; i++) {
         ag_value_t *body = at_ref_call ("bump", daemon->endpoint, id,
@@ -89,7 +89,7 @@ at_test_cycle (void)
     char reason [256];
     CHECK (at_create_many (attacker, 3, false, agents, 3, 10000 * at_slow,
                            &failure, reason, sizeof reason) == 3);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     //  One agent: the first waits for the second, queued behind it; two
     //  agents: each waits for the other
     calls_t *variants [2];
@@ -162,7 +162,7 @@ s_tarpit_run (fake_kind_t kind, tarpit_run_t *run)
     CHECK (at_create_many (attacker, calls, false, agents, 1000,
                            30000 * at_slow, &failure, reason, sizeof reason)
            == calls);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     calls_t *sent = at_calls_new (calls);
     for (size_t i = 0; i < calls; i++) {
         ag_value_t *body = at_ref_call ("echo", fake->endpoint, "Cowner", 6,
@@ -241,12 +241,9 @@ at_test_huge_value (void)
     CHECK (victim);
     void *attacker = at_raw_new (ZMQ_DEALER, daemon->endpoint, "Ahuge", 5, 0);
     CHECK (attacker);
-    uint64_t agent;
-    int failure;
-    char reason [256];
-    CHECK (at_create_many (attacker, 1, false, &agent, 1, 10000 * at_slow,
-                           &failure, reason, sizeof reason) == 1);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    uint64_t agent = at_create_one (attacker);
+    CHECK (agent);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     calls_t *sent = at_calls_new (1);
     ag_value_t *body = at_ref_call ("add", fake->endpoint, "Cowner", 6, 1);
     CHECK (at_calls_send (sent, 0, attacker, agent, 0, body) == 0);
@@ -285,12 +282,9 @@ at_test_not_allowed (void)
     CHECK (victim);
     void *attacker = at_raw_new (ZMQ_DEALER, daemon->endpoint, "Apeer", 5, 0);
     CHECK (attacker);
-    uint64_t agent;
-    int failure;
-    char reason [256];
-    CHECK (at_create_many (attacker, 1, false, &agent, 1, 10000 * at_slow,
-                           &failure, reason, sizeof reason) == 1);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    uint64_t agent = at_create_one (attacker);
+    CHECK (agent);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     calls_t *sent = at_calls_new (1);
     ag_value_t *body = at_ref_call ("echo", endpoint, "Cowner", 6, 1);
     CHECK (at_calls_send (sent, 0, attacker, agent, 0, body) == 0);

@@ -230,26 +230,10 @@ at_daemon_stop (daemon_t *self)
     return status;
 }
 
-int64_t
-at_peak_rss_kib (pid_t pid)
-{
-    char path [64], line [256];
-    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    int64_t kib = -1;
-    while (fgets (line, sizeof line, file))
-        if (strncmp (line, "VmHWM:", 6) == 0)
-            kib = strtoll (line + 6, NULL, 10);
-    fclose (file);
-    return kib;
-}
-
 int
 at_rss_within (daemon_t *daemon, int64_t base_kib, int64_t bound_mib)
 {
-    int64_t peak = at_peak_rss_kib (daemon->pid);
+    int64_t peak = tl_peak_rss_kib (daemon->pid);
     int64_t bound = bound_mib * 1024 + s_margin_kib ();
     at_say ("daemon peak RSS %.1f MiB, grew %.1f MiB (bound %.0f MiB)",
             peak / 1024.0, (peak - base_kib) / 1024.0, bound / 1024.0);

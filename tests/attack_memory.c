@@ -159,12 +159,9 @@ at_test_never_reads (void)
     watch_t *watch = s_watch_new (attacker, "never-reads");
     CHECK (watch);
     CHECK (zmq_connect (attacker, daemon->endpoint) == 0);
-    uint64_t agent;
-    int failure;
-    char reason [256];
-    CHECK (at_create_many (attacker, 1, false, &agent, 1, 10000 * at_slow,
-                           &failure, reason, sizeof reason) == 1);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    uint64_t agent = at_create_one (attacker);
+    CHECK (agent);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     int64_t start = ag_usecs ();
     ag_value_t *body = ag_value_new ("[s, {s:i}]", "blob", "size",
                                      (int64_t) 8 * MIB);
@@ -231,7 +228,7 @@ at_test_unread_lists (void)
     victim_t *victim = at_victim_start (daemon->endpoint);
     CHECK (victim);
     agc_conn_t *watcher = agc_conn_new (daemon->endpoint);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     void *attacker = at_raw_new (ZMQ_DEALER, NULL, "Alists", 6, 1);
     CHECK (attacker);
     watch_t *watch = s_watch_new (attacker, "unread-lists");
@@ -279,12 +276,9 @@ at_test_queued_bytes (void)
     CHECK (victim);
     void *attacker = at_raw_new (ZMQ_DEALER, daemon->endpoint, "Abytes", 6, 0);
     CHECK (attacker);
-    uint64_t agent;
-    int failure;
-    char reason [256];
-    CHECK (at_create_many (attacker, 1, false, &agent, 1, 10000 * at_slow,
-                           &failure, reason, sizeof reason) == 1);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    uint64_t agent = at_create_one (attacker);
+    CHECK (agent);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     //  The nap first, then the big ones behind it
     calls_t *sent = at_calls_new (1 + calls);
     //  Long enough for all 48 to arrive while it naps (under valgrind

@@ -162,6 +162,21 @@ at_create_many (void *dealer, size_t count, bool detached, uint64_t *ids,
     return created;
 }
 
+uint64_t
+at_create_one (void *dealer)
+{
+    uint64_t agent = 0;
+    int failure;
+    char reason [256];
+    if (at_create_many (dealer, 1, false, &agent, 1, 10000 * at_slow,
+                        &failure, reason, sizeof reason) != 1) {
+        fprintf (stderr, "    cannot create an agent: %d %s\n", failure,
+                 reason);
+        return 0;
+    }
+    return agent;
+}
+
 ag_value_t *
 at_ref_call (const char *method, const char *endpoint, const void *owner,
              size_t owner_size, uint64_t corr)

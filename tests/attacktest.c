@@ -379,7 +379,7 @@ s_test_list_storm (void)
         at_notef ("created %zu agents: %d %s", created, failure, reason);
     CHECK (created == agents);
     at_raw_destroy (creator);
-    int64_t base = at_peak_rss_kib (daemon->pid);
+    int64_t base = tl_peak_rss_kib (daemon->pid);
     agc_conn_t *victim = agc_conn_new (daemon->endpoint);
     int64_t *before = (int64_t *) calloc (pings, sizeof (int64_t));
     int64_t *during = (int64_t *) calloc (pings, sizeof (int64_t));

@@ -279,3 +279,19 @@ tl_agentd_start (tl_proc_t *self, const char *const *argv,
     snprintf (self->endpoint, sizeof self->endpoint, "%s", line + 13);
     return 0;
 }
+
+int64_t
+tl_peak_rss_kib (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    int64_t kib = -1;
+    while (fgets (line, sizeof line, file))
+        if (strncmp (line, "VmHWM:", 6) == 0)
+            kib = strtoll (line + 6, NULL, 10);
+    fclose (file);
+    return kib;
+}

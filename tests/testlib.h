@@ -119,4 +119,8 @@ int
     tl_agentd_start (tl_proc_t *self, const char *const *argv,
                      const char *const *env, int err_to, int fd3, int msecs);
 
+//  A process's peak resident memory (VmHWM), in KiB, or -1
+int64_t
+    tl_peak_rss_kib (pid_t pid);
+
 #endif
