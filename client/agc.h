@@ -15,6 +15,7 @@
 #include "../daemon/agentserver.h"
 
 typedef struct _agc_waiter_t agc_waiter_t;
+typedef struct _agc_watcher_t agc_watcher_t;
 
 //  A waiting thread's entry in a connection's list of waiters
 typedef struct _agc_node_t agc_node_t;
@@ -51,8 +52,9 @@ struct _agc_conn_t {
     bool connected;                 //  a connection's handshake is done,
                                     //  and it has not dropped since
     void *monitor;                  //  PAIR on the socket's events (a
-                                    //  drop; the handshake's, for CURVE)
-    int monitor_fd;                 //  its ZMQ_FD
+                                    //  drop; the handshake's, for CURVE),
+                                    //  read by the watcher's thread
+    agc_watcher_t *watcher;         //  the thread that reads it
     bool refused;                   //  the server refused our key:
                                     //  connect again before sending
 };
@@ -62,10 +64,23 @@ struct _agc_conn_t {
 void
     agc_conn_fail_all (agc_conn_t *self, int status, const char *reason);
 
-//  Read the socket's monitor events (a drop; a CURVE handshake's
-//  outcome) and act on them. Connection locked.
+//  The thread that reads every connection's socket events (agc_watch.c):
+//  one per ZeroMQ context. Destroy it once no connection is added.
+agc_watcher_t *
+    agc_watcher_new (void);
+
 void
-    agc_conn_read_events (agc_conn_t *self);
+    agc_watcher_destroy (agc_watcher_t **self_p);
+
+//  Monitor a connection's socket, and hand the monitor to the watcher.
+//  Returns 0, or -1 with the thread's error set.
+int
+    agc_watcher_add (agc_watcher_t *self, agc_conn_t *conn, void *context);
+
+//  Stop monitoring a connection's socket; returns once the watcher no
+//  longer touches the connection. Connection not locked.
+void
+    agc_watcher_remove (agc_watcher_t *self, agc_conn_t *conn);
 
 struct _agc_future_t {
     agc_conn_t *conn;               //  used only while not done

@@ -8,12 +8,13 @@
 //  One DEALER socket per server. Requests carry a fresh correlation id;
 //  the reply resolves the future filed under it, in any order.
 //
-//  There is no I/O thread. A thread that waits becomes the connection's
-//  reader if it has none: it polls the socket's file descriptor and
-//  drains every reply that arrives, resolving futures and waking the
-//  threads that wait for them through their eventfd. When its own future
-//  is done it hands the reader role to another waiting thread. A sync
-//  call is thus sent and read by the same thread, with no hop.
+//  Replies are read by no thread of ours. A thread that waits becomes
+//  the connection's reader if it has none: it polls the socket's file
+//  descriptor and drains every reply that arrives, resolving futures and
+//  waking the threads that wait for them through their eventfd. When its
+//  own future is done it hands the reader role to another waiting
+//  thread. A sync call is thus sent and read by the same thread, with no
+//  hop.
 //
 //  The socket is used only under the connection's lock. ZMQ_FD is edge
 //  triggered and any send may consume its readiness, so after each send
@@ -21,15 +22,10 @@
 //  reader. While futures are pending and the server is silent, the
 //  reader pings it; a server silent for the timeout fails them all.
 //
-//  A connection also reads its socket's monitor. A dropped connection
-//  fails what is pending on it with AG_UNREACHABLE at once: the server
-//  drops replies due to a connection that has gone, so none will come.
-//  With CURVE it also tells the handshake's outcome: ZeroMQ gives no
-//  error on the socket when the server refuses the client's key, and no
-//  longer reconnects. The reader (or a sender) sees the event, fails
-//  what is pending with AG_DENIED, and the next request connects again,
-//  so a key allowed later on the server gets in without a new
-//  connection object.
+//  The socket's events (a dropped connection, a CURVE key refused) are
+//  read by the watcher (agc_watch.c), which fails what is pending with
+//  them; after a refusal the next request connects again, so a key
+//  allowed later on the server gets in without a new connection object.
 //  @end
 
 #include "agc.h"
@@ -218,80 +214,12 @@ s_instance_seen (agc_conn_t *self, const uint8_t *body, size_t size)
     memcpy (self->instance, seen, sizeof seen);
 }
 
-//  Read the socket's events. A dropped connection lost what was asked on
-//  it: the server drops the replies due to a connection that has gone
-//  (and closes one whose client does not read them), so no reply will
-//  come for what was pending. Connection locked.
-void
-agc_conn_read_events (agc_conn_t *self)
-{
-    if (!self->monitor)
-        return;
-    while (true) {
-        zmq_msg_t head, address;
-        zmq_msg_init (&head);
-        if (zmq_msg_recv (&head, self->monitor, ZMQ_DONTWAIT) == -1) {
-            zmq_msg_close (&head);
-            break;
-        }
-        zmq_msg_init (&address);
-        if (zmq_msg_more (&head))
-            zmq_msg_recv (&address, self->monitor, 0);
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size (&head) == 6) {
-            memcpy (&event, zmq_msg_data (&head), 2);
-            memcpy (&value, (uint8_t *) zmq_msg_data (&head) + 2, 4);
-        }
-        zmq_msg_close (&head);
-        zmq_msg_close (&address);
-        char reason [400];
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-            self->connected = true;
-        else
-        if (event == ZMQ_EVENT_DISCONNECTED) {
-            //  A connection that never completed its handshake carried
-            //  nothing: what is pending waits in ZeroMQ for the next
-            if (self->connected && ag_idmap_size (self->pending)) {
-                snprintf (reason, sizeof reason, "the connection to %s"
-                          " dropped: what was pending there may or may not"
-                          " have run", self->endpoint);
-                agc_conn_fail_all (self, AG_UNREACHABLE, reason);
-            }
-            self->connected = false;
-        }
-        else
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-            //  ZeroMQ does not reconnect after this; we do, on the next
-            //  request
-            snprintf (reason, sizeof reason, "%s refused this client's"
-                      " CURVE key (ZAP status %u): it is not among the"
-                      " server's allowed client certificates",
-                      self->endpoint, (unsigned) value);
-            self->refused = true;
-            agc_conn_fail_all (self, AG_DENIED, reason);
-        }
-        else
-        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            snprintf (reason, sizeof reason, "CURVE handshake with %s"
-                      " failed: %s", self->endpoint,
-                      value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
-                      ? "the server does not use CURVE"
-                      : "protocol error");
-            agc_conn_fail_all (self, AG_UNREACHABLE, reason);
-        }
-    }
-}
-
-//  Before a request goes out: take in the handshake's news, and after a
-//  refusal connect again, so the request is a new attempt. Connection
-//  locked.
+//  Before a request goes out: after a refusal of our CURVE key (the
+//  watcher saw it), connect again, so the request is a new attempt.
+//  Connection locked.
 static void
 s_prepare_send (agc_conn_t *self)
 {
-    if (!self->curve)
-        return;
-    agc_conn_read_events (self);
     if (self->refused) {
         zmq_disconnect (self->socket, self->endpoint);
         zmq_connect (self->socket, self->endpoint);
@@ -445,7 +373,6 @@ typedef struct {
     agc_conn_t *conn;
     agc_node_t node;                //  our entry in conn->waiters
     bool reading;                   //  we are its reader
-    bool events;                    //  its monitor has something to read
 } slot_t;
 
 static bool
@@ -474,14 +401,21 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         return agc_set_error (AG_INTERNAL, "cannot create eventfd");
     int64_t deadline = msecs < 0? INT64_MAX: ag_usecs () + (int64_t) msecs * 1000;
 
-    //  The distinct connections involved
+    //  The distinct connections involved; to poll, our eventfd and the
+    //  socket of each connection we read
     slot_t local [4];
     slot_t *slots = local;
+    struct pollfd local_fds [5];
+    struct pollfd *fds = local_fds;
     size_t slot_count = 0;
     if (count > 4) {
         slots = (slot_t *) calloc (count, sizeof (slot_t));
-        if (!slots)
+        fds = (struct pollfd *) calloc (count + 1, sizeof *fds);
+        if (!slots || !fds) {
+            free (slots);
+            free (fds);
             return agc_set_error (AG_INTERNAL, "out of memory");
+        }
     }
     for (size_t i = 0; i < count; i++) {
         if (!futures [i] || s_is_done (futures [i]))
@@ -499,11 +433,6 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
             pthread_mutex_unlock (&conn->lock);
         }
     }
-    //  Each connection's socket and, with CURVE, its monitor
-    struct pollfd local_fds [9];
-    struct pollfd *fds = local_fds;
-    if (2 * slot_count + 1 > 9)
-        fds = (struct pollfd *) calloc (2 * slot_count + 1, sizeof *fds);
 
     int result = -1;
     while (true) {
@@ -528,12 +457,6 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
                 slots [s].reading = true;
             }
             if (slots [s].reading) {
-                //  The monitor is read when the poll says so: reading it
-                //  costs, and a sync call must not pay for nothing
-                if (slots [s].events) {
-                    agc_conn_read_events (conn);
-                    slots [s].events = false;
-                }
                 s_drain (conn);
                 int next = s_heartbeat (conn, now);
                 poll_ms = MIN (poll_ms, next);
@@ -564,27 +487,12 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         size_t nfds = 0;
         fds [nfds++] = (struct pollfd) { me->fd, POLLIN, 0 };
         for (size_t s = 0; s < slot_count; s++)
-            if (slots [s].reading) {
+            if (slots [s].reading)
                 fds [nfds++] = (struct pollfd) { slots [s].conn->fd, POLLIN, 0 };
-                if (slots [s].conn->monitor)
-                    fds [nfds++] = (struct pollfd) {
-                        slots [s].conn->monitor_fd, POLLIN, 0 };
-            }
-        if (poll (fds, nfds, poll_ms) > 0) {
-            if (fds [0].revents & POLLIN) {
-                uint64_t counter;
-                ssize_t rc = read (me->fd, &counter, sizeof counter);
-                (void) rc;
-            }
-            //  Which monitors have news, in the order the fds went in
-            size_t at = 1;
-            for (size_t s = 0; s < slot_count; s++)
-                if (slots [s].reading) {
-                    at++;
-                    if (slots [s].conn->monitor
-                    &&  (fds [at++].revents & POLLIN))
-                        slots [s].events = true;
-                }
+        if (poll (fds, nfds, poll_ms) > 0 && (fds [0].revents & POLLIN)) {
+            uint64_t counter;
+            ssize_t rc = read (me->fd, &counter, sizeof counter);
+            (void) rc;
         }
     }
     //  Leave: unlist, and hand reading on to another waiter

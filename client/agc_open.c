@@ -7,8 +7,9 @@
 //  @header
 //  A connection owns its DEALER socket, the PAIR that reads the socket's
 //  monitor, and a child server if it started one. All connections of a
-//  process share one ZeroMQ context, made by the first and ended by the
-//  last. Agents moved to the same endpoint share one connection.
+//  process share one ZeroMQ context and the watcher that reads their
+//  monitors, made by the first and ended by the last. Agents moved to
+//  the same endpoint share one connection.
 //  @end
 
 #include "agc.h"
@@ -22,18 +23,17 @@
 
 #define DEFAULT_TIMEOUT_MS  10000
 
-//  Monitors are told apart by a number
-static atomic_uint s_monitor_count;
-
 //  Connections the library made for endpoints, shared by the agents
 //  moved there
 static pthread_mutex_t s_shared_lock = PTHREAD_MUTEX_INITIALIZER;
 static agc_conn_t *s_shared [256];
 static size_t s_shared_count;
 
-//  The process's ZeroMQ context, and the connections using it
+//  The process's ZeroMQ context, its watcher, and the connections using
+//  them
 static pthread_mutex_t s_context_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *s_context;
+static agc_watcher_t *s_watcher;
 static size_t s_context_users;
 
 static void
@@ -76,35 +76,51 @@ s_curve (agc_conn_t *self, const char *server_cert,
     return 0;
 }
 
-//  Read the socket's events: a dropped connection, and with CURVE the
-//  handshake's outcome. Returns 0, or -1 with the thread's error set.
-static int
-s_monitor_start (agc_conn_t *self, void *context)
+//  Take the context and its watcher, making them if nobody has. Returns
+//  the context, or NULL with the thread's error set.
+static void *
+s_context_take (agc_watcher_t **watcher)
 {
-    //  The monitor's queue is bounded: an event a full queue drops comes
-    //  when no request is pending, for no thread reads it then
-    char name [64];
-    snprintf (name, sizeof name, "inproc://agc-monitor-%u",
-              atomic_fetch_add (&s_monitor_count, 1));
-    int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED;
-    if (self->curve)
-        events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
-                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL;
-    if (zmq_socket_monitor (self->socket, name, events))
-        return agc_set_error (AG_INTERNAL, "cannot monitor the socket: %s",
-                              zmq_strerror (zmq_errno ()));
-    self->monitor = zmq_socket (context, ZMQ_PAIR);
-    int zero = 0, queue = 1000;
-    zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt (self->monitor, ZMQ_RCVHWM, &queue, sizeof queue);
-    if (zmq_connect (self->monitor, name))
-        return agc_set_error (AG_INTERNAL, "cannot read the socket's"
-                              " monitor: %s", zmq_strerror (zmq_errno ()));
-    size_t fd_size = sizeof self->monitor_fd;
-    zmq_getsockopt (self->monitor, ZMQ_FD, &self->monitor_fd, &fd_size);
-    //  Its descriptor signals only after a read has found nothing
-    agc_conn_read_events (self);
-    return 0;
+    pthread_mutex_lock (&s_context_lock);
+    if (!s_context) {
+        s_context = zmq_ctx_new ();
+        s_watcher = s_context? agc_watcher_new (): NULL;
+        if (s_context && !s_watcher) {
+            zmq_ctx_term (s_context);
+            s_context = NULL;
+        }
+    }
+    if (s_context)
+        s_context_users++;
+    void *context = s_context;
+    *watcher = s_watcher;
+    pthread_mutex_unlock (&s_context_lock);
+    if (!context)
+        agc_set_error (AG_INTERNAL, "cannot create ZeroMQ context and the"
+                       " thread that watches its sockets");
+    return context;
+}
+
+//  The last connection ends the context, and its watcher. Terminating
+//  may wait for a lingering socket, so it happens outside the lock: a
+//  thread making a new connection meanwhile gets a new context.
+static void
+s_context_release (void)
+{
+    void *ending = NULL;
+    agc_watcher_t *watcher = NULL;
+    pthread_mutex_lock (&s_context_lock);
+    if (--s_context_users == 0) {
+        ending = s_context;
+        watcher = s_watcher;
+        s_context = NULL;
+        s_watcher = NULL;
+    }
+    pthread_mutex_unlock (&s_context_lock);
+    if (ending) {
+        agc_watcher_destroy (&watcher);
+        zmq_ctx_term (ending);
+    }
 }
 
 //  Open a connection, with CURVE if server_cert is not NULL
@@ -119,18 +135,16 @@ s_open (const char *endpoint, const char *server_cert,
                        " or ipc://path", endpoint? endpoint: "(null)");
         return NULL;
     }
-    pthread_mutex_lock (&s_context_lock);
-    if (!s_context)
-        s_context = zmq_ctx_new ();
-    if (s_context)
-        s_context_users++;
-    void *context = s_context;
-    pthread_mutex_unlock (&s_context_lock);
-    if (!context) {
-        agc_set_error (AG_INTERNAL, "cannot create ZeroMQ context");
+    agc_watcher_t *watcher;
+    void *context = s_context_take (&watcher);
+    if (!context)
+        return NULL;
+    agc_conn_t *self = (agc_conn_t *) calloc (1, sizeof (agc_conn_t));
+    if (!self) {
+        agc_set_error (AG_INTERNAL, "out of memory");
+        s_context_release ();
         return NULL;
     }
-    agc_conn_t *self = (agc_conn_t *) calloc (1, sizeof (agc_conn_t));
     self->refs = 1;
     self->watch_fd = -1;
     self->endpoint = strdup (endpoint);
@@ -158,7 +172,7 @@ s_open (const char *endpoint, const char *server_cert,
     zmq_getsockopt (self->socket, ZMQ_FD, &self->fd, &fd_size);
     if ((server_cert && s_curve (self, server_cert, server_origin,
                                  client_cert, client_origin))
-    ||  s_monitor_start (self, context)) {
+    ||  agc_watcher_add (watcher, self, context)) {
         s_close (self);             //  not listed anywhere yet
         return NULL;
     }
@@ -228,6 +242,10 @@ s_stop_child (agc_conn_t *self)
 static void
 s_close (agc_conn_t *self)
 {
+    //  Before the socket closes: its close must not write an event that
+    //  nobody reads
+    if (self->watcher)
+        agc_watcher_remove (self->watcher, self);
     pthread_mutex_lock (&self->lock);
     //  Pending futures hold references, so only posted requests can be
     //  left. Those are not lost: the socket lingers to deliver them (a
@@ -239,25 +257,12 @@ s_close (agc_conn_t *self)
     agc_conn_fail_all (self, AG_CLOSED, "connection closed");
     pthread_mutex_unlock (&self->lock);
     zmq_close (self->socket);
-    if (self->monitor)
-        zmq_close (self->monitor);
     s_stop_child (self);
     ag_idmap_destroy (&self->pending);
     pthread_mutex_destroy (&self->lock);
     free (self->endpoint);
     free (self);
-    //  The last connection ends the context. Terminating may wait for a
-    //  lingering socket, so it happens outside the lock: a thread making
-    //  a new connection meanwhile gets a new context.
-    void *ending = NULL;
-    pthread_mutex_lock (&s_context_lock);
-    if (--s_context_users == 0) {
-        ending = s_context;
-        s_context = NULL;
-    }
-    pthread_mutex_unlock (&s_context_lock);
-    if (ending)
-        zmq_ctx_term (ending);
+    s_context_release ();
 }
 
 agc_conn_t *

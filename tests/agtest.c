@@ -865,6 +865,57 @@ s_test_killed_server (const char *unused)
     return 0;
 }
 
+//  A connection closed with a request still to deliver lingers to send
+//  it. If its server appears meanwhile and drops it, the process's other
+//  connections are still served: libzmq's I/O thread, which they share,
+//  is never left writing an event to a monitor that nobody reads.
+static int
+s_test_closed_lingering (const char *unused)
+{
+    daemon_t daemon;
+    CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+    agc_conn_t *working = agc_conn_new (daemon.endpoint);
+    CHECK (working);
+    agc_conn_set_timeout (working, 3000 * s_slow);
+    CHECK (agc_conn_ping (working) >= 0);
+    //  A port that nobody listens on yet
+    int listener = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in address = {
+        .sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)
+    };
+    socklen_t size = sizeof address;
+    CHECK (bind (listener, (struct sockaddr *) &address, sizeof address) == 0);
+    CHECK (getsockname (listener, (struct sockaddr *) &address, &size) == 0);
+    char endpoint [64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d",
+              ntohs (address.sin_port));
+    agc_conn_t *closed = agc_conn_new (endpoint);
+    CHECK (closed);
+    agc_conn_set_timeout (closed, 1500 * s_slow);
+    CHECK (agc_conn_post (closed, AGP_PING, 0, NULL, 0) == 0);
+    agc_conn_destroy (&closed);
+    //  Now it connects, again and again, and each connection is dropped
+    CHECK (listen (listener, 16) == 0);
+    for (int i = 0; i < 3; i++) {
+        struct pollfd item = { listener, POLLIN, 0 };
+        CHECK (poll (&item, 1, 5000 * s_slow) == 1);
+        int peer = accept (listener, NULL, NULL);
+        CHECK (peer >= 0);
+        close (peer);
+    }
+    close (listener);
+    if (agc_conn_ping (working) < 0) {
+        //  Its context could not end either: leave it
+        fprintf (stderr, "    the other connection is not served: %s\n",
+                 agc_reason ());
+        s_daemon_kill (&daemon);
+        return -1;
+    }
+    agc_conn_destroy (&working);
+    CHECK (s_daemon_stop (&daemon) == 0);
+    return 0;
+}
+
 //  Results of async calls can be fetched again, by anyone holding the
 //  caller's identity and the call's id, until they expire
 static int
@@ -2882,6 +2933,7 @@ static const case_t s_cases [] = {
     { "hostile_input", s_test_hostile_input },
     { "garbage", s_test_garbage },
     { "killed_server", s_test_killed_server },
+    { "closed_lingering", s_test_closed_lingering },
     { "fetch", s_test_fetch },
     { "futures", s_test_futures },
     { "graceful_stop", s_test_graceful_stop },

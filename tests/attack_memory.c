@@ -19,6 +19,7 @@
 //  when it connects (and the descriptor of its TCP socket) and when it
 //  is disconnected
 typedef struct {
+    void *socket;                   //  the socket watched
     void *monitor;                  //  PAIR on the socket's events
     int fd;                         //  its TCP socket, once connected
     bool closed;
@@ -29,6 +30,9 @@ s_watch_destroy (void *arg)
 {
     watch_t *self = (watch_t *) arg;
     at_undefer (self);
+    //  Before the socket closes: libzmq's I/O thread would block writing
+    //  its close's event to a monitor nobody reads
+    zmq_socket_monitor (self->socket, NULL, 0);
     zmq_close (self->monitor);
     free (self);
 }
@@ -45,10 +49,12 @@ s_watch_new (void *socket, const char *name)
         return NULL;
     watch_t *self = (watch_t *) calloc (1, sizeof (watch_t));
     self->fd = -1;
+    self->socket = socket;
     self->monitor = zmq_socket (at_context, ZMQ_PAIR);
     int zero = 0;
     zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_connect (self->monitor, endpoint)) {
+        zmq_socket_monitor (socket, NULL, 0);
         zmq_close (self->monitor);
         free (self);
         return NULL;
@@ -191,8 +197,8 @@ at_test_never_reads (void)
     int rss_rc = at_rss_within (daemon, base, DEFAULT_CLIENT_BYTES / MIB + 96);
     int victim_rc = at_victim_stop (victim);
     int serves_rc = at_serves (daemon->endpoint);
-    at_raw_destroy (attacker);
     s_watch_destroy (watch);
+    at_raw_destroy (attacker);
     CHECK (sent == calls);
     CHECK (dropped);
     CHECK (rss_rc == 0);
