@@ -1013,9 +1013,11 @@ s_test_graceful_stop (const char *unused)
                                      "tag", "finished");
     agc_future_t *future = agc_agent_call (agent, "slow", args);
     ag_value_destroy (&args);
-    //  Make sure it has started before the signal
-    ag_value_t *list = agc_conn_list (conn);
-    ag_value_destroy (&list);
+    //  Make sure it has started before the signal: a thread is busy
+    int64_t until = ag_usecs () + 10000000LL * s_slow;
+    while (s_info_int (conn, "threads", "busy") != 1 && ag_usecs () < until)
+        ;
+    CHECK (s_info_int (conn, "threads", "busy") == 1);
     kill (daemon.pid, SIGTERM);
     CHECK (agc_future_wait (future, 10000 * s_slow) == 0);
     CHECK (agc_future_status (future) == AG_OK);
