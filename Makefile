@@ -82,7 +82,8 @@ SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_admit.c \
               daemon/agd_worker.c daemon/agd_registry.c daemon/agd_store.c \
               daemon/agd_config.c daemon/agd_notify.c daemon/agd_client.c \
               daemon/agd_auth.c daemon/agd_future.c daemon/agd_account.c \
-              daemon/agd_refs.c daemon/agd_peers.c daemon/agd_index.c
+              daemon/agd_refs.c daemon/agd_peers.c daemon/agd_index.c \
+              daemon/agd_cancel.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
@@ -93,14 +94,15 @@ CLIENT_SO   = $(B)/libagentclient.so.$(VERSION)
 SERVER_A    = $(B)/libagentserver.a
 SERVER_SO   = $(B)/libagentserver.so.$(VERSION)
 
-PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so
+PLUGINS     = $(B)/plugins/seed.so $(B)/plugins/testclasses.so \
+              $(B)/plugins/relay.so
 EXAMPLES    = $(B)/examples/dist_server $(B)/examples/dist_main \
               $(B)/examples/example $(B)/examples/pipeline
 PROGRAMS    = $(B)/agentd $(B)/agentctl
 CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
 CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
 TESTS       = $(B)/tests/selftest $(B)/tests/agtest $(B)/tests/sectest \
-              $(B)/tests/attacktest
+              $(B)/tests/attacktest $(B)/tests/faulttest
 BENCH       = $(B)/bench/agentbench
 
 HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
@@ -191,6 +193,11 @@ $(B)/tests/agtest: $(B)/tests/agtest.o $(TESTLIB_OBJ) \
 
 $(B)/tests/sectest: $(B)/tests/sectest.o $(TESTLIB_OBJ) \
                     $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/faulttest: $(B)/tests/faulttest.o $(TESTLIB_OBJ) \
+                      $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -93,6 +93,8 @@ struct _agc_future_t {
     agc_waiter_t *waiter;           //  thread waiting for it, or NULL
     bool orphan;                    //  nobody waits: freed when resolved
     bool kept;                      //  the server keeps its result
+    uint64_t agent;                 //  the request's target agent
+    int64_t deadline;               //  ag_usecs () it fails by, or 0
 };
 
 //  Record the calling thread's last error. Returns -1.
@@ -113,6 +115,13 @@ agc_future_t *
 agc_future_t *
     agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
                       uint16_t flags, const void *body, size_t size);
+
+//  Same, for a request with a deadline (ag_usecs; 0 none): the future
+//  fails with AG_DEADLINE then, if no reply came
+agc_future_t *
+    agc_conn_request_by (agc_conn_t *self, uint8_t command, uint64_t agent,
+                         uint16_t flags, const void *body, size_t size,
+                         int64_t deadline);
 
 //  Send a request whose reply nobody waits for: it is read and
 //  dropped. The connection, when closed, lingers up to its timeout to

@@ -563,7 +563,8 @@ agc_agent_is_async (agc_agent_t *self, const char *method)
 
 //  Call a local agent; self->lock held, self->cls set
 static agc_future_t *
-s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args)
+s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args,
+              int64_t deadline)
 {
     const ag_method_t *m = ag_class_method (self->cls, method, strlen (method));
     if (!m) {
@@ -577,10 +578,24 @@ s_local_call (agc_agent_t *self, const char *method, const ag_value_t *args)
     msgpack_sbuffer_init (&buffer);
     ag_call_t call;
     ag_call_init (&call, &buffer);
+    call.deadline = deadline;
     ag_value_t *value = NULL;
+    if (deadline && ag_usecs () >= deadline) {
+        msgpack_sbuffer_destroy (&buffer);
+        return agc_future_resolved (AG_DEADLINE, "the call's deadline had"
+                                    " passed before it ran", NULL);
+    }
+    ag_call_t *outer = ag_call_enter (&call);
     int rc = m->fn (self->state, args? ag_value_object (args): &nil, &call);
+    ag_call_enter (outer);
     int status = s_run_local (&call, &buffer, rc, &value);
     msgpack_sbuffer_destroy (&buffer);
+    //  As on a server: a call that ran past its deadline has failed
+    if (deadline && ag_usecs () >= deadline) {
+        ag_value_destroy (&value);
+        return agc_future_resolved (AG_DEADLINE, "the call ran past its"
+                                    " deadline", NULL);
+    }
     return agc_future_resolved (status, status == AG_OK? "": call.reason,
                                 value);
 }
@@ -614,9 +629,11 @@ s_packbuf_write (void *data, const char *buf, size_t len)
     return 0;
 }
 
-//  Pack [method, args] for a CALL
+//  Pack [method, args] for a CALL, or [method, args, timeout_ms] for
+//  one with a deadline (timeout_ms >= 0)
 static void
-s_pack_call (packbuf_t *buffer, const char *method, const ag_value_t *args)
+s_pack_call (packbuf_t *buffer, const char *method, const ag_value_t *args,
+             int64_t timeout_ms)
 {
     buffer->data = buffer->local;
     buffer->size = 0;
@@ -624,7 +641,7 @@ s_pack_call (packbuf_t *buffer, const char *method, const ag_value_t *args)
     msgpack_packer pk;
     msgpack_packer_init (&pk, buffer, s_packbuf_write);
     size_t len = strlen (method);
-    msgpack_pack_array (&pk, 2);
+    msgpack_pack_array (&pk, timeout_ms >= 0? 3: 2);
     msgpack_pack_str (&pk, len);
     msgpack_pack_str_body (&pk, method, len);
     if (args)
@@ -632,33 +649,75 @@ s_pack_call (packbuf_t *buffer, const char *method, const ag_value_t *args)
                          ag_value_size (args));
     else
         msgpack_pack_nil (&pk);
+    if (timeout_ms >= 0)
+        msgpack_pack_uint64 (&pk, (uint64_t) timeout_ms);
 }
 
-agc_future_t *
-agc_agent_call (agc_agent_t *self, const char *method, const ag_value_t *args)
+//  The deadline of a call made now: msecs from now (AGC_FOREVER: none),
+//  and no later than the deadline of the call this thread runs user code
+//  for, if any. Returns ag_usecs () or 0.
+static int64_t
+s_deadline (int msecs, int64_t now)
+{
+    int64_t deadline = msecs >= 0? now + (int64_t) msecs * 1000: 0;
+    ag_call_t *outer = ag_call_current ();
+    if (outer && outer->deadline && (!deadline || outer->deadline < deadline))
+        deadline = outer->deadline;
+    return deadline;
+}
+
+static agc_future_t *
+s_call (agc_agent_t *self, const char *method, const ag_value_t *args,
+        int msecs)
 {
     if (!method || !*method)
         return agc_future_resolved (AG_NO_METHOD, "no method name given",
                                     NULL);
+    int64_t now = ag_usecs ();
+    int64_t deadline = s_deadline (msecs, now);
     //  Under the lock: another thread may be moving the agent to a server
     pthread_mutex_lock (&self->lock);
     if (self->cls) {
-        agc_future_t *future = s_local_call (self, method, args);
+        agc_future_t *future = s_local_call (self, method, args, deadline);
         pthread_mutex_unlock (&self->lock);
         return future;
     }
     pthread_mutex_unlock (&self->lock);
     bool async = agc_agent_is_async (self, method);
+    int64_t timeout_ms = -1;
+    if (deadline) {
+        timeout_ms = deadline > now? (deadline - now) / 1000: 0;
+        if (timeout_ms > AGP_TIMEOUT_MAX)
+            timeout_ms = AGP_TIMEOUT_MAX;
+    }
     packbuf_t buffer;
-    s_pack_call (&buffer, method, args);
-    agc_future_t *future = agc_conn_request (self->conn, AGP_CALL, self->id,
-        async? AGP_FLAG_KEEP: 0, buffer.data, buffer.size);
+    s_pack_call (&buffer, method, args, timeout_ms);
+    agc_future_t *future = agc_conn_request_by (self->conn, AGP_CALL,
+        self->id, async? AGP_FLAG_KEEP: 0, buffer.data, buffer.size,
+        deadline);
     if (buffer.data != buffer.local)
         free (buffer.data);
-    //  A sync method blocks its caller until it has run
+    //  A sync method blocks its caller until it has run, or its deadline
     if (future && !async)
         agc_future_wait (future, AGC_FOREVER);
     return future;
+}
+
+agc_future_t *
+agc_agent_call (agc_agent_t *self, const char *method, const ag_value_t *args)
+{
+    return s_call (self, method, args, AGC_FOREVER);
+}
+
+agc_future_t *
+agc_agent_call_within (agc_agent_t *self, const char *method,
+                       const ag_value_t *args, int msecs)
+{
+    if (msecs < 0 && msecs != AGC_FOREVER)
+        return agc_future_resolved (AG_BAD_REQUEST, "a deadline is 0 or"
+                                    " more milliseconds, or AGC_FOREVER",
+                                    NULL);
+    return s_call (self, method, args, msecs);
 }
 
 agc_future_t *

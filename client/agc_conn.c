@@ -381,6 +381,40 @@ s_is_done (agc_future_t *future)
     return atomic_load (&future->done);
 }
 
+//  Fail a pending future here and now, if no reply has resolved it:
+//  what comes for it later is dropped. Returns true if this failed it.
+static bool
+s_give_up (agc_future_t *future, int status, const char *what)
+{
+    agc_conn_t *conn = future->conn;
+    bool failed = false;
+    pthread_mutex_lock (&conn->lock);
+    if (!s_is_done (future)
+    &&  ag_idmap_lookup (conn->pending, future->corr) == future) {
+        ag_idmap_delete (conn->pending, future->corr);
+        char reason [128];
+        snprintf (reason, sizeof reason, "call %" PRIu64 " %s",
+                  future->corr, what);
+        s_resolve (future, status, strdup (reason), NULL);
+        failed = true;
+    }
+    pthread_mutex_unlock (&conn->lock);
+    return failed;
+}
+
+//  A future past its deadline fails, whatever comes later. Returns true
+//  if it is done.
+static bool
+s_expire (agc_future_t *future, int64_t now)
+{
+    if (s_is_done (future))
+        return true;
+    if (!future->deadline || now < future->deadline)
+        return false;
+    s_give_up (future, AG_DEADLINE, "did not finish by its deadline");
+    return s_is_done (future);
+}
+
 //  Wait for all (or any) of the futures. Returns 0 or the index found
 //  (any), or -1 on timeout.
 static int
@@ -466,10 +500,16 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         size_t done = 0;
         int first = -1;
         for (size_t i = 0; i < count; i++)
-            if (!futures [i] || s_is_done (futures [i])) {
+            if (!futures [i] || s_expire (futures [i], now)) {
                 done++;
                 if (first < 0)
                     first = (int) i;
+            }
+            else
+            if (futures [i]->deadline) {
+                int64_t due = (futures [i]->deadline - now + 999) / 1000;
+                if (due < poll_ms)
+                    poll_ms = (int) due;
             }
         if (any? done > 0: done == count) {
             result = any? first: 0;
@@ -547,13 +587,37 @@ agc_future_wait_any (agc_future_t **futures, size_t count, int msecs)
 bool
 agc_future_ready (agc_future_t *self)
 {
-    return s_is_done (self);
+    return s_is_done (self)
+        || (self->deadline && s_expire (self, ag_usecs ()));
 }
 
 int
 agc_future_status (agc_future_t *self)
 {
-    return s_is_done (self)? self->status: AG_PENDING;
+    return agc_future_ready (self)? self->status: AG_PENDING;
+}
+
+int
+agc_future_cancel (agc_future_t *self)
+{
+    if (!self)
+        return agc_set_error (AG_BAD_REQUEST, "no future to cancel");
+    agc_conn_t *conn = self->conn;
+    if (!conn || s_is_done (self)
+    ||  !s_give_up (self, AG_CANCELLED, "was cancelled by its caller"))
+        return agc_set_error (AG_GONE, "the future was resolved already");
+    //  Tell the server, which answers the call (dropped: nobody waits
+    //  for it now) and the CANCEL (dropped too)
+    if (self->command == AGP_CALL || self->command == AGP_GETATTR) {
+        uint8_t body [9];
+        size_t size = 0;
+        uint64_t corr = self->corr;
+        body [size++] = 0xcf;       //  msgpack uint 64
+        for (int shift = 56; shift >= 0; shift -= 8)
+            body [size++] = (uint8_t) (corr >> shift);
+        agc_conn_post (conn, AGP_CANCEL, self->agent, body, size);
+    }
+    return 0;
 }
 
 const char *
@@ -657,7 +721,7 @@ agc_future_destroy (agc_future_t **self_p)
 //  memory.
 static agc_future_t *
 s_request (agc_conn_t *self, uint8_t command, uint64_t agent, uint16_t flags,
-           const void *body, size_t size, bool orphan)
+           const void *body, size_t size, bool orphan, int64_t deadline)
 {
     agc_future_t *future = (agc_future_t *) calloc (1, sizeof *future);
     if (!future) {
@@ -668,6 +732,8 @@ s_request (agc_conn_t *self, uint8_t command, uint64_t agent, uint16_t flags,
     future->command = command;
     future->kept = (flags & AGP_FLAG_KEEP) != 0;
     future->orphan = orphan;
+    future->agent = agent;
+    future->deadline = deadline;
     pthread_mutex_lock (&self->lock);
     s_prepare_send (self);
     future->corr = ++self->next_corr;
@@ -713,14 +779,23 @@ agc_future_t *
 agc_conn_request (agc_conn_t *self, uint8_t command, uint64_t agent,
                   uint16_t flags, const void *body, size_t size)
 {
-    return s_request (self, command, agent, flags, body, size, false);
+    return s_request (self, command, agent, flags, body, size, false, 0);
+}
+
+agc_future_t *
+agc_conn_request_by (agc_conn_t *self, uint8_t command, uint64_t agent,
+                     uint16_t flags, const void *body, size_t size,
+                     int64_t deadline)
+{
+    return s_request (self, command, agent, flags, body, size, false,
+                      deadline);
 }
 
 int
 agc_conn_post (agc_conn_t *self, uint8_t command, uint64_t agent,
                const void *body, size_t size)
 {
-    return s_request (self, command, agent, 0, body, size, true)? 0: -1;
+    return s_request (self, command, agent, 0, body, size, true, 0)? 0: -1;
 }
 
 agc_future_t *

@@ -41,6 +41,7 @@ typedef struct {
     int timeout;                    //  ms of server silence that is fatal
     bool json;                      //  print JSON rather than text
     const char *name;               //  create --name, or NULL
+    int deadline;                   //  call --deadline in ms, or -1
     const char *server_key;         //  --server-key: CURVE, or NULL
     const char *cert;               //  --cert: our certificate, or NULL
     agc_conn_t *conn;               //  server connection, or NULL

@@ -134,9 +134,16 @@ agctl_call (agctl_t *self, int argc, char **argv)
     agc_agent_t *agent = NULL;
     if (rc == AGCTL_OK)
         rc = agctl_find_agent (self, argv [0], &agent);
-    if (rc == AGCTL_OK)
+    if (rc == AGCTL_OK && self->deadline < 0)
         rc = s_print_result (self, agc_agent_call_value (agent, argv [1],
                                                          args));
+    else
+    if (rc == AGCTL_OK) {
+        agc_future_t *future = agc_agent_call_within (agent, argv [1], args,
+                                                      self->deadline);
+        rc = s_print_result (self, agc_future_result (future, AGC_FOREVER));
+        agc_future_destroy (&future);
+    }
     agc_agent_release (&agent);
     ag_value_destroy (&args);
     return rc;

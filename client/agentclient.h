@@ -292,8 +292,10 @@ AG_EXPORT agc_agent_t *
                             const ag_value_t *args, const char *name);
 
 //  Destroy a handle and its agent: a local agent's fini runs now; a
-//  distributed one is deleted on its server (fini runs after the calls
-//  already queued for it). The delete is sent, not waited for: requests
+//  distributed one is deleted on its server, which cancels the calls
+//  still queued for it (they fail with AG_CANCELLED, never run) and
+//  flags the one running; fini runs once that has returned. The
+//  delete is sent, not waited for: requests
 //  sent after it on the same connection see the agent gone, and a
 //  connection being closed lingers up to its timeout to deliver it.
 //  Accepts NULL; sets *self_p to NULL. Returns 0, or -1 if the delete
@@ -328,6 +330,19 @@ AG_EXPORT bool
 AG_EXPORT agc_future_t *
     agc_agent_call (agc_agent_t *self, const char *method,
                     const ag_value_t *args);
+
+//  The same, with a deadline msecs from now (AGC_FOREVER: none; a
+//  negative value is AG_BAD_REQUEST). The call fails with AG_DEADLINE
+//  if its result has not come by then: a sync method blocks no longer, an
+//  async one's future resolves then. A call still queued on the server
+//  at its deadline never runs; a running one sees ag_call_cancelled (),
+//  and if it returns after its deadline, its result is AG_DEADLINE for
+//  everyone (a future reference to it included). Called from inside a
+//  method that has a deadline, agc_agent_call and this get no more time
+//  than that method has left.
+AG_EXPORT agc_future_t *
+    agc_agent_call_within (agc_agent_t *self, const char *method,
+                           const ag_value_t *args, int msecs);
 
 //  The guide's agent (x): call the agent's reply method with a Msg (as
 //  agc_agent_call (self, "reply", msg)).
@@ -395,6 +410,15 @@ AG_EXPORT uint64_t
 //  the value; the future may be destroyed meanwhile.
 AG_EXPORT ag_value_t *
     agc_future_ref (agc_future_t *self);
+
+//  Cancel the call a pending future stands for: the future resolves
+//  with AG_CANCELLED at once, and the server is told. A call still
+//  queued there never runs; a running one sees ag_call_cancelled (), and
+//  whatever it returns, its result is AG_CANCELLED for everyone. Returns
+//  0, or -1 if the future was resolved already (agc_status AG_GONE; the
+//  future is unchanged).
+AG_EXPORT int
+    agc_future_cancel (agc_future_t *self);
 
 //  Destroy a future, pending or not (a late reply is dropped). Accepts
 //  NULL; sets *self_p to NULL.

@@ -67,6 +67,8 @@ s_usage (void)
 "                           else " AGCTL_DEFAULT_ENDPOINT ")\n"
 "  -j, --json               print one JSON document\n"
 "  -t, --timeout MS         give up on a server silent for MS ms (%d)\n"
+"  -d, --deadline MS        call: fail the call if it has not finished\n"
+"                           within MS ms (default: no deadline)\n"
 "      --server-key FILE    the server's public certificate: use CURVE\n"
 "                           (default $AGENTD_SERVER_KEY)\n"
 "      --cert FILE          this client's certificate, FILE and FILE_secret\n"
@@ -113,7 +115,8 @@ main (int argc, char *argv [])
 {
     agctl_t ctl = {
         .endpoint = getenv ("AGENTD_ENDPOINT"),
-        .timeout = AGCTL_DEFAULT_TIMEOUT
+        .timeout = AGCTL_DEFAULT_TIMEOUT,
+        .deadline = -1
     };
     if (!ctl.endpoint || !*ctl.endpoint)
         ctl.endpoint = AGCTL_DEFAULT_ENDPOINT;
@@ -179,6 +182,19 @@ main (int argc, char *argv [])
                                  " certificate file");
         }
         else
+        if (s_is (arg, "-d", "--deadline", true)) {
+            const char *text = s_value (argc, argv, &i, "-d", "--deadline");
+            char *end;
+            errno = 0;
+            long deadline = text? strtol (text, &end, 10): -1;
+            if (!text || errno || *end || deadline < 0
+            ||  deadline > 2147483647L)
+                rc = agctl_fail (AGCTL_USAGE, "--deadline needs a number of"
+                                 " milliseconds, 0 to 2147483647");
+            else
+                ctl.deadline = (int) deadline;
+        }
+        else
         if (s_is (arg, NULL, "--name", true)) {
             ctl.name = s_value (argc, argv, &i, NULL, "--name");
             if (!ctl.name || !*ctl.name)
@@ -204,6 +220,8 @@ main (int argc, char *argv [])
                          command->name, command->args);
     if (rc == AGCTL_OK && ctl.name && command->fn != agctl_create)
         rc = agctl_fail (AGCTL_USAGE, "--name is an option of create only");
+    if (rc == AGCTL_OK && ctl.deadline >= 0 && command->fn != agctl_call)
+        rc = agctl_fail (AGCTL_USAGE, "--deadline is an option of call only");
     if (rc == AGCTL_OK && !ctl.server_key != !ctl.cert)
         rc = agctl_fail (AGCTL_USAGE, "--server-key and --cert go together:"
                          " CURVE needs the server's public certificate and"

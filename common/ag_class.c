@@ -132,6 +132,44 @@ ag_call_init (ag_call_t *self, msgpack_sbuffer *buffer)
     self->has_result = false;
     self->status = AG_OK;
     self->reason [0] = 0;
+    self->deadline = 0;
+    self->cancel = NULL;
+}
+
+static __thread ag_call_t *s_current;
+
+ag_call_t *
+ag_call_enter (ag_call_t *call)
+{
+    ag_call_t *previous = s_current;
+    s_current = call;
+    return previous;
+}
+
+ag_call_t *
+ag_call_current (void)
+{
+    return s_current;
+}
+
+bool
+ag_call_cancelled (const ag_call_t *self)
+{
+    if (!self)
+        return false;
+    if (self->cancel && atomic_load_explicit (self->cancel,
+                                              memory_order_relaxed))
+        return true;
+    return self->deadline && ag_usecs () >= self->deadline;
+}
+
+int64_t
+ag_call_deadline (const ag_call_t *self)
+{
+    if (!self || !self->deadline)
+        return -1;
+    int64_t left = self->deadline - ag_usecs ();
+    return left > 0? left / 1000: 0;
 }
 
 int

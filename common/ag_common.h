@@ -10,6 +10,7 @@
 
 #include <czmq.h>
 #include <msgpack.h>
+#include <stdatomic.h>
 #include "agent.h"
 
 //  Limits on any msgpack we decode: nesting depth, and objects in total
@@ -49,7 +50,18 @@ struct _ag_call_t {
     bool has_result;                //  something was packed
     int status;                     //  AG_OK, or the error reported
     char reason [256];              //  reason for the error
+    int64_t deadline;               //  ag_usecs () its caller waits until,
+                                    //  or 0: no deadline
+    const _Atomic int *cancel;      //  non-zero once cancelled, or NULL
 };
+
+//  The call the calling thread runs user code for, or NULL; set around
+//  each method, so that calls made from inside it inherit its deadline.
+//  Returns the one it replaces.
+ag_call_t *
+    ag_call_enter (ag_call_t *call);
+ag_call_t *
+    ag_call_current (void);
 
 //  Prepare a call context writing into buffer (cleared).
 void

@@ -186,6 +186,26 @@ AG_EXPORT int
     ag_call_error (ag_call_t *self, int status, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
+//  Deadlines and cancellation. A call may carry a deadline (its caller
+//  waits so long and no longer), and may be cancelled: by its caller, or
+//  because its agent is deleted. A call whose time has come before it
+//  started never runs. A running method is never stopped by force: one
+//  that may run long looks now and then, and returns early. Whatever it
+//  returns then reaches nobody; the caller has had its answer.
+
+//  True once the call's caller no longer waits: it cancelled the call,
+//  the agent was deleted, or the deadline passed. False for a call
+//  nobody can cancel and without a deadline (init, load, save).
+AG_EXPORT bool
+    ag_call_cancelled (const ag_call_t *self);
+
+//  Milliseconds left before the call's deadline (0 once it has passed),
+//  or -1 if it has none. Calls the method makes to other agents through
+//  libagentclient, and futures among its arguments that the server
+//  resolves, get no more time than this.
+AG_EXPORT int64_t
+    ag_call_deadline (const ag_call_t *self);
+
 //  ---------------------------------------------------------------------
 //  Class descriptors (the RpcMeta of C).
 

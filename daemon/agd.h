@@ -204,6 +204,8 @@ struct _agd_agent_t {
     bool deleting;                  //  DELETE queued: refuse new requests
     agd_job_t *waiting;             //  the job at its head waits for its
                                     //  argument futures: hold the rest
+    agd_job_t *chain;               //  its jobs a worker holds, first not
+                                    //  yet back (linked by next), or NULL
     agd_agent_t *next_ready;        //  ready queue links
     agd_agent_t *prev_ready;
     int64_t created;                //  ag_usecs () at CREATE
@@ -215,6 +217,8 @@ struct _agd_agent_t {
 #define AGD_JOB_HANDED      1       //  given to a worker
 #define AGD_JOB_WAITING     2       //  its argument futures are resolving
 
+#define AGD_CANCEL_CALLER   1       //  its caller sent CANCEL
+#define AGD_CANCEL_DELETED  2       //  its agent was deleted
 struct _agd_job_t {
     agd_job_t *next;                //  mailbox link
     agd_agent_t *agent;             //  target
@@ -223,6 +227,11 @@ struct _agd_job_t {
     size_t charge;                  //  bytes charged
     bool counted;                   //  in its client's and account's
                                     //  pending counts
+    int64_t arrived;                //  ag_usecs () when it came in
+    int64_t deadline;               //  its caller waits until then, or 0
+                                    //  (the worker sets it: it decodes)
+    _Atomic int cancel;             //  AGD_CANCEL_*, or 0: set by the
+                                    //  broker, read by the worker
     zmq_msg_t routing;              //  requester's routing id
     agp_envelope_t env;             //  request envelope
     zmq_msg_t body;                 //  request body in, reply body out
@@ -555,6 +564,7 @@ struct _agd_refs_t {
     uint32_t count;                 //  references, in the order met
     uint32_t outstanding;           //  not resolved yet (the broker's)
     int64_t deadline;               //  ag_usecs () they must be in by
+    bool own;                       //  ... which is the call's deadline
     agd_job_t *prev, *next;         //  the broker's list of waiting jobs
     agd_ref_t refs [];
 };

@@ -65,6 +65,7 @@ agd_agents_deleting (agd_broker_t *self, agd_agent_t *agent)
     s_agent_uncount (self, agent);
     agd_index_remove (self->listed, agent->id);
     agent->deleting = true;
+    agd_cancel_agent (self, agent);
     if (agent->name) {
         zhashx_delete (self->names, agent->name);
         free (agent->name);

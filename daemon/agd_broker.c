@@ -252,6 +252,10 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
         agd_agents_lookup (self, job);
         return;
     }
+    if (env->command == AGP_CANCEL) {
+        agd_cancel_request (self, job);
+        return;
+    }
     if (self->stopping) {
         agd_broker_error (self, job, AG_STOPPING, "server is stopping");
         agd_broker_job_free (self, job);
@@ -275,8 +279,9 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
         return;
     }
     if (env->command == AGP_DELETE) {
-        //  Answered now: from here on the agent takes no requests. Its
-        //  fini runs after the calls queued before this one.
+        //  Answered now: from here on the agent takes no requests. The
+        //  calls queued before this one are cancelled; its fini runs
+        //  once the one running (if any) returns.
         agd_agents_deleting (self, agent);
         agd_broker_reply (self, job, AG_OK, env->agent, NULL, 0);
         job->answered = true;
@@ -377,6 +382,7 @@ s_frontend_recv (agd_broker_t *self)
         agd_broker_job_free (self, job);
         return 0;
     }
+    job->arrived = self->now;
     s_handle_request (self, job);
     return 0;
 }

@@ -5,14 +5,17 @@
     =========================================================================
 */
 //  @header
-//  The broker is one actor thread whose work is spread over four files,
-//  each a seam a newcomer can find: agd_broker.c (the socket, the loop,
+//  The broker is one actor thread whose work is spread over files, each
+//  a seam a newcomer can find: agd_broker.c (the socket, the loop,
 //  reading requests and routing them, replies, stopping), agd_pool.c
 //  (worker threads: handing out mailboxes, taking back what a blocked
 //  thread has not started, growing and shrinking), agd_agents.c (the
-//  agent table: create, look up, delete, list) and agd_watch.c (clients
-//  that go, and the agents they leave). All of it runs on the broker's
-//  thread, so none of it locks.
+//  agent table: create, look up, delete, list), agd_admit.c (who a
+//  request comes from, what it may hold), agd_refs.c (futures given as
+//  arguments), agd_cancel.c (calls whose callers no longer wait) and
+//  agd_watch.c (clients that go, and the agents they leave). All of it
+//  runs on the broker's thread, so none of it locks, except for the
+//  cancel flag a worker reads.
 //  @end
 
 #ifndef AGD_BROKER_H_INCLUDED
@@ -251,6 +254,10 @@ void
     agd_refs_expire (agd_broker_t *self);
 void
     agd_refs_stop (agd_broker_t *self);
+//  Fail a job waiting for its futures, now
+void
+    agd_refs_cancel (agd_broker_t *self, agd_job_t *job, int status,
+                     const char *reason);
 //  ms until a deadline or a peer needs the broker
 int64_t
     agd_refs_timeout (agd_broker_t *self, int64_t now);
@@ -259,6 +266,15 @@ bool
     agd_refs_is_self (agd_broker_t *self, const char *endpoint);
 bool
     agd_refs_allowed (agd_broker_t *self, const char *endpoint);
+
+//  agd_cancel.c: calls whose callers no longer wait
+//  CANCEL: the caller's call on an agent, wherever it is
+void
+    agd_cancel_request (agd_broker_t *self, agd_job_t *request);
+//  The agent is deleted: its queued calls are answered, its running one
+//  flagged
+void
+    agd_cancel_agent (agd_broker_t *self, agd_agent_t *agent);
 
 //  agd_watch.c: clients that go
 int64_t

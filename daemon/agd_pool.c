@@ -122,6 +122,7 @@ s_fill_slot (agd_broker_t *self, agd_slot_t *slot)
     agent->queued -= count;
     agent->running = count;
     agent->busy = true;
+    agent->chain = job;
     slot->chain = job;
     slot->last = last;
     slot->count = count;
@@ -183,6 +184,7 @@ agd_pool_revoke (agd_broker_t *self, worker_t *worker)
         agent->queued += slot->count;
         agent->running -= slot->count;
         agent->busy = false;
+        agent->chain = NULL;
         worker->outstanding -= slot->count;
         agent->ready = true;
         agent->prev_ready = NULL;
@@ -387,9 +389,13 @@ s_job_done (agd_broker_t *self, worker_t *worker, agd_job_t *job)
 {
     agd_agent_t *agent = job->agent;
     agent->running--;
+    //  Jobs come back in the order of their chain
+    if (agent->chain == job)
+        agent->chain = agent->running? job->next: NULL;
     if (job->refs && !job->resolved) {
         agd_job_t *rest = job->next;
         job->next = NULL;
+        agent->chain = NULL;
         if (rest) {
             agd_job_t *last = rest;
             uint32_t count = 1;

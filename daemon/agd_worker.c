@@ -74,6 +74,31 @@ s_finish (agd_job_t *job, ag_call_t *call, int rc, msgpack_sbuffer *buffer)
         s_set_reason (job, call->status, call->reason);
 }
 
+//  A call whose caller no longer waits: cancelled, its agent deleted,
+//  or its deadline passed. Returns true with the job's reply set (its
+//  reason says whether the method had run: ran).
+static bool
+s_abandoned (agd_job_t *job, bool ran)
+{
+    int cancel = atomic_load (&job->cancel);
+    if (cancel) {
+        agd_job_fail (job, AG_CANCELLED, "call %" PRIu64 " was cancelled"
+                      " %s%s", job->env.corr, cancel == AGD_CANCEL_DELETED
+                      ? "as its agent was deleted": "by its caller",
+                      ran? ", while it ran": " before it ran");
+        return true;
+    }
+    int64_t now = ag_usecs ();
+    if (job->deadline && now >= job->deadline) {
+        agd_job_fail (job, AG_DEADLINE, "call %" PRIu64 " %s its deadline"
+                      " (%" PRId64 " ms after it arrived)", job->env.corr,
+                      ran? "ran past": "had not started by",
+                      (job->deadline - job->arrived) / 1000);
+        return true;
+    }
+    return false;
+}
+
 //  The arguments to run with: args itself, or, when it holds futures,
 //  a copy with their values in place once the broker has them. Returns
 //  0 with *out set; 1 when the job goes back to the broker for them
@@ -177,6 +202,10 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
         s_set_reason (job, AG_BAD_REQUEST, reason);
         return;
     }
+    if (request.timed)
+        job->deadline = job->arrived + (int64_t) request.timeout_ms * 1000;
+    if (s_abandoned (job, false))
+        return;
     const ag_method_t *method = ag_class_method (agent->cls,
         request.method.ptr, request.method.len);
     if (!method) {
@@ -191,8 +220,17 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
         return;
     ag_call_t call;
     ag_call_init (&call, buffer);
+    call.deadline = job->deadline;
+    call.cancel = &job->cancel;
+    ag_call_t *outer = ag_call_enter (&call);
     int rc = method->fn (agent->state, request.args? &args: NULL, &call);
-    s_finish (job, &call, rc, buffer);
+    ag_call_enter (outer);
+    //  What the caller no longer waits for reaches nobody else either:
+    //  whoever fetches the result sees what the caller saw
+    if (!s_abandoned (job, true))
+        s_finish (job, &call, rc, buffer);
+    else
+        msgpack_sbuffer_clear (buffer);
 }
 
 static void
@@ -206,6 +244,8 @@ s_run_getattr (agd_job_t *job, const msgpack_object *body,
         s_set_reason (job, AG_BAD_REQUEST, reason);
         return;
     }
+    if (s_abandoned (job, false))
+        return;
     const ag_attr_t *attr = ag_class_attr (agent->cls, name.ptr, name.len);
     if (!attr) {
         agd_job_fail (job, AG_NO_ATTR, "%s has no public attribute '%.*s'",
@@ -214,8 +254,14 @@ s_run_getattr (agd_job_t *job, const msgpack_object *body,
     }
     ag_call_t call;
     ag_call_init (&call, buffer);
+    call.cancel = &job->cancel;
+    ag_call_t *outer = ag_call_enter (&call);
     int rc = attr->get (agent->state, &call);
-    s_finish (job, &call, rc, buffer);
+    ag_call_enter (outer);
+    if (!s_abandoned (job, true))
+        s_finish (job, &call, rc, buffer);
+    else
+        msgpack_sbuffer_clear (buffer);
 }
 
 void

@@ -78,12 +78,12 @@ agp_command_name (int command)
 {
     static const char *names [] = {
         "?", "PING", "INFO", "CREATE", "CALL", "GETATTR", "DELETE", "LIST",
-        "FETCH", "LOOKUP"
+        "FETCH", "LOOKUP", "CANCEL"
     };
     static const char *reply_names [] = {
         "?", "PING-REPLY", "INFO-REPLY", "CREATE-REPLY", "CALL-REPLY",
         "GETATTR-REPLY", "DELETE-REPLY", "LIST-REPLY", "FETCH-REPLY",
-        "LOOKUP-REPLY"
+        "LOOKUP-REPLY", "CANCEL-REPLY"
     };
     if (!s_command_valid (command))
         return "?";
@@ -144,8 +144,9 @@ agp_call_decode (agp_call_t *self, const msgpack_object *body,
 {
     memset (self, 0, sizeof *self);
     if (!body || body->type != MSGPACK_OBJECT_ARRAY
-    ||  body->via.array.size != 2) {
-        *reason = "CALL body must be [method, args]";
+    ||  body->via.array.size < 2 || body->via.array.size > 3) {
+        *reason = "CALL body must be [method, args] or [method, args,"
+                  " timeout_ms]";
         return -1;
     }
     if (s_str (&self->method, &body->via.array.ptr [0])) {
@@ -153,6 +154,31 @@ agp_call_decode (agp_call_t *self, const msgpack_object *body,
         return -1;
     }
     self->args = &body->via.array.ptr [1];
+    if (body->via.array.size == 3) {
+        const msgpack_object *timeout = &body->via.array.ptr [2];
+        if (timeout->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+        ||  timeout->via.u64 > AGP_TIMEOUT_MAX) {
+            *reason = "CALL timeout_ms must be an integer from 0 to"
+                      " 2147483647";
+            return -1;
+        }
+        self->timed = true;
+        self->timeout_ms = (uint32_t) timeout->via.u64;
+    }
+    return 0;
+}
+
+int
+agp_cancel_decode (uint64_t *corr, const msgpack_object *body,
+                   const char **reason)
+{
+    if (!body || body->type != MSGPACK_OBJECT_POSITIVE_INTEGER
+    ||  body->via.u64 == 0) {
+        *reason = "CANCEL body must be the correlation id of a call (a"
+                  " positive integer)";
+        return -1;
+    }
+    *corr = body->via.u64;
     return 0;
 }
 

@@ -31,7 +31,8 @@
 #define AGP_LIST            0x07
 #define AGP_FETCH           0x08
 #define AGP_LOOKUP          0x09
-#define AGP_LAST_COMMAND    AGP_LOOKUP
+#define AGP_CANCEL          0x0A
+#define AGP_LAST_COMMAND    AGP_CANCEL
 #define AGP_REPLY           0x80
 
 //  Request flags
@@ -99,10 +100,14 @@ typedef struct {
     bool detached;                  //  belongs to no client
 } agp_create_t;
 
-//  CALL body: [method: str, args: any]
+//  CALL body: [method: str, args: any], or [method, args, timeout_ms:
+//  uint] for a call with a deadline
+#define AGP_TIMEOUT_MAX     2147483647  //  timeout_ms at most (24.8 days)
 typedef struct {
     agp_str_t method;
     const msgpack_object *args;
+    bool timed;                     //  a timeout was given
+    uint32_t timeout_ms;            //  the deadline, from its arrival
 } agp_call_t;
 
 //  FETCH body: [owner: bin, corr: uint]
@@ -140,6 +145,10 @@ int
                       const char **reason);
 int
     agp_lookup_decode (agp_lookup_t *self, const msgpack_object *body,
+                       const char **reason);
+//  CANCEL body: the corr of the caller's call to cancel (uint)
+int
+    agp_cancel_decode (uint64_t *corr, const msgpack_object *body,
                        const char **reason);
 
 //  Decode a future reference from an ext object of type AGP_EXT_FUTURE,

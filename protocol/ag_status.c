@@ -26,8 +26,10 @@ ag_status_str (int status)
         case AG_BAD_ARGS:       return "bad arguments";
         case AG_DEP_FAILED:     return "a future given as argument failed";
         case AG_BAD_VERSION:    return "protocol version mismatch";
+        case AG_CANCELLED:      return "cancelled";
         case AG_INTERNAL:       return "internal server error";
         case AG_INIT_FAILED:    return "agent init failed";
+        case AG_DEADLINE:       return "deadline passed";
         case AG_AGENT_ERROR:    return "agent error";
         case AG_UNREACHABLE:    return "server unreachable";
         case AG_TIMEOUT:        return "timed out";

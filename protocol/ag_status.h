@@ -39,8 +39,11 @@ extern "C" {
 #define AG_BAD_ARGS          422    //  arguments rejected by the agent
 #define AG_DEP_FAILED        424    //  a future given as argument failed
 #define AG_BAD_VERSION       426    //  peer speaks another protocol version
+#define AG_CANCELLED         499    //  the call was cancelled: by its caller,
+                                    //  or as its agent was deleted
 #define AG_INTERNAL          500    //  bug or resource failure in server
 #define AG_INIT_FAILED       502    //  class init reported an error
+#define AG_DEADLINE          504    //  the call's deadline passed
 #define AG_AGENT_ERROR       520    //  method reported an error
 #define AG_UNREACHABLE       590    //  client: server dead or unreachable
 #define AG_TIMEOUT           591    //  client: wait timed out

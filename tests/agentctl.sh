@@ -304,6 +304,23 @@ call_longer_than_timeout () {
     out_is 1
 }
 
+#   A call with a deadline: one that finishes in time prints its result;
+#   one that does not fails with 504 at its deadline
+call_with_deadline () {
+    ctl -d 5000 call ctr nap '{"ms": 1, "tag": "in time"}'
+    succeeded || return 1
+    out_is "in time" || return 1
+    ctl --deadline=100 call ctr nap '{"ms": 1000, "tag": 1}'
+    failed_with 4 "504" || return 1
+    ctl -d 100 list
+    failed_with 2 "--deadline is an option of call only" || return 1
+    ctl -d -1 call ctr add 1
+    failed_with 2 "--deadline needs" || return 1
+    #   The nap ran on: the agent answers once it is over
+    ctl call ctr add 0
+    succeeded
+}
+
 json_round_trip () {
     args='{"a": [1, -2, 2.5, 0.1, "\u00e9t\u00e9", null, true, false],
            "b": {"$bin": "aGVsbG8="}, "c": {"$ext": [7, "AAE="]},
@@ -490,6 +507,7 @@ for name in help_and_version status_text status_json create_text \
             create_json create_errors list_text list_json call_by_id \
             call_json getattr_text_and_json show_text show_json \
             call_by_name call_async call_longer_than_timeout \
+            call_with_deadline \
             json_round_trip args_from_stdin no_such_method remote_errors \
             bad_json usage_errors unreachable environment \
             ping_text_and_json options_after_command delete_by_id \

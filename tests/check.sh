@@ -27,6 +27,7 @@ fi
 run "$B/tests/agtest" "$B"
 run "$B/tests/sectest" "$B"
 run "$B/tests/attacktest" "$B"
+run "$B/tests/faulttest" "$B"
 run sh tests/install.sh "$B"
 if [ -f tests/agentctl.sh ]; then
     run sh tests/agentctl.sh "$B"

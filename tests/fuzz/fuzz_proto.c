@@ -76,7 +76,7 @@ s_check_envelope (const uint8_t *data, size_t size)
         expect = -3;
     else {
         int base = data [5] & ~AGP_REPLY;
-        expect = base >= AGP_PING && base <= AGP_LOOKUP? 0: -3;
+        expect = base >= AGP_PING && base <= AGP_CANCEL? 0: -3;
     }
     //  The correlation id is read whenever the frame holds it, so that
     //  errors can be matched; never for what is not AGP at all
@@ -323,9 +323,15 @@ s_check_create (const msgpack_object *body, const uint8_t *data, size_t size)
 static void
 s_check_call (const msgpack_object *body, const uint8_t *data, size_t size)
 {
+    bool timed = body && body->type == MSGPACK_OBJECT_ARRAY
+              && body->via.array.size == 3;
     bool valid = body && body->type == MSGPACK_OBJECT_ARRAY
-              && body->via.array.size == 2
-              && s_is_name (&body->via.array.ptr [0]);
+              && (body->via.array.size == 2 || body->via.array.size == 3)
+              && s_is_name (&body->via.array.ptr [0])
+              && (!timed || (body->via.array.ptr [2].type
+                             == MSGPACK_OBJECT_POSITIVE_INTEGER
+                          && body->via.array.ptr [2].via.u64
+                             <= AGP_TIMEOUT_MAX));
     agp_call_t call;
     const char *reason = NULL;
     int rc = agp_call_decode (&call, body, &reason);
@@ -336,6 +342,9 @@ s_check_call (const msgpack_object *body, const uint8_t *data, size_t size)
     }
     s_check_name (call.method, data, size);
     FUZZ_CHECK (call.args == &body->via.array.ptr [1]);
+    FUZZ_CHECK (call.timed == timed);
+    if (timed)
+        FUZZ_CHECK (call.timeout_ms == body->via.array.ptr [2].via.u64);
 
     ag_value_t *value = ag_value_new ("[S, o]", call.method.ptr,
                                       call.method.len, call.args);
@@ -346,6 +355,21 @@ s_check_call (const msgpack_object *body, const uint8_t *data, size_t size)
     FUZZ_CHECK (s_same_str (back.method, call.method));
     FUZZ_CHECK (s_same_object (back.args, call.args));
     ag_value_destroy (&value);
+}
+
+static void
+s_check_cancel (const msgpack_object *body)
+{
+    bool valid = body && body->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+              && body->via.u64 > 0;
+    uint64_t corr = 0;
+    const char *reason = NULL;
+    int rc = agp_cancel_decode (&corr, body, &reason);
+    FUZZ_CHECK (rc == (valid? 0: -1));
+    if (rc)
+        FUZZ_CHECK (reason && strlen (reason) > 0);
+    else
+        FUZZ_CHECK (corr == body->via.u64);
 }
 
 static void
@@ -551,6 +575,7 @@ s_check_body (const uint8_t *data, size_t size)
         s_check_getattr (&object, data, size);
         s_check_fetch (&object, data, size);
         s_check_lookup (&object, data, size);
+        s_check_cancel (&object);
         s_check_msg (&object);
         char *text = ag_value_str (value);
         FUZZ_CHECK (text);
@@ -570,6 +595,8 @@ s_check_body (const uint8_t *data, size_t size)
     FUZZ_CHECK (agp_ref_decode (&ref, NULL, NULL, &ignored) == -1);
     agp_lookup_t lookup;
     FUZZ_CHECK (agp_lookup_decode (&lookup, NULL, &ignored) == -1);
+    uint64_t corr;
+    FUZZ_CHECK (agp_cancel_decode (&corr, NULL, &ignored) == -1);
 
     ag_value_destroy (&adopted);
     ag_value_destroy (&value);

@@ -119,7 +119,7 @@ typedef struct {
 
 static const int s_call_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_METHOD, AG_BAD_ARGS, AG_AGENT_ERROR,
-    AG_DEP_FAILED, 0
+    AG_DEP_FAILED, AG_DEADLINE, 0
 };
 static const int s_getattr_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_ATTR, 0
@@ -129,6 +129,12 @@ static const int s_list_statuses [] = {
 };
 static const int s_lookup_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_AGENT, 0
+};
+static const int s_cancel_statuses [] = {
+    AG_OK, AG_BAD_REQUEST, 0
+};
+static const int s_cancel_unknown_statuses [] = {
+    AG_BAD_REQUEST, AG_NO_AGENT, 0
 };
 static const int s_create_statuses [] = {
     AG_OK, AG_BAD_REQUEST, AG_NO_CLASS, AG_NAME_TAKEN, AG_BAD_ARGS,
@@ -161,7 +167,7 @@ s_expect (const uint8_t *data, size_t size)
     uint8_t command = data [5];
     int base = command & ~AGP_REPLY;
     expect.corr = corr;
-    if (base < AGP_PING || base > AGP_LOOKUP) {
+    if (base < AGP_PING || base > AGP_CANCEL) {
         //  Unknown command: 400 if the correlation id is not 0
         expect.reply = expect.prompt = corr != 0;
         expect.status = AG_BAD_REQUEST;
@@ -207,6 +213,18 @@ s_expect (const uint8_t *data, size_t size)
         case AGP_LOOKUP:
             expect.prompt = true;
             expect.allowed = s_lookup_statuses;
+            break;
+        case AGP_CANCEL:
+            //  The body is checked first, then the agent
+            if (expect.agent == s_live) {
+                expect.prompt = true;
+                expect.allowed = s_cancel_statuses;
+            }
+            else
+            if (!s_unknown_agents) {
+                expect.prompt = true;
+                expect.allowed = s_cancel_unknown_statuses;
+            }
             break;
         default:
             if (expect.agent == s_live) {
@@ -264,6 +282,14 @@ s_check_ok_body (int command, const agp_envelope_t *env, const uint8_t *body,
 {
     if (command == AGP_DELETE)
         return size? "reply body should be empty": NULL;
+    if (command == AGP_CANCEL) {
+        //  "queued", "running", or nil
+        bool nil = size == 1 && body [0] == 0xc0;
+        bool queued = size == 7 && memcmp (body, "\xa6queued", 7) == 0;
+        bool running = size == 8 && memcmp (body, "\xa7running", 8) == 0;
+        return nil || queued || running? NULL
+             : "CANCEL reply is not \"queued\", \"running\" or nil";
+    }
     if (command != AGP_INFO && command != AGP_LIST && command != AGP_CREATE
     &&  command != AGP_LOOKUP && command != AGP_PING)
         return NULL;

@@ -102,7 +102,8 @@ def pack_ext(code, data):
 #   ---------------------------------------------------------------------
 #   AGP/1 frames (PROTOCOL.md section 2)
 
-PING, INFO, CREATE, CALL, GETATTR, DELETE, LIST, FETCH, LOOKUP = range(1, 10)
+PING, INFO, CREATE, CALL, GETATTR, DELETE, LIST, FETCH, LOOKUP, CANCEL = \
+    range(1, 11)
 REPLY = 0x80
 KEEP = 0x0001
 
@@ -218,6 +219,17 @@ def messages():
         ('lookup-id', frame(LOOKUP, 1, corr=64)),
         ('lookup-zero', frame(LOOKUP, 0, corr=65)),
         ('lookup-bad', frame(LOOKUP, [1], corr=66)),
+        #   Deadlines and CANCEL
+        ('call-timeout', frame(CALL, ['nap', {'ms': 5}, 1], corr=67,
+                               agent=AGENT)),
+        ('call-timeout-long', frame(CALL, ['add', 1, (1 << 31) - 1],
+                                    word=KEEP, corr=68, agent=AGENT)),
+        ('call-timeout-bad', frame(CALL, ['add', 1, -1], corr=69,
+                                   agent=AGENT)),
+        ('cancel', frame(CANCEL, 67, corr=93, agent=AGENT)),
+        ('cancel-unknown', frame(CANCEL, 12345, corr=94, agent=AGENT)),
+        ('cancel-bad', frame(CANCEL, 'x', corr=95, agent=AGENT)),
+        ('cancel-no-agent', frame(CANCEL, 1, corr=96, agent=AGENT + 1)),
         #   Malformed (PROTOCOL.md section 8)
         ('bad-not-agp', b'HTTP/1.1 200 OK\r\n\r\n'),
         ('bad-short', b'AG'),

@@ -305,5 +305,74 @@ const ag_class_t echoer_class = {
     .methods = s_echoer_methods
 };
 
+//  Spinner: a method that runs for a while, and stops early once its
+//  caller no longer waits
+typedef struct {
+    int64_t started;                //  spins that began
+    int64_t finished;               //  ... and returned
+} spinner_t;
+
+//  spin (sync) and spin_async (async): {"ms": N} runs up to N ms, less
+//  if cancelled -> {"cancelled": bool, "deadline_ms": ag_call_deadline
+//  at the start, "ran_ms": how long it ran}
+static int
+s_spin (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    spinner_t *self = (spinner_t *) state;
+    int64_t ms = ag_obj_int (ag_obj_get (args, "ms"), 0);
+    if (ms < 0 || ms > 60000)
+        return ag_call_error (call, AG_BAD_ARGS, "ms must be 0..60000");
+    self->started++;
+    int64_t deadline = ag_call_deadline (call);
+    struct timespec start, now;
+    clock_gettime (CLOCK_MONOTONIC, &start);
+    int64_t ran = 0;
+    bool cancelled = false;
+    while (ran < ms) {
+        if (ag_call_cancelled (call)) {
+            cancelled = true;
+            break;
+        }
+        s_sleep_ms (1);
+        clock_gettime (CLOCK_MONOTONIC, &now);
+        ran = (now.tv_sec - start.tv_sec) * 1000
+            + (now.tv_nsec - start.tv_nsec) / 1000000;
+    }
+    self->finished++;
+    return ag_call_return (call, "{s:b, s:i, s:i}", "cancelled", cancelled,
+                           "deadline_ms", deadline, "ran_ms", ran);
+}
+
+static int
+s_get_started (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((spinner_t *) state)->started);
+}
+
+static int
+s_get_finished (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((spinner_t *) state)->finished);
+}
+
+static const ag_method_t s_spinner_methods [] = {
+    { "spin", s_spin, AG_SYNC },
+    { "spin_async", s_spin, AG_ASYNC },
+    { NULL }
+};
+
+static const ag_attr_t s_spinner_attrs [] = {
+    { "started", s_get_started },
+    { "finished", s_get_finished },
+    { NULL }
+};
+
+const ag_class_t spinner_class = {
+    .name = "Spinner",
+    .state_size = sizeof (spinner_t),
+    .methods = s_spinner_methods,
+    .attrs = s_spinner_attrs
+};
+
 AG_PLUGIN (&counter_class, &broken_class, &keeper_class, &once_class,
-           &echoer_class)
+           &echoer_class, &spinner_class)
