@@ -256,6 +256,28 @@ void
     agd_job_fail (agd_job_t *job, int status, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
+//  agd_fatal: what agent code the calling thread runs, for the line
+//  agentd writes when that code crashes the process or calls exit ()
+void
+    agd_fatal_enter (uint64_t agent, const char *cls, const char *kind,
+                     const char *name, size_t name_len, uint64_t corr);
+void
+    agd_fatal_leave (void);
+//  agentd's handlers for the fatal signals and exit (); never called
+//  for a server embedded in another program
+void
+    agd_fatal_install (void);
+//  ... and for exit (): call once czmq is running (exit handlers run
+//  last registered first, and this one must run before czmq's)
+void
+    agd_fatal_watch_exit (void);
+//  An alternate signal stack for the calling thread (so a stack
+//  overflow can be reported), or NULL; and its release
+void *
+    agd_fatal_altstack (void);
+void
+    agd_fatal_altstack_free (void *memory);
+
 //  Worker thread: connects to the broker's backend and runs the jobs it
 //  is handed until told to stop. args is a malloc'ed agd_worker_args_t.
 typedef struct {

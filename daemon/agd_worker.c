@@ -153,7 +153,9 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
     ag_call_t call;
     ag_call_init (&call, buffer);
     ag_init_fn *init = ag_class_init (cls);
+    agd_fatal_enter (agent->id, cls->name, "init", NULL, 0, job->env.corr);
     int rc = init? init (agent->state, &args, &call): 0;
+    agd_fatal_leave ();
     if (ag_call_finish (&call, rc) != AG_OK) {
         char text [400];
         snprintf (text, sizeof text, "%s init failed: %s", cls->name,
@@ -169,9 +171,12 @@ s_run_create (agd_job_t *job, const msgpack_object *body,
         //  The agent moves with its state: load it over the fresh init
         ag_load_fn *load = ag_class_load (cls);
         ag_call_init (&call, buffer);
+        agd_fatal_enter (agent->id, cls->name, "load", NULL, 0,
+                         job->env.corr);
         rc = load? load (agent->state, create.state, &call)
                  : ag_call_error (&call, AG_BAD_ARGS, "class %s cannot load"
                                   " a saved state (no load hook)", cls->name);
+        agd_fatal_leave ();
         if (ag_call_finish (&call, rc) != AG_OK) {
             char text [400];
             snprintf (text, sizeof text, "%s load failed: %s", cls->name,
@@ -223,7 +228,10 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
     call.deadline = job->deadline;
     call.cancel = &job->cancel;
     ag_call_t *outer = ag_call_enter (&call);
+    agd_fatal_enter (agent->id, agent->cls->name, "method", method->name,
+                     request.method.len, job->env.corr);
     int rc = method->fn (agent->state, request.args? &args: NULL, &call);
+    agd_fatal_leave ();
     ag_call_enter (outer);
     //  What the caller no longer waits for reaches nobody else either:
     //  whoever fetches the result sees what the caller saw
@@ -256,7 +264,10 @@ s_run_getattr (agd_job_t *job, const msgpack_object *body,
     ag_call_init (&call, buffer);
     call.cancel = &job->cancel;
     ag_call_t *outer = ag_call_enter (&call);
+    agd_fatal_enter (agent->id, agent->cls->name, "attribute", attr->name,
+                     name.len, job->env.corr);
     int rc = attr->get (agent->state, &call);
+    agd_fatal_leave ();
     ag_call_enter (outer);
     if (!s_abandoned (job, true))
         s_finish (job, &call, rc, buffer);
@@ -271,8 +282,10 @@ agd_job_run (agd_job_t *job, msgpack_sbuffer *buffer, msgpack_zone *zone)
     int command = job->env.command;
     if (command == AGP_DELETE) {
         ag_fini_fn *fini = ag_class_fini (agent->cls);
+        agd_fatal_enter (agent->id, agent->cls->name, "fini", NULL, 0, 0);
         if (fini && agent->alive)
             fini (agent->state);
+        agd_fatal_leave ();
         free (agent->state);
         agent->state = NULL;
         s_set_reply (job, AG_OK, NULL, 0);
@@ -329,6 +342,7 @@ agd_worker_main (void *args_)
     }
     char command = AGD_WORKER_READY;
     zmq_send (socket, &command, 1, 0);
+    void *altstack = agd_fatal_altstack ();
 
     msgpack_sbuffer buffer;
     msgpack_sbuffer_init (&buffer);
@@ -385,5 +399,6 @@ agd_worker_main (void *args_)
     msgpack_zone_destroy (&zone);
     msgpack_sbuffer_destroy (&buffer);
     zmq_close (socket);
+    agd_fatal_altstack_free (altstack);
     return NULL;
 }

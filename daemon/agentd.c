@@ -149,6 +149,8 @@ main (int argc, char *argv [])
     };
     size_t own = 10;
     agd_settings_options (options + own, 80 - own);
+    //  A crash in agent code, or its exit (), names the agent in the log
+    agd_fatal_install ();
     //  Signals are taken by sigwait below; block them before any thread
     //  exists so every thread inherits the mask
     sigset_t signals;
@@ -282,6 +284,7 @@ main (int argc, char *argv [])
         status = 1;
         goto done;
     }
+    agd_fatal_watch_exit ();
     if (parent_fd >= 0) {
         pthread_t watcher;
         if (pthread_create (&watcher, NULL, s_watch_parent,

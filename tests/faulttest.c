@@ -1,19 +1,23 @@
 /*  =========================================================================
-    faulttest - calls that are bounded and cancelled, against real agentd
+    faulttest - agent code that runs long, is cancelled, or crashes
 
     Copyright (c) the agentd authors. MIT licence; see LICENSE.
     =========================================================================
 */
 //  @header
 //  faulttest BUILD_DIR [-v] [-n NAME]: what a caller relies on when an
-//  agent's method takes too long. A call with a deadline resolves with
-//  AG_DEADLINE at its deadline whatever the method does; one queued past
-//  its deadline never runs; a cancelled call resolves at once and, if it
-//  had not started, never runs; a running one sees the flag; DELETE
-//  cancels what is queued for a busy agent; a method's calls to other
-//  agents inherit its deadline. Each case starts what it needs; every
-//  wait is bounded, nothing waits on a sleep. With AGTEST_VALGRIND=1
-//  every agentd runs under valgrind. Ends with "N passed, N failed".
+//  agent's code misbehaves, against real agentd processes. A call with a
+//  deadline resolves with AG_DEADLINE at its deadline whatever the
+//  method does; one queued past its deadline never runs; a cancelled
+//  call resolves at once and, if it had not started, never runs; a
+//  running one sees the flag; DELETE cancels what is queued for a busy
+//  agent; a method's calls to other agents inherit its deadline. Agent
+//  code that crashes the server or calls exit () is named in its log,
+//  and its callers hear of it at once. Each case starts what it needs;
+//  every wait is bounded, nothing waits on a sleep. With
+//  AGTEST_VALGRIND=1 every agentd runs under valgrind (and the crashes
+//  are not run: valgrind reports them its own way). Ends with "N passed,
+//  N failed".
 //  @end
 
 #include "../daemon/agd.h"
@@ -21,12 +25,18 @@
 #include "testlib.h"
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 static const char *s_build = "build";
 static bool s_verbose;
 static bool s_valgrind;
 static int s_slow = 1;              //  time bounds multiply by this
 static int s_lifeline [2] = { -1, -1 };
+#if defined (__SANITIZE_ADDRESS__)
+static const bool s_sanitized = true;
+#else
+static const bool s_sanitized = false;
+#endif
 
 static void
 s_say (const char *format, ...)
@@ -43,9 +53,10 @@ s_say (const char *format, ...)
 }
 
 //  agentd with the test classes (and the relay class) on an ephemeral
-//  loopback port, watching our lifeline
+//  loopback port, watching our lifeline; its stderr on a pipe when
+//  asked (err_to)
 static int
-s_daemon_start (tl_proc_t *self)
+s_daemon_start_to (tl_proc_t *self, int err_to)
 {
     if (s_lifeline [0] < 0) {
         int ends [2];
@@ -65,9 +76,14 @@ s_daemon_start (tl_proc_t *self)
                             "--plugin", relay, NULL };
     const char *argv [48];
     tl_agentd_argv (argv, 48, agentd, s_valgrind, args);
-    return tl_agentd_start (self, argv, NULL,
-                            s_verbose? TL_ERR_INHERIT: TL_ERR_NULL,
-                            s_lifeline [0], 30000 * s_slow);
+    return tl_agentd_start (self, argv, NULL, err_to, s_lifeline [0],
+                            30000 * s_slow);
+}
+
+static int
+s_daemon_start (tl_proc_t *self)
+{
+    return s_daemon_start_to (self, s_verbose? TL_ERR_INHERIT: TL_ERR_NULL);
 }
 
 //  The server a case talks to, and its connection
@@ -584,6 +600,62 @@ s_cancel_wire (server_t *server)
 }
 
 //  ---------------------------------------------------------------------
+//  Crashes
+
+//  Agent code that crashes the server, or calls exit (): the caller
+//  hears at once that the connection dropped, and the log names the
+//  agent, its class, the method and the call
+static int
+s_crash_named (server_t *unused)
+{
+    struct {
+        const char *method;
+        const char *says;
+        int status;
+    } faults [] = {
+        { "segv", "agentd: SIGSEGV in agent ", 128 + SIGSEGV },
+        { "abort", "agentd: SIGABRT in agent ", 128 + SIGABRT },
+        { "overflow", "agentd: SIGSEGV in agent ", 128 + SIGSEGV },
+        { "exit", "agentd: exit (3) called in agent ", 3 },
+    };
+    for (size_t i = 0; i < sizeof faults / sizeof faults [0]; i++) {
+        tl_proc_t daemon;
+        CHECK (s_daemon_start_to (&daemon, TL_ERR_PIPE) == 0);
+        agc_conn_t *conn = agc_conn_new (daemon.endpoint);
+        agc_conn_set_timeout (conn, 10000 * s_slow);
+        agc_agent_t *crasher = agc_agent_new (conn, "Crasher", NULL, NULL);
+        if (!crasher)
+            tl_proc_stop (&daemon, 10000);
+        CHECK (crasher);
+        char expected [256];
+        snprintf (expected, sizeof expected, "%s%" PRIu64 " (class Crasher,"
+                  " method %s, call ", faults [i].says, agc_agent_id (crasher),
+                  faults [i].method);
+        int64_t start = ag_usecs ();
+        agc_future_t *future = agc_agent_call (crasher, faults [i].method,
+                                               NULL);
+        double took = s_ms_since (start);
+        int status = agc_future_status (future);
+        agc_future_destroy (&future);
+        agc_agent_release (&crasher);
+        agc_conn_destroy (&conn);
+        char err [4096] = "";
+        tl_read_all (daemon.err, err, sizeof err, 10000 * s_slow);
+        int exit_status = tl_proc_reap (&daemon, 10000 * s_slow);
+        if (exit_status < 0)
+            tl_proc_stop (&daemon, 1000);
+        s_say ("%s: the caller got %d after %.1f ms; agentd exited %d; it"
+               " said: %s", faults [i].method, status, took, exit_status,
+               err);
+        CHECK (status == AG_UNREACHABLE);
+        CHECK (took < 1000 * s_slow);
+        CHECK (exit_status == faults [i].status);
+        CHECK (strstr (err, expected));
+    }
+    return 0;
+}
+
+//  ---------------------------------------------------------------------
 
 typedef struct {
     const char *name;
@@ -600,6 +672,7 @@ static const case_t s_cases [] = {
     { "delete_busy", s_delete_busy },
     { "delete_creating", s_delete_creating },
     { "cancel_wire", s_cancel_wire },
+    { "crash_named", NULL },
     { NULL, NULL }
 };
 
@@ -622,6 +695,9 @@ main (int argc, char *argv [])
         }
     }
     signal (SIGPIPE, SIG_IGN);
+    //  The crashes are on purpose: no core files for them
+    struct rlimit no_core = { 0, 0 };
+    setrlimit (RLIMIT_CORE, &no_core);
     s_valgrind = getenv ("AGTEST_VALGRIND") != NULL;
     if (s_valgrind)
         s_slow = 4;
@@ -633,8 +709,18 @@ main (int argc, char *argv [])
         if (s_verbose)
             printf ("\n");
         fflush (stdout);
+        //  A case without a server of its own starts its own daemons.
+        //  Crashes are valgrind's to report under valgrind, and the
+        //  sanitizers': there they end otherwise.
+        if (!test->test && (s_valgrind || s_sanitized)) {
+            printf ("skipped under %s\n", s_valgrind? "valgrind"
+                                                    : "the sanitizers");
+            fflush (stdout);
+            continue;
+        }
         int64_t start = ag_usecs ();
-        if (s_with_server (test->test) == 0) {
+        if ((test->test? s_with_server (test->test): s_crash_named (NULL))
+            == 0) {
             printf ("OK (%.2f s)\n", tl_seconds_since (start));
             passed++;
         }

@@ -374,5 +374,56 @@ const ag_class_t spinner_class = {
     .attrs = s_spinner_attrs
 };
 
+//  Crasher: methods that take the process down, as agent code can
+static int
+s_deep (int64_t depth, int64_t limit)
+{
+    volatile char pad [1024];
+    pad [0] = (char) depth;
+    return depth >= limit? 0: s_deep (depth + 1, limit) + pad [0];
+}
+
+//  segv: writes through the null pointer it is given (nil: 0)
+static int
+s_segv (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    volatile int *target = (volatile int *) (uintptr_t) ag_obj_int (args, 0);
+    *target = 1;
+    return 0;
+}
+
+static int
+s_abort (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    abort ();
+}
+
+//  overflow: recurses until the stack runs out
+static int
+s_overflow (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    return ag_call_return (call, "i", (int64_t) s_deep (0, INT64_MAX));
+}
+
+//  exit: {"code": N}
+static int
+s_exit (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    exit ((int) ag_obj_int (ag_obj_get (args, "code"), 3));
+}
+
+static const ag_method_t s_crasher_methods [] = {
+    { "segv", s_segv, AG_SYNC },
+    { "abort", s_abort, AG_SYNC },
+    { "overflow", s_overflow, AG_SYNC },
+    { "exit", s_exit, AG_SYNC },
+    { NULL }
+};
+
+const ag_class_t crasher_class = {
+    .name = "Crasher",
+    .methods = s_crasher_methods
+};
+
 AG_PLUGIN (&counter_class, &broken_class, &keeper_class, &once_class,
-           &echoer_class, &spinner_class)
+           &echoer_class, &spinner_class, &crasher_class)
