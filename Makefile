@@ -73,7 +73,8 @@ LIBS        = $(PKG_LIBS) -ldl -lm
 COMMON_SRC  = common/ag_value.c common/ag_idmap.c common/ag_class.c \
               common/ag_msg.c common/ag_cert.c \
               protocol/ag_proto.c protocol/ag_status.c
-CLIENT_SRC  = client/agc_conn.c client/agc_open.c client/agc_watch.c \
+CLIENT_SRC  = client/agc_conn.c client/agc_future.c client/agc_open.c \
+              client/agc_watch.c \
               client/agc_query.c \
               client/agc_agent.c client/agc_spawn.c \
               client/agc_cluster.c

@@ -106,6 +106,17 @@ int
 void
     agc_set_error_from (agc_future_t *future);
 
+//  Fail a pending future now, unless a reply has resolved it (what comes
+//  for it later is dropped), with the reason "call N " + what. Returns
+//  true if this failed it. Connection not locked.
+bool
+    agc_future_give_up (agc_future_t *future, int status, const char *what);
+
+//  A future past its deadline fails (AG_DEADLINE). Returns true if the
+//  future is done.
+bool
+    agc_future_expire (agc_future_t *future, int64_t now);
+
 //  A future that is already resolved (local failures).
 agc_future_t *
     agc_future_resolved (int status, const char *reason, ag_value_t *value);

@@ -1,5 +1,5 @@
 /*  =========================================================================
-    agc_conn - requests on a connection to an agent server, and futures
+    agc_conn - requests on a connection to an agent server, and waiting
 
     Copyright (c) the agentd authors. MIT licence; see LICENSE.
     =========================================================================
@@ -118,21 +118,6 @@ agc_reason (void)
 
 //  ---------------------------------------------------------------------
 //  Futures
-
-agc_future_t *
-agc_future_resolved (int status, const char *reason, ag_value_t *value)
-{
-    agc_future_t *self = (agc_future_t *) calloc (1, sizeof (agc_future_t));
-    if (!self) {
-        ag_value_destroy (&value);
-        return NULL;
-    }
-    self->status = status;
-    self->reason = reason && *reason? strdup (reason): NULL;
-    self->value = value;
-    atomic_store (&self->done, true);
-    return self;
-}
 
 //  Resolve a pending future. Called with the connection locked, after
 //  the future has left the pending map.
@@ -381,10 +366,8 @@ s_is_done (agc_future_t *future)
     return atomic_load (&future->done);
 }
 
-//  Fail a pending future here and now, if no reply has resolved it:
-//  what comes for it later is dropped. Returns true if this failed it.
-static bool
-s_give_up (agc_future_t *future, int status, const char *what)
+bool
+agc_future_give_up (agc_future_t *future, int status, const char *what)
 {
     agc_conn_t *conn = future->conn;
     bool failed = false;
@@ -402,16 +385,14 @@ s_give_up (agc_future_t *future, int status, const char *what)
     return failed;
 }
 
-//  A future past its deadline fails, whatever comes later. Returns true
-//  if it is done.
-static bool
-s_expire (agc_future_t *future, int64_t now)
+bool
+agc_future_expire (agc_future_t *future, int64_t now)
 {
     if (s_is_done (future))
         return true;
     if (!future->deadline || now < future->deadline)
         return false;
-    s_give_up (future, AG_DEADLINE, "did not finish by its deadline");
+    agc_future_give_up (future, AG_DEADLINE, "did not finish by its deadline");
     return s_is_done (future);
 }
 
@@ -500,7 +481,7 @@ s_wait (agc_future_t **futures, size_t count, bool any, int msecs)
         size_t done = 0;
         int first = -1;
         for (size_t i = 0; i < count; i++)
-            if (!futures [i] || s_expire (futures [i], now)) {
+            if (!futures [i] || agc_future_expire (futures [i], now)) {
                 done++;
                 if (first < 0)
                     first = (int) i;
@@ -582,133 +563,6 @@ agc_future_wait_any (agc_future_t **futures, size_t count, int msecs)
     if (count == 0)
         return agc_set_error (AG_BAD_REQUEST, "no futures to wait for");
     return s_wait (futures, count, true, msecs);
-}
-
-bool
-agc_future_ready (agc_future_t *self)
-{
-    return s_is_done (self)
-        || (self->deadline && s_expire (self, ag_usecs ()));
-}
-
-int
-agc_future_status (agc_future_t *self)
-{
-    return agc_future_ready (self)? self->status: AG_PENDING;
-}
-
-int
-agc_future_cancel (agc_future_t *self)
-{
-    if (!self)
-        return agc_set_error (AG_BAD_REQUEST, "no future to cancel");
-    agc_conn_t *conn = self->conn;
-    if (!conn || s_is_done (self)
-    ||  !s_give_up (self, AG_CANCELLED, "was cancelled by its caller"))
-        return agc_set_error (AG_GONE, "the future was resolved already");
-    //  Tell the server, which answers the call (dropped: nobody waits
-    //  for it now) and the CANCEL (dropped too)
-    if (self->command == AGP_CALL || self->command == AGP_GETATTR) {
-        uint8_t body [9];
-        size_t size = 0;
-        uint64_t corr = self->corr;
-        body [size++] = 0xcf;       //  msgpack uint 64
-        for (int shift = 56; shift >= 0; shift -= 8)
-            body [size++] = (uint8_t) (corr >> shift);
-        agc_conn_post (conn, AGP_CANCEL, self->agent, body, size);
-    }
-    return 0;
-}
-
-const char *
-agc_future_reason (agc_future_t *self)
-{
-    if (!s_is_done (self))
-        return "result not ready";
-    return self->reason? self->reason: "";
-}
-
-const ag_value_t *
-agc_future_value (agc_future_t *self)
-{
-    return s_is_done (self) && self->status == AG_OK? self->value: NULL;
-}
-
-ag_value_t *
-agc_future_result (agc_future_t *self, int msecs)
-{
-    if (agc_future_wait (self, msecs))
-        return NULL;
-    if (self->status != AG_OK) {
-        agc_set_error_from (self);
-        return NULL;
-    }
-    ag_value_t *value = self->value;
-    self->value = NULL;
-    if (!value)
-        agc_set_error (AG_GONE, "the value was already taken");
-    return value;
-}
-
-uint64_t
-agc_future_id (agc_future_t *self)
-{
-    return self->corr;
-}
-
-ag_value_t *
-agc_future_ref (agc_future_t *self)
-{
-    if (!self || !self->kept || !self->conn) {
-        agc_set_error (AG_BAD_REQUEST, "only the future of an async call"
-                       " on a server can stand for its value");
-        return NULL;
-    }
-    //  The reference: where the result is kept, and under which key
-    const char *endpoint = self->conn->endpoint;
-    agp_ref_t ref = {
-        { endpoint, strlen (endpoint) },
-        { (const char *) self->conn->identity, sizeof self->conn->identity },
-        self->corr
-    };
-    msgpack_sbuffer outer;
-    msgpack_sbuffer_init (&outer);
-    msgpack_packer packer;
-    msgpack_packer_init (&packer, &outer, msgpack_sbuffer_write);
-    if (agp_ref_encode (&packer, &ref)) {
-        msgpack_sbuffer_destroy (&outer);
-        agc_set_error (AG_INTERNAL, "out of memory");
-        return NULL;
-    }
-    ag_value_t *value = ag_value_decode (outer.data, outer.size);
-    msgpack_sbuffer_destroy (&outer);
-    if (!value)
-        agc_set_error (AG_INTERNAL, "out of memory");
-    return value;
-}
-
-void
-agc_future_destroy (agc_future_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    agc_future_t *self = *self_p;
-    *self_p = NULL;
-    agc_conn_t *conn = self->conn;
-    if (conn) {
-        //  Still pending: forget it, so a late reply finds nothing. The
-        //  future's reference keeps the connection alive until here.
-        if (!s_is_done (self)) {
-            pthread_mutex_lock (&conn->lock);
-            if (!s_is_done (self))
-                ag_idmap_delete (conn->pending, self->corr);
-            pthread_mutex_unlock (&conn->lock);
-        }
-        agc_conn_destroy (&conn);
-    }
-    ag_value_destroy (&self->value);
-    free (self->reason);
-    free (self);
 }
 
 //  ---------------------------------------------------------------------
