@@ -649,8 +649,9 @@ s_pack_call (packbuf_t *buffer, const char *method, const ag_value_t *args,
                          ag_value_size (args));
     else
         msgpack_pack_nil (&pk);
+    //  As uint 32 whatever its value: the server reads it at the end
     if (timeout_ms >= 0)
-        msgpack_pack_uint64 (&pk, (uint64_t) timeout_ms);
+        msgpack_pack_fix_uint32 (&pk, (uint32_t) timeout_ms);
 }
 
 //  The deadline of a call made now: msecs from now (AGC_FOREVER: none),

@@ -229,7 +229,8 @@ struct _agd_job_t {
                                     //  pending counts
     int64_t arrived;                //  ag_usecs () when it came in
     int64_t deadline;               //  its caller waits until then, or 0
-                                    //  (the worker sets it: it decodes)
+    size_t timed;                   //  its place in the broker's heap of
+                                    //  deadlines, plus one; 0: not there
     _Atomic int cancel;             //  AGD_CANCEL_*, or 0: set by the
                                     //  broker, read by the worker
     zmq_msg_t routing;              //  requester's routing id

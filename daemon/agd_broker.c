@@ -79,6 +79,8 @@ agd_broker_job_free (agd_broker_t *self, agd_job_t *job)
     //  A kept call going without a result (cannot happen): its fetchers
     //  must not wait for ever
     agd_broker_unkeep (self, job, AG_INTERNAL, "the call left no result");
+    if (job->timed)
+        agd_cancel_untime (self, job);
     agd_future_free (&job->refs);
     job->resolved = false;
     agd_admit_release (self, job);
@@ -299,6 +301,13 @@ s_handle_request (agd_broker_t *self, agd_job_t *job)
                      " runs but its result is not kept",
                      agd_store_size (self->store), env->corr,
                      job->account->name);
+    }
+    uint32_t timeout_ms;
+    if (env->command == AGP_CALL
+    &&  agp_call_timeout (agp_msg_body (&job->body),
+                          agp_msg_body_size (&job->body), &timeout_ms)) {
+        job->deadline = job->arrived + (int64_t) timeout_ms * 1000;
+        agd_cancel_time (self, job);
     }
     agd_pool_enqueue (self, agent, job);
     //  Calls may wait for this one's result already (their reference
@@ -531,6 +540,7 @@ s_self_destroy (agd_broker_t **self_p)
     agd_index_destroy (&self->listed);
     agd_store_destroy (&self->store);
     agd_clients_destroy (&self->clients);
+    agd_cancel_destroy (self);
     if (self->monitor) {
         zmq_socket_monitor (self->frontend, NULL, 0);
         zmq_close (self->monitor);
@@ -676,6 +686,7 @@ agd_broker (zsock_t *pipe, void *args_)
             timeout = MIN (timeout, (self->stop_deadline - now) / 1000);
         timeout = MIN (timeout, agd_pool_timeout (self, now));
         timeout = MIN (timeout, agd_refs_timeout (self, now));
+        timeout = MIN (timeout, agd_cancel_timeout (self, now));
         if (self->next_client_check && !self->stopping)
             timeout = MIN (timeout, (self->next_client_check - now + 999)
                                     / 1000);
@@ -726,6 +737,8 @@ agd_broker (zsock_t *pipe, void *args_)
                             self);
         if (self->waiting_head)
             agd_refs_expire (self);
+        if (self->timed_count)
+            agd_cancel_expire (self);
         if (self->next_client_check && self->now >= self->next_client_check
         &&  !self->stopping)
             agd_watch_check (self);

@@ -83,6 +83,9 @@ struct _agd_broker_t {
     agd_clients_t *clients;         //  clients with work or agents here
     size_t queued;                  //  bytes of requests held, for all
     agd_peers_t *peers;             //  other servers we fetch from
+    agd_job_t **timed;              //  calls with deadlines: a min-heap
+    size_t timed_count;
+    size_t timed_alloc;
     agd_job_t *waiting_head;        //  calls waiting for argument futures,
     agd_job_t *waiting_tail;        //  in deadline order
     size_t waiting;
@@ -275,6 +278,21 @@ void
 //  flagged
 void
     agd_cancel_agent (agd_broker_t *self, agd_agent_t *agent);
+//  A call with a deadline has arrived: it is answered 504 at its
+//  deadline if it is still queued then. Returns 0, or -1 out of memory
+//  (then it is answered at its turn).
+int
+    agd_cancel_time (agd_broker_t *self, agd_job_t *job);
+//  The job goes: forget its deadline
+void
+    agd_cancel_untime (agd_broker_t *self, agd_job_t *job);
+//  Answer the queued calls past their deadlines; ms until the next one
+void
+    agd_cancel_expire (agd_broker_t *self);
+int64_t
+    agd_cancel_timeout (agd_broker_t *self, int64_t now);
+void
+    agd_cancel_destroy (agd_broker_t *self);
 
 //  agd_watch.c: clients that go
 int64_t

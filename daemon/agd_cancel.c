@@ -19,9 +19,18 @@
 //    answered 499 (and a kept result is that 499), so that whoever
 //    fetches the result sees what the caller saw.
 //
-//  Deadlines need nothing here: the worker compares a call's deadline
-//  with the time before it runs it and after, and the argument futures
-//  of a call wait no longer than its deadline (agd_refs.c).
+//  Deadlines: a call's deadline is read from the end of its frame as it
+//  arrives (PROTOCOL.md 4.4), without decoding it, and the call goes on
+//  a min-heap of deadlines. One still in its agent's mailbox at its
+//  deadline is taken out and answered 504 then, so a call queued behind
+//  a method that never returns does not stay queued with it; one a
+//  worker holds (running, or behind a call that blocks that worker) is
+//  answered 504 then, and its later reply from the worker dropped. The
+//  worker
+//  compares the deadline with the time before it runs a call and after,
+//  and the argument futures of a call wait no longer than its deadline
+//  (agd_refs.c). A job leaves the heap when it goes, so the heap holds
+//  no more than the calls pending.
 //  @end
 
 #include "agd_broker.h"
@@ -159,4 +168,146 @@ agd_cancel_request (agd_broker_t *self, agd_job_t *request)
     request->env.agent = id;
     agd_broker_send_packed (self, request);
     agd_broker_job_free (self, request);
+}
+
+//  ---------------------------------------------------------------------
+//  The heap of deadlines: job->timed is a job's place in it, plus one
+
+static void
+s_place (agd_broker_t *self, size_t index, agd_job_t *job)
+{
+    self->timed [index] = job;
+    job->timed = index + 1;
+}
+
+static void
+s_sift_up (agd_broker_t *self, size_t index)
+{
+    agd_job_t *job = self->timed [index];
+    while (index > 0) {
+        size_t parent = (index - 1) / 2;
+        if (self->timed [parent]->deadline <= job->deadline)
+            break;
+        s_place (self, index, self->timed [parent]);
+        index = parent;
+    }
+    s_place (self, index, job);
+}
+
+static void
+s_sift_down (agd_broker_t *self, size_t index)
+{
+    agd_job_t *job = self->timed [index];
+    while (true) {
+        size_t child = 2 * index + 1;
+        if (child >= self->timed_count)
+            break;
+        if (child + 1 < self->timed_count
+        &&  self->timed [child + 1]->deadline < self->timed [child]->deadline)
+            child++;
+        if (job->deadline <= self->timed [child]->deadline)
+            break;
+        s_place (self, index, self->timed [child]);
+        index = child;
+    }
+    s_place (self, index, job);
+}
+
+int
+agd_cancel_time (agd_broker_t *self, agd_job_t *job)
+{
+    if (self->timed_count == self->timed_alloc) {
+        size_t alloc = self->timed_alloc? self->timed_alloc * 2: 64;
+        agd_job_t **timed = (agd_job_t **) realloc (self->timed,
+                                                    alloc * sizeof *timed);
+        if (!timed)
+            return -1;
+        self->timed = timed;
+        self->timed_alloc = alloc;
+    }
+    self->timed [self->timed_count] = job;
+    s_sift_up (self, self->timed_count++);
+    return 0;
+}
+
+void
+agd_cancel_untime (agd_broker_t *self, agd_job_t *job)
+{
+    size_t index = job->timed - 1;
+    job->timed = 0;
+    agd_job_t *last = self->timed [--self->timed_count];
+    if (index == self->timed_count)
+        return;
+    s_place (self, index, last);
+    if (index > 0 && self->timed [(index - 1) / 2]->deadline > last->deadline)
+        s_sift_up (self, index);
+    else
+        s_sift_down (self, index);
+}
+
+void
+agd_cancel_expire (agd_broker_t *self)
+{
+    while (self->timed_count && self->timed [0]->deadline <= self->now) {
+        agd_job_t *job = self->timed [0];
+        agd_cancel_untime (self, job);
+        char reason [160];
+        //  Handed to a worker: it may be running, or queued behind a
+        //  method that blocks the worker. It is answered now, and the
+        //  worker's own check (which does not run it, or answers 504
+        //  after it ran) stays unseen.
+        if (job->state == AGD_JOB_HANDED && !job->answered) {
+            snprintf (reason, sizeof reason, "call %" PRIu64 " did not"
+                      " finish by its deadline (%" PRId64 " ms after it"
+                      " arrived)", job->env.corr,
+                      (job->deadline - job->arrived) / 1000);
+            agd_broker_error (self, job, AG_DEADLINE, "%s", reason);
+            agd_broker_unkeep (self, job, AG_DEADLINE, reason);
+            job->answered = true;
+            continue;
+        }
+        //  Waiting for its futures: agd_refs.c fails it at its deadline
+        if (job->state != AGD_JOB_QUEUED)
+            continue;
+        agd_agent_t *agent = job->agent;
+        agd_job_t *prev = NULL;
+        agd_job_t *cursor = agent->head;
+        while (cursor && cursor != job) {
+            prev = cursor;
+            cursor = cursor->next;
+        }
+        if (!cursor)
+            continue;               //  not in its mailbox (cannot be)
+        if (prev)
+            prev->next = job->next;
+        else
+            agent->head = job->next;
+        if (agent->tail == job)
+            agent->tail = prev;
+        job->next = NULL;
+        agent->queued--;
+        if (!agent->head)
+            agd_pool_unready (self, agent);
+        snprintf (reason, sizeof reason, "call %" PRIu64 " had not started"
+                  " by its deadline (%" PRId64 " ms after it arrived)",
+                  job->env.corr, (job->deadline - job->arrived) / 1000);
+        agd_pool_fail (self, job, AG_DEADLINE, reason);
+    }
+}
+
+int64_t
+agd_cancel_timeout (agd_broker_t *self, int64_t now)
+{
+    if (!self->timed_count)
+        return INT64_MAX;
+    int64_t due = self->timed [0]->deadline - now;
+    return due > 0? (due + 999) / 1000: 0;
+}
+
+void
+agd_cancel_destroy (agd_broker_t *self)
+{
+    free (self->timed);
+    self->timed = NULL;
+    self->timed_count = self->timed_alloc = 0;
 }

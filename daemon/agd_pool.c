@@ -362,7 +362,10 @@ s_finish (agd_broker_t *self, agd_job_t *job)
                                          agd_broker_deliver, self);
             job->producing = false;
         }
-        agd_broker_reply_frame (self, job, job->env.agent, shared);
+        //  A call answered at its deadline while a worker held it has
+        //  had its reply
+        if (!job->answered)
+            agd_broker_reply_frame (self, job, job->env.agent, shared);
     }
     agd_broker_job_free (self, job);
     if (agent)

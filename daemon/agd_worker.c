@@ -207,8 +207,17 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
         s_set_reason (job, AG_BAD_REQUEST, reason);
         return;
     }
-    if (request.timed)
-        job->deadline = job->arrived + (int64_t) request.timeout_ms * 1000;
+    //  The broker read the deadline from the end of the frame; a timeout
+    //  it could not read there is refused, not ignored
+    uint32_t timeout_ms;
+    if (request.timed
+    &&  !agp_call_timeout (agp_msg_body (&job->body),
+                           agp_msg_body_size (&job->body), &timeout_ms)) {
+        s_set_reason (job, AG_BAD_REQUEST, "CALL with a timeout: the body"
+                      " must be a fixarray of 3 (0x93) ending with"
+                      " timeout_ms as a uint 32 (0xce)");
+        return;
+    }
     if (s_abandoned (job, false))
         return;
     const ag_method_t *method = ag_class_method (agent->cls,

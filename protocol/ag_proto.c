@@ -168,6 +168,18 @@ agp_call_decode (agp_call_t *self, const msgpack_object *body,
     return 0;
 }
 
+bool
+agp_call_timeout (const void *body, size_t size, uint32_t *timeout_ms)
+{
+    const uint8_t *data = (const uint8_t *) body;
+    if (!data || size < 7 || data [0] != 0x93 || data [size - 5] != 0xce)
+        return false;
+    const uint8_t *tail = data + size - 4;
+    *timeout_ms = (uint32_t) tail [0] << 24 | (uint32_t) tail [1] << 16
+                | (uint32_t) tail [2] << 8 | (uint32_t) tail [3];
+    return true;
+}
+
 int
 agp_cancel_decode (uint64_t *corr, const msgpack_object *body,
                    const char **reason)

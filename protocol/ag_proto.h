@@ -146,6 +146,13 @@ int
 int
     agp_lookup_decode (agp_lookup_t *self, const msgpack_object *body,
                        const char **reason);
+//  A timed CALL's body is a fixarray of 3 (0x93) whose last element is
+//  timeout_ms encoded as a uint 32 (0xce and four octets, big-endian),
+//  so the server reads it at the end of the frame without decoding the
+//  body. Returns true with *timeout_ms set if the body has that form.
+bool
+    agp_call_timeout (const void *body, size_t size, uint32_t *timeout_ms);
+
 //  CANCEL body: the corr of the caller's call to cancel (uint)
 int
     agp_cancel_decode (uint64_t *corr, const msgpack_object *body,

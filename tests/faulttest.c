@@ -279,6 +279,37 @@ s_deadline_queued (server_t *server)
     agc_future_destroy (&late);
     agc_future_destroy (&busy);
 
+    //  Behind a method that ignores its callers (a sleep), the server
+    //  answers the queued call at its deadline, not after the sleep: it
+    //  no longer counts as pending well before the sleep ends
+    agc_agent_t *counter = agc_agent_new (server->conn, "Counter", NULL,
+                                          NULL);
+    CHECK (counter);
+    ag_value_t *nap = ag_value_new ("{s:i}", "ms", (int64_t) 3000);
+    agc_future_t *sleeping = agc_agent_call (counter, "slow", nap);
+    ag_value_destroy (&nap);
+    //  Sent as is, without a deadline on the client's side: the future
+    //  resolves when the server answers
+    const uint8_t timed [] = { 0x93, 0xa3, 'a', 'd', 'd', 0x01,
+                               0xce, 0, 0, 0, 100 };
+    for (int round = 0; round < 2; round++) {
+        start = ag_usecs ();
+        agc_future_t *behind = agc_conn_request (server->conn, AGP_CALL,
+            agc_agent_id (counter), 0, timed, sizeof timed);
+        CHECK (agc_future_wait (behind, 2500 * s_slow) == 0);
+        took = s_ms_since (start);
+        s_say ("behind a 3 s sleep, a call with 100 ms: the server answered"
+               " %d after %.1f ms: %s", agc_future_status (behind), took,
+               agc_future_reason (behind));
+        CHECK (agc_future_status (behind) == AG_DEADLINE);
+        CHECK (took >= 95 && took < 2500);
+        agc_future_destroy (&behind);
+    }
+    CHECK (agc_future_wait (sleeping, 10000 * s_slow) == 0);
+    CHECK (agc_future_status (sleeping) == AG_OK);
+    agc_future_destroy (&sleeping);
+    agc_agent_destroy (&counter);
+
     //  A deadline of 0 has passed before the call arrives
     agc_future_t *none = s_spin (spinner, "spin_async", 1, 0);
     CHECK (agc_future_wait (none, 5000 * s_slow) == 0);
@@ -576,13 +607,16 @@ s_cancel_wire (server_t *server)
         agc_future_destroy (&future);
         ag_value_destroy (&cases [i].body);
     }
-    //  Timeouts that are not 0..2^31-1 ms
+    //  Timeouts that are not 0..2^31-1 ms, or not a uint 32 at the end
+    //  (the fourth is 1 << 31, the fifth 5 in one octet)
     const char *bodies [] = { "[s, n, s]", "[s, n, i]", "[s, n, u]",
-                              "[s, n, u, n]" };
-    for (size_t i = 0; i < 4; i++) {
+                              "[s, n, u, n]", "[s, n, i]" };
+    for (size_t i = 0; i < 5; i++) {
         ag_value_t *body = i == 0? ag_value_new (bodies [i], "spin", "x")
                          : i == 1? ag_value_new (bodies [i], "spin",
                                                  (int64_t) -1)
+                         : i == 4? ag_value_new (bodies [i], "spin",
+                                                 (int64_t) 5)
                          : ag_value_new (bodies [i], "spin",
                                          (uint64_t) 1 << 31);
         agc_future_t *future = agc_conn_request (server->conn, AGP_CALL, id,

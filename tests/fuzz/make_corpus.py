@@ -220,10 +220,16 @@ def messages():
         ('lookup-zero', frame(LOOKUP, 0, corr=65)),
         ('lookup-bad', frame(LOOKUP, [1], corr=66)),
         #   Deadlines and CANCEL
-        ('call-timeout', frame(CALL, ['nap', {'ms': 5}, 1], corr=67,
-                               agent=AGENT)),
-        ('call-timeout-long', frame(CALL, ['add', 1, (1 << 31) - 1],
+        #   (a timeout is a uint 32 at the end of the body; a shorter
+        #   encoding is refused)
+        ('call-timeout', frame(CALL, ['nap', {'ms': 5},
+                                      Raw(b'\xce\x00\x00\x00\x01')],
+                               corr=67, agent=AGENT)),
+        ('call-timeout-long', frame(CALL, ['add', 1,
+                                           Raw(b'\xce\x7f\xff\xff\xff')],
                                     word=KEEP, corr=68, agent=AGENT)),
+        ('call-timeout-short', frame(CALL, ['add', 1, 1], corr=97,
+                                     agent=AGENT)),
         ('call-timeout-bad', frame(CALL, ['add', 1, -1], corr=69,
                                    agent=AGENT)),
         ('cancel', frame(CANCEL, 67, corr=93, agent=AGENT)),
