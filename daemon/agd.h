@@ -257,6 +257,16 @@ void
     agd_job_fail (agd_job_t *job, int status, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
+//  agd_actor: a thread with a pipe, as czmq's zactor, but joined when
+//  destroyed, so no socket of it is open once destroy returns
+typedef struct _agd_actor_t agd_actor_t;
+agd_actor_t *
+    agd_actor_new (zactor_fn *handler, void *args);
+void
+    agd_actor_destroy (agd_actor_t **self_p);
+zsock_t *
+    agd_actor_sock (agd_actor_t *self);
+
 //  agd_fatal: what agent code the calling thread runs, for the line
 //  agentd writes when that code crashes the process or calls exit ()
 void

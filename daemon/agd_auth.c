@@ -50,7 +50,7 @@ struct _agd_auth_t {
 
 //  The handler of this process: started with the first domain
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
-static zactor_t *s_handler;
+static agd_actor_t *s_handler;
 static size_t s_domains;
 static unsigned s_next_id;
 
@@ -336,11 +336,11 @@ agd_auth_new (const char *dir, int log_level, char *error, size_t size)
     snprintf (self->domain, sizeof self->domain, "agentd-%u", id);
     if (!s_handler) {
         start_t start = { 0, "" };
-        s_handler = zactor_new (s_zap_actor, &start);
+        s_handler = agd_actor_new (s_zap_actor, &start);
         if (!s_handler || start.rc) {
             snprintf (error, size, "%s", s_handler? start.error
                                        : "cannot start the ZAP handler");
-            zactor_destroy (&s_handler);
+            agd_actor_destroy (&s_handler);
             pthread_mutex_unlock (&s_lock);
             zhashx_destroy (&self->keys);
             free (self->dir);
@@ -348,8 +348,8 @@ agd_auth_new (const char *dir, int log_level, char *error, size_t size)
             return NULL;
         }
     }
-    zsock_send (s_handler, "sp", "ADD", self);
-    zsock_wait (s_handler);
+    zsock_send (agd_actor_sock (s_handler), "sp", "ADD", self);
+    zsock_wait (agd_actor_sock (s_handler));
     s_domains++;
     pthread_mutex_unlock (&s_lock);
     size_t count = zhashx_size (keys);
@@ -370,10 +370,10 @@ agd_auth_destroy (agd_auth_t **self_p)
         return;
     agd_auth_t *self = *self_p;
     pthread_mutex_lock (&s_lock);
-    zsock_send (s_handler, "sp", "REMOVE", self);
-    zsock_wait (s_handler);
+    zsock_send (agd_actor_sock (s_handler), "sp", "REMOVE", self);
+    zsock_wait (agd_actor_sock (s_handler));
     if (--s_domains == 0)
-        zactor_destroy (&s_handler);
+        agd_actor_destroy (&s_handler);
     pthread_mutex_unlock (&s_lock);
     zhashx_destroy (&self->keys);
     free (self->dir);
@@ -395,8 +395,8 @@ agd_auth_reload (agd_auth_t *self, char *error, size_t size)
         return -1;
     int count = (int) zhashx_size (keys);
     pthread_mutex_lock (&s_lock);
-    zsock_send (s_handler, "spp", "KEYS", self, keys);
-    zsock_wait (s_handler);
+    zsock_send (agd_actor_sock (s_handler), "spp", "KEYS", self, keys);
+    zsock_wait (agd_actor_sock (s_handler));
     pthread_mutex_unlock (&s_lock);
     return count;
 }

@@ -641,7 +641,7 @@ agd_broker (zsock_t *pipe, void *args_)
     if (s_bind (self)) {
         s_self_destroy (&self);
         zsock_signal (pipe, 1);
-        //  Wait for $TERM so zactor_destroy finds us where it expects
+        //  Wait for $TERM so the actor's destroy finds us where it expects
         char *command = zstr_recv (pipe);
         zstr_free (&command);
         return;

@@ -30,7 +30,7 @@ struct _agd_server_t {
     zlist_t *endpoints;             //  to bind
     zlist_t *peers;                 //  may fetch futures from
     zlist_t *bound;                 //  as bound
-    zactor_t *broker;               //  running broker, or NULL
+    agd_actor_t *broker;            //  running broker, or NULL
     agd_broker_args_t *args;        //  the broker's arguments
     int stop_pipe [2];              //  write end: agd_server_stop
     char *curve_secret;             //  Z85 secret key, or NULL: no CURVE
@@ -127,9 +127,9 @@ agd_server_destroy (agd_server_t **self_p)
 {
     if (self_p && *self_p) {
         agd_server_t *self = *self_p;
-        //  zactor_destroy sends $TERM: the broker finishes its grace
+        //  The destroy sends $TERM: the broker finishes its grace
         //  period, replies to everyone, and tears down
-        zactor_destroy (&self->broker);
+        agd_actor_destroy (&self->broker);
         //  Threads still running agent code after the grace time need
         //  their classes: then the plugins stay loaded (and the registry
         //  with them) for the life of the process
@@ -351,7 +351,7 @@ agd_server_set_log_level (agd_server_t *self, int level)
         level = AGD_LOG_DEBUG;
     self->config.log_level = level;
     if (self->started && !self->stopped)
-        zstr_sendf (zactor_sock (self->broker), "LOGLEVEL %d", level);
+        zstr_sendf (agd_actor_sock (self->broker), "LOGLEVEL %d", level);
     if (self->auth)
         agd_auth_set_log_level (self->auth, level);
 }
@@ -419,7 +419,7 @@ agd_server_ping (agd_server_t *self, int msecs)
 {
     if (!self->started || self->stopped)
         return -1;
-    zsock_t *pipe = zactor_sock (self->broker);
+    zsock_t *pipe = agd_actor_sock (self->broker);
     zstr_send (pipe, "PING");
     zpoller_t *poller = zpoller_new (pipe, NULL);
     zpoller_set_nonstop (poller, true);
@@ -502,17 +502,17 @@ agd_server_start (agd_server_t *self)
         self->args->curve_secret = self->curve_secret;
         self->args->zap_domain = agd_auth_domain (self->auth);
     }
-    self->broker = zactor_new (agd_broker, self->args);
+    self->broker = agd_actor_new (agd_broker, self->args);
     pthread_sigmask (SIG_SETMASK, &old, NULL);
     if (!self->broker) {
         snprintf (self->error, sizeof self->error, "cannot start broker");
         return -1;
     }
-    //  zactor_new returned after the broker's signal; a failed bind
+    //  agd_actor_new returned after the broker's signal; a failed bind
     //  left its reason in args
     if (self->args->error [0]) {
         snprintf (self->error, sizeof self->error, "%s", self->args->error);
-        zactor_destroy (&self->broker);
+        agd_actor_destroy (&self->broker);
         zlist_purge (self->bound);
         return -1;
     }
@@ -549,7 +549,7 @@ agd_server_wait (agd_server_t *self)
 {
     if (!self->started || self->stopped)
         return;
-    zsock_t *pipe = zactor_sock (self->broker);
+    zsock_t *pipe = agd_actor_sock (self->broker);
     zpoller_t *poller = zpoller_new (pipe, NULL);
     //  A signal must not end the wait early: it asks for a stop, and the
     //  wait goes on until the broker has finished stopping

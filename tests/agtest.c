@@ -1001,6 +1001,35 @@ s_test_fetch (const char *unused)
     return 0;
 }
 
+//  A stop takes milliseconds, every time: nothing of the server's is
+//  left open for czmq's exit handler to wait 200 ms on
+static int
+s_test_stop_fast (const char *unused)
+{
+#if defined (__SANITIZE_ADDRESS__)
+    bool timed = false;             //  the leak check at exit takes time
+#else
+    bool timed = !s_valgrind;
+#endif
+    int runs = timed? 50: 3;
+    double slowest = 0;
+    for (int i = 0; i < runs; i++) {
+        daemon_t daemon;
+        CHECK (s_daemon_start (&daemon, NULL, NULL) == 0);
+        int64_t start = ag_usecs ();
+        CHECK (s_daemon_stop (&daemon) == 0);
+        double took = tl_seconds_since (start) * 1000;
+        if (took > slowest)
+            slowest = took;
+    }
+    if (s_verbose)
+        printf ("    %d stops, the slowest %.1f ms\n", runs, slowest);
+    //  Generous: a stop takes about 1 ms; the defect was 200 ms
+    if (timed)
+        CHECK (slowest < 150);
+    return 0;
+}
+
 //  SIGTERM lets a running call finish and answers it
 static int
 s_test_graceful_stop (const char *unused)
@@ -2941,6 +2970,7 @@ static const case_t s_cases [] = {
     { "fetch", s_test_fetch },
     { "futures", s_test_futures },
     { "graceful_stop", s_test_graceful_stop },
+    { "stop_fast", s_test_stop_fast },
     { "ipc", s_test_ipc },
     { "command_line", s_test_command_line },
     { "embedded", s_test_embedded },
