@@ -187,7 +187,11 @@ $(B)/tests/selftest: $(B)/tests/selftest.o $(B)/client/agc_test.o \
 #   agtest and sectest start their processes with tests/testlib
 TESTLIB_OBJ = $(B)/tests/testlib.o
 
-$(B)/tests/agtest: $(B)/tests/agtest.o $(TESTLIB_OBJ) \
+AGTEST_OBJ  = $(B)/tests/agtest.o $(B)/tests/agtest_calls.o \
+              $(B)/tests/agtest_server.o $(B)/tests/agtest_faults.o \
+              $(B)/tests/agtest_seed.o $(B)/tests/agtest_ops.o
+
+$(B)/tests/agtest: $(AGTEST_OBJ) $(TESTLIB_OBJ) \
                    $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)

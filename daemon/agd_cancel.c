@@ -59,10 +59,10 @@ s_why (int cancel)
 }
 
 //  Take a queued job out of its agent's mailbox (prev is the job before
-//  it, or NULL) and answer it
+//  it, or NULL)
 static void
-s_unqueue (agd_broker_t *self, agd_agent_t *agent, agd_job_t *prev,
-           agd_job_t *job, int cancel)
+s_unlink (agd_broker_t *self, agd_agent_t *agent, agd_job_t *prev,
+          agd_job_t *job)
 {
     if (prev)
         prev->next = job->next;
@@ -74,6 +74,14 @@ s_unqueue (agd_broker_t *self, agd_agent_t *agent, agd_job_t *prev,
     agent->queued--;
     if (!agent->head)
         agd_pool_unready (self, agent);
+}
+
+//  ... and answer it, cancelled
+static void
+s_unqueue (agd_broker_t *self, agd_agent_t *agent, agd_job_t *prev,
+           agd_job_t *job, int cancel)
+{
+    s_unlink (self, agent, prev, job);
     char reason [128];
     snprintf (reason, sizeof reason, "call %" PRIu64 " was cancelled %s"
               " before it ran", job->env.corr, s_why (cancel));
@@ -278,16 +286,7 @@ agd_cancel_expire (agd_broker_t *self)
         }
         if (!cursor)
             continue;               //  not in its mailbox (cannot be)
-        if (prev)
-            prev->next = job->next;
-        else
-            agent->head = job->next;
-        if (agent->tail == job)
-            agent->tail = prev;
-        job->next = NULL;
-        agent->queued--;
-        if (!agent->head)
-            agd_pool_unready (self, agent);
+        s_unlink (self, agent, prev, job);
         snprintf (reason, sizeof reason, "call %" PRIu64 " had not started"
                   " by its deadline (%" PRId64 " ms after it arrived)",
                   job->env.corr, (job->deadline - job->arrived) / 1000);
