@@ -597,7 +597,6 @@ struct _agd_refs_t {
     uint32_t count;                 //  references, in the order met
     uint32_t outstanding;           //  not resolved yet (the broker's)
     int64_t deadline;               //  ag_usecs () they must be in by
-    bool own;                       //  ... which is the call's deadline
     agd_job_t *prev, *next;         //  the broker's list of waiting jobs
     agd_ref_t refs [];
 };

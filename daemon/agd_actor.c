@@ -70,6 +70,9 @@ agd_actor_destroy (agd_actor_t **self_p)
     *self_p = NULL;
     //  Tell it to end, wait for the end of its handler, then for the
     //  thread; only then is its end of the pipe closed for sure
+    //  A handler that has returned already (its context terminated)
+    //  reads nothing: the send must not wait for it
+    zsock_set_sndtimeo (self->pipe, 0);
     if (zstr_send (self->pipe, "$TERM") == 0)
         zsock_wait (self->pipe);
     pthread_join (self->thread, NULL);

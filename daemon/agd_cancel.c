@@ -21,12 +21,12 @@
 //
 //  Deadlines: a call's deadline is read from the end of its frame as it
 //  arrives (PROTOCOL.md 4.4), without decoding it, and the call goes on
-//  a min-heap of deadlines. One still in its agent's mailbox at its
-//  deadline is taken out and answered 504 then, so a call queued behind
-//  a method that never returns does not stay queued with it; one a
-//  worker holds (running, or behind a call that blocks that worker) is
-//  answered 504 then, and its later reply from the worker dropped. The
-//  worker
+//  a min-heap of deadlines. At its deadline a call still in its agent's
+//  mailbox, or held by a worker (running, or behind a call that blocks
+//  that worker), is answered 504, and what the worker later makes of it
+//  is dropped: one that has not started never runs, and leaves the
+//  mailbox at its turn. One waiting for its argument futures stops
+//  waiting and is answered 504. The worker
 //  compares the deadline with the time before it runs a call and after,
 //  and the argument futures of a call wait no longer than its deadline
 //  (agd_refs.c). A job leaves the heap when it goes, so the heap holds
@@ -274,23 +274,27 @@ agd_cancel_expire (agd_broker_t *self)
             job->answered = true;
             continue;
         }
-        //  Waiting for its futures: agd_refs.c fails it at its deadline
-        if (job->state != AGD_JOB_QUEUED)
+        //  Waiting for its argument futures: those waits stop
+        if (job->state == AGD_JOB_WAITING) {
+            snprintf (reason, sizeof reason, "call %" PRIu64 " had not"
+                      " started by its deadline (%" PRId64 " ms after it"
+                      " arrived): its argument futures were not all"
+                      " resolved by then", job->env.corr,
+                      (job->deadline - job->arrived) / 1000);
+            agd_refs_cancel (self, job, AG_DEADLINE, reason);
             continue;
-        agd_agent_t *agent = job->agent;
-        agd_job_t *prev = NULL;
-        agd_job_t *cursor = agent->head;
-        while (cursor && cursor != job) {
-            prev = cursor;
-            cursor = cursor->next;
         }
-        if (!cursor)
-            continue;               //  not in its mailbox (cannot be)
-        s_unlink (self, agent, prev, job);
+        //  In its mailbox: answered now, in O(1); it leaves the mailbox
+        //  at its turn, when the worker sees the deadline has passed and
+        //  does not run it
+        if (job->answered)
+            continue;
         snprintf (reason, sizeof reason, "call %" PRIu64 " had not started"
                   " by its deadline (%" PRId64 " ms after it arrived)",
                   job->env.corr, (job->deadline - job->arrived) / 1000);
-        agd_pool_fail (self, job, AG_DEADLINE, reason);
+        agd_broker_error (self, job, AG_DEADLINE, "%s", reason);
+        agd_broker_unkeep (self, job, AG_DEADLINE, reason);
+        job->answered = true;
     }
 }
 

@@ -349,6 +349,21 @@ s_finish (agd_broker_t *self, agd_job_t *job)
         agent = NULL;
     }
     else {
+        //  Flagged after the worker's last look: answered cancelled, as
+        //  the CANCEL's reply ("running") said
+        int cancel = atomic_load (&job->cancel);
+        if (cancel && job->status != AG_CANCELLED && !job->answered) {
+            char reason [128];
+            snprintf (reason, sizeof reason, "call %" PRIu64 " was cancelled"
+                      " %s, while it ran", job->env.corr,
+                      cancel == AGD_CANCEL_DELETED? "as its agent was deleted"
+                                                  : "by its caller");
+            zmq_msg_close (&job->body);
+            job->framed = agd_frame_reason (&job->body, reason) == 0;
+            if (!job->framed)
+                zmq_msg_init (&job->body);
+            job->status = AG_CANCELLED;
+        }
         agent->served++;
         if (job->status >= 300)
             agent->failed++;
@@ -417,6 +432,14 @@ s_job_done (agd_broker_t *self, worker_t *worker, agd_job_t *job)
             worker->outstanding -= count;
         }
         agent->busy = agent->running > 0;
+        //  Cancelled since the worker looked: no futures are fetched
+        if (atomic_load (&job->cancel)) {
+            char reason [128];
+            snprintf (reason, sizeof reason, "call %" PRIu64 " was cancelled"
+                      " before it ran", job->env.corr);
+            agd_pool_fail (self, job, AG_CANCELLED, reason);
+            return;
+        }
         agd_refs_start (self, job);
         return;
     }

@@ -160,9 +160,8 @@ agd_refs_allowed (agd_broker_t *self, const char *endpoint)
 }
 
 //  ---------------------------------------------------------------------
-//  Waiting jobs, in deadline order: one timeout for all, except calls
-//  with an earlier deadline of their own, which are rare (so the list is
-//  walked back from its end to put them in place)
+//  Waiting jobs, in deadline order (one timeout for all: arrival order;
+//  a call's own earlier deadline is kept by agd_cancel.c's heap)
 
 static void
 s_list_remove (agd_broker_t *self, agd_refs_t *refs)
@@ -183,19 +182,13 @@ static void
 s_list_insert (agd_broker_t *self, agd_job_t *job)
 {
     agd_refs_t *refs = job->refs;
-    agd_job_t *after = self->waiting_tail;
-    while (after && after->refs->deadline > refs->deadline)
-        after = after->refs->prev;
-    refs->prev = after;
-    refs->next = after? after->refs->next: self->waiting_head;
-    if (refs->next)
-        refs->next->refs->prev = job;
-    else
-        self->waiting_tail = job;
-    if (after)
-        after->refs->next = job;
+    refs->next = NULL;
+    refs->prev = self->waiting_tail;
+    if (self->waiting_tail)
+        self->waiting_tail->refs->next = job;
     else
         self->waiting_head = job;
+    self->waiting_tail = job;
     self->waiting++;
 }
 
@@ -430,9 +423,6 @@ agd_refs_start (agd_broker_t *self, agd_job_t *job)
     refs->outstanding = refs->count;
     refs->deadline = self->now + (int64_t) self->config.future_timeout_ms
                                  * 1000;
-    refs->own = job->deadline && job->deadline < refs->deadline;
-    if (refs->own)
-        refs->deadline = job->deadline;
     s_list_insert (self, job);
     if (self->stopping) {
         s_fail (self, job, AG_STOPPING, "server is stopping");
@@ -497,18 +487,10 @@ agd_refs_expire (agd_broker_t *self)
         while (out < refs->count && refs->refs [out].done)
             out++;
         agd_ref_t *ref = &refs->refs [MIN (out, refs->count - 1)];
-        if (refs->own)
-            s_fail (self, job, AG_DEADLINE, "call %" PRIu64 " had not"
-                    " started by its deadline (%" PRId64 " ms after it"
-                    " arrived): argument future %u (call %" PRIu64 " at %s)"
-                    " was not resolved by then", job->env.corr,
-                    (job->deadline - job->arrived) / 1000, out + 1,
-                    ref->corr, ref->endpoint);
-        else
-            s_fail (self, job, AG_DEP_FAILED, "argument future %u (call %"
-                    PRIu64 " at %s) not resolved within %d ms"
-                    " (server/future_timeout_ms)", out + 1, ref->corr,
-                    ref->endpoint, self->config.future_timeout_ms);
+        s_fail (self, job, AG_DEP_FAILED, "argument future %u (call %"
+                PRIu64 " at %s) not resolved within %d ms"
+                " (server/future_timeout_ms)", out + 1, ref->corr,
+                ref->endpoint, self->config.future_timeout_ms);
     }
 }
 

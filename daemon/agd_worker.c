@@ -211,8 +211,9 @@ s_run_call (agd_job_t *job, const msgpack_object *body,
     //  it could not read there is refused, not ignored
     uint32_t timeout_ms;
     if (request.timed
-    &&  !agp_call_timeout (agp_msg_body (&job->body),
-                           agp_msg_body_size (&job->body), &timeout_ms)) {
+    &&  (!agp_call_timeout (agp_msg_body (&job->body),
+                            agp_msg_body_size (&job->body), &timeout_ms)
+      || timeout_ms != request.timeout_ms)) {
         s_set_reason (job, AG_BAD_REQUEST, "CALL with a timeout: the body"
                       " must be a fixarray of 3 (0x93) ending with"
                       " timeout_ms as a uint 32 (0xce)");
