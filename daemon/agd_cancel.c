@@ -127,6 +127,14 @@ agd_cancel_request (agd_broker_t *self, agd_job_t *request)
     msgpack_object body;
     const char *reason;
     uint64_t corr;
+    //  A corr is at most 9 octets of msgpack: nothing longer is decoded
+    if (agp_msg_body_size (&request->body) > 9) {
+        agd_broker_error (self, request, AG_BAD_REQUEST, "CANCEL body must"
+                          " be the correlation id of a call (a positive"
+                          " integer)");
+        agd_broker_job_free (self, request);
+        return;
+    }
     msgpack_zone_clear (&self->zone);
     if (ag_msgpack_unpack (agp_msg_body (&request->body),
                            agp_msg_body_size (&request->body),
