@@ -84,7 +84,8 @@ SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_admit.c \
               daemon/agd_config.c daemon/agd_notify.c daemon/agd_client.c \
               daemon/agd_auth.c daemon/agd_future.c daemon/agd_account.c \
               daemon/agd_refs.c daemon/agd_peers.c daemon/agd_index.c \
-              daemon/agd_cancel.c daemon/agd_fatal.c daemon/agd_actor.c
+              daemon/agd_cancel.c daemon/agd_fatal.c daemon/agd_actor.c \
+              daemon/agd_host.c daemon/agd_hostcall.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)
@@ -103,7 +104,8 @@ PROGRAMS    = $(B)/agentd $(B)/agentctl
 CTL_SRC     = client/agentctl.c $(wildcard client/agctl_*.c)
 CTL_OBJ     = $(CTL_SRC:%.c=$(B)/%.o)
 TESTS       = $(B)/tests/selftest $(B)/tests/agtest $(B)/tests/sectest \
-              $(B)/tests/attacktest $(B)/tests/faulttest
+              $(B)/tests/attacktest $(B)/tests/faulttest \
+              $(B)/tests/hosttest
 BENCH       = $(B)/bench/agentbench
 
 HEADERS     = common/agent.h protocol/ag_status.h client/agentclient.h \
@@ -203,6 +205,11 @@ $(B)/tests/sectest: $(B)/tests/sectest.o $(TESTLIB_OBJ) \
 
 $(B)/tests/faulttest: $(B)/tests/faulttest.o $(TESTLIB_OBJ) \
                       $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/tests/hosttest: $(B)/tests/hosttest.o $(TESTLIB_OBJ) \
+                     $(CLIENT_OBJ) $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -rdynamic $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 

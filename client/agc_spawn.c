@@ -57,10 +57,13 @@ agc_spawn_agentd (const char *plugin, char *endpoint, size_t size,
     char watch_arg [16];
     snprintf (watch_arg, sizeof watch_arg, "%d", 3);
     //  A child may fetch futures from the other servers of this machine:
-    //  a program's children pass them to one another
+    //  a program's children pass them to one another. A child is a
+    //  process of its own for one program's agent already: its plugin
+    //  code runs in its threads, and it starts as fast as it can.
     const char *argv [] = {
         agentd, "-f", "-e", "tcp://127.0.0.1:*", "--parent-fd", watch_arg,
-        "--peer", "local", plugin? "--plugin": NULL, plugin, NULL
+        "--peer", "local", "--isolation", "thread",
+        plugin? "--plugin": NULL, plugin, NULL
     };
     bool keep_log = getenv ("AGC_CHILD_LOG") != NULL;
     int null = open ("/dev/null", O_WRONLY | O_CLOEXEC);

@@ -136,6 +136,22 @@ s_status_text (const msgpack_object *info)
         free (cell);
     }
     s_add_field (table, "agents", info, "agents");
+    s_add_field (table, "isolation", info, "isolation");
+    const msgpack_object *hosts = ag_obj_get (info, "hosts");
+    for (size_t i = 0; i < ag_obj_count (hosts); i++) {
+        const msgpack_object *host = ag_obj_at (hosts, i);
+        char *plugin = agctl_cell (ag_obj_get (host, "plugin"));
+        char *state = agctl_cell (ag_obj_get (host, "state"));
+        char line [1200];
+        snprintf (line, sizeof line, "%s: %s, pid %lld, %lld agents, %lld"
+                  " starts", plugin? plugin: "?", state? state: "?",
+                  (long long) ag_obj_int (ag_obj_get (host, "pid"), 0),
+                  (long long) ag_obj_int (ag_obj_get (host, "agents"), 0),
+                  (long long) ag_obj_int (ag_obj_get (host, "starts"), 0));
+        agctl_table_add (table, i? "": "hosts", line);
+        free (plugin);
+        free (state);
+    }
     static const char *const threads [] = { "busy", "total", "max", NULL };
     s_add_counters (table, "threads", ag_obj_get (info, "threads"), threads);
     static const char *const calls [] = { "served", "failed", NULL };
@@ -204,7 +220,7 @@ s_list_text (const msgpack_object *list)
         agents [i] = ag_obj_at (list, i);
     qsort (agents, count, sizeof *agents, s_by_id);
 
-    agctl_table_t *table = agctl_table_new (7);
+    agctl_table_t *table = agctl_table_new (8);
     if (!table) {
         free (agents);
         return agctl_fail (AGCTL_FAILED, "out of memory");
@@ -212,7 +228,7 @@ s_list_text (const msgpack_object *list)
     for (size_t column = 3; column <= 5; column++)
         agctl_table_right (table, column);
     agctl_table_add (table, "ID", "NAME", "CLASS", "SERVED", "QUEUED", "AGE",
-                     "BUSY");
+                     "BUSY", "STATE");
     for (size_t i = 0; i < count; i++) {
         const msgpack_object *agent = agents [i];
         char *id = agctl_cell (ag_obj_get (agent, "id"));
@@ -223,10 +239,13 @@ s_list_text (const msgpack_object *list)
         const msgpack_object *age = ag_obj_get (agent, "age_ms");
         char duration [32];
         const msgpack_object *busy = ag_obj_get (agent, "busy");
+        char *state = agctl_cell (ag_obj_get (agent, "state"));
         agctl_table_add (table, id, name, class_name, served, queued,
                          age? agctl_duration (ag_obj_int (age, 0), duration,
                                               sizeof duration): NULL,
-                         busy? (ag_obj_bool (busy, false)? "yes": "no"): NULL);
+                         busy? (ag_obj_bool (busy, false)? "yes": "no"): NULL,
+                         state);
+        free (state);
         free (id);
         free (name);
         free (class_name);
@@ -376,6 +395,28 @@ s_show_entry (const msgpack_object *entry)
     agctl_table_add (table, "busy", busy? (ag_obj_bool (busy, false)? "yes"
                                                                     : "no")
                                         : NULL);
+    //  Where it runs, and what became of it there
+    s_add_field (table, "state", entry, "state");
+    const msgpack_object *host = ag_obj_get (entry, "host");
+    char pid [48];
+    if (host && ag_obj_int (host, 0) > 0)
+        snprintf (pid, sizeof pid, "pid %lld", (long long) ag_obj_int (host,
+                                                                     0));
+    else
+        snprintf (pid, sizeof pid, "the server's own threads");
+    agctl_table_add (table, "host", host? pid: NULL);
+    s_add_field (table, "restarts", entry, "restarts");
+    const msgpack_object *crash = ag_obj_get (entry, "last_crash");
+    if (crash && crash->type == MSGPACK_OBJECT_STR) {
+        char *text = agctl_cell (crash);
+        const msgpack_object *since = ag_obj_get (entry, "last_crash_ms");
+        char line [1400];
+        snprintf (line, sizeof line, "%s ago: %s", since? agctl_duration (
+                  ag_obj_int (since, 0), duration, sizeof duration): "?",
+                  text? text: "");
+        agctl_table_add (table, "last crash", line);
+        free (text);
+    }
     agctl_table_print (table, 0, stdout);
     agctl_table_destroy (&table);
     return AGCTL_OK;

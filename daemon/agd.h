@@ -38,7 +38,19 @@ typedef struct {
     int max_depth;                  //  msgpack nesting, process-wide
     size_t max_elements;            //  msgpack objects, process-wide
     int log_level;                  //  AGD_LOG_ERROR .. AGD_LOG_DEBUG
+    int isolation;                  //  AGD_ISOLATE_*: where plugin code runs
+    bool host_role;                 //  this server is another's host
+    int restart_max;                //  restarts of an agent within ...
+    int restart_window_ms;          //  ... this time, at most
+    int restart_backoff_ms;         //  the wait before a second restart,
+                                    //  doubling for each one after
+    int call_limit_ms;              //  a host running one call longer is
+                                    //  killed; 0: no limit
+    int host_memory_mb;             //  a host's address space, or 0
 } agd_config_t;
+
+#define AGD_ISOLATE_THREAD  0       //  plugin code runs in pool threads
+#define AGD_ISOLATE_PROCESS 1       //  ... in host processes, one per plugin
 
 //  Log through czmq when level is at or below the configured one
 #define AGD_LOG(config, level, fn, ...) \
@@ -166,6 +178,14 @@ int
 //  Find a class by name; NULL if unknown.
 const ag_class_t *
     agd_registry_find (agd_registry_t *self, const char *name, size_t len);
+//  The full path of the plugin a class came from, or NULL (the program
+//  registered it). The plugins loaded, and each in order of loading.
+const char *
+    agd_registry_plugin (agd_registry_t *self, const ag_class_t *cls);
+size_t
+    agd_registry_plugins (agd_registry_t *self);
+const char *
+    agd_registry_plugin_at (agd_registry_t *self, size_t index);
 //  Number of classes, and each in order of registration.
 size_t
     agd_registry_size (agd_registry_t *self);
@@ -211,7 +231,26 @@ struct _agd_agent_t {
     int64_t created;                //  ag_usecs () at CREATE
     uint64_t served;                //  requests completed
     uint64_t failed;                //  of which failed
+    //  An agent in a host process (see agd_host.c); host is NULL for
+    //  one the pool's threads run
+    struct _agd_host_t *host;       //  the process it lives in
+    agd_agent_t *host_prev;         //  the host's other agents
+    agd_agent_t *host_next;
+    uint64_t host_id;               //  its id there; 0 while it is not
+    uint8_t *init;                  //  the CREATE it is made there with
+    size_t init_size;
+    uint8_t life;                   //  AGD_LIFE_*
+    uint32_t restarts;              //  times it was made again
+    uint32_t window_restarts;       //  ... since window_start
+    int64_t window_start;           //  ag_usecs () of the first of those
+    int64_t restart_at;             //  made again no sooner
+    char *last_crash;               //  what ended its last host, or NULL
+    int64_t last_crash_at;          //  ag_usecs () then
 };
+
+#define AGD_LIFE_RUNNING    0       //  answering (or being created)
+#define AGD_LIFE_RESTARTING 1       //  its host died: made again soon
+#define AGD_LIFE_FAILED     2       //  restarted past its budget
 
 #define AGD_JOB_QUEUED      0       //  in its agent's mailbox
 #define AGD_JOB_HANDED      1       //  given to a worker
@@ -243,6 +282,14 @@ struct _agd_job_t {
     bool resolved;                  //  ... and their values are in
     uint16_t status;                //  reply status, set by the worker
     bool answered;                  //  replied to already (DELETE)
+    bool plain;                     //  its arguments hold no futures to
+                                    //  resolve (a host's calls)
+    bool restore;                   //  the broker's CREATE of an agent
+                                    //  again, in a new host
+    uint64_t host_corr;             //  its corr at its agent's host, or 0
+    int64_t forwarded;              //  ag_usecs () it went there
+    agd_job_t *host_prev;           //  the host's calls out, oldest first
+    agd_job_t *host_next;
 };
 
 //  Run a job on the calling (worker) thread: decode the request, run the
@@ -441,6 +488,7 @@ typedef struct {
     int stop_fd;                    //  readable when asked to stop
     const char *curve_secret;       //  Z85 secret key: CURVE; NULL: none
     const char *zap_domain;         //  ZAP domain of our handler (CURVE)
+    const char *host_program;       //  agentd, for host processes
     size_t abandoned;               //  workers still running at the end
     char error [256];               //  filled by the broker on failure
 } agd_broker_args_t;
@@ -702,6 +750,14 @@ int
 //  or tcp:// on a loopback address (127.0.0.0/8, ::1, localhost).
 bool
     agd_endpoint_is_local (const char *endpoint);
+
+//  agentd's own: the program that host processes run (default $AGENTD
+//  or the installed agentd); and the host role, in which a server runs
+//  its plugins' code for another (threads only, no future resolution)
+void
+    agd_server_set_host_program (agd_server_t *self, const char *program);
+void
+    agd_server_set_host_role (agd_server_t *self);
 
 //  Selftests
 void agd_auth_test (bool verbose);

@@ -47,6 +47,7 @@ s_agent_uncount (agd_broker_t *self, agd_agent_t *agent)
 void
 agd_agents_free (agd_broker_t *self, agd_agent_t *agent)
 {
+    agd_hosts_forget (self, agent);
     s_agent_uncount (self, agent);
     agd_index_remove (self->listed, agent->id);
     ag_idmap_delete (self->agents, agent->id);
@@ -175,13 +176,21 @@ s_pack_page (agd_broker_t *self, uint64_t after, size_t limit)
     msgpack_pack_array (pk, count);
     for (size_t i = 0; i < count; i++) {
         agd_agent_t *agent = (agd_agent_t *) page [i];
-        ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b}",
+        static const char *lives [] = { "running", "restarting", "failed" };
+        ag_pack (pk, "{s:u, s:s, s:s, s:u, s:u, s:u, s:b, s:s, s:u, s:u, s:s,"
+                 " s:u}",
                  "id", agent->id, "name", agent->name,
                  "class", agent->cls->name,
                  "served", agent->served,
                  "queued", (uint64_t) agent->queued,
                  "age_ms", (uint64_t) (now - agent->created) / 1000,
-                 "busy", (int) agent->busy);
+                 "busy", (int) agent->busy,
+                 "state", lives [agent->life],
+                 "restarts", (uint64_t) agent->restarts,
+                 "host", (uint64_t) agd_hosts_pid (agent),
+                 "last_crash", agent->last_crash,
+                 "last_crash_ms", agent->last_crash
+                 ? (uint64_t) (now - agent->last_crash_at) / 1000: 0);
     }
 }
 
@@ -288,8 +297,15 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
         agd_broker_job_free (self, job);
         return;
     }
+    //  A host makes an agent with the id its broker gave it
+    uint64_t id = ++self->next_agent_id;
+    const msgpack_object *given = self->config.host_role
+                                ? ag_obj_get (&body, "id"): NULL;
+    if (given && given->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+    &&  given->via.u64 && !ag_idmap_lookup (self->agents, given->via.u64))
+        id = given->via.u64;
     agd_agent_t *agent = (agd_agent_t *) zmalloc (sizeof (agd_agent_t));
-    agent->id = ++self->next_agent_id;
+    agent->id = id;
     agent->cls = cls;
     agent->name = name;
     self->agents_counted++;
@@ -312,6 +328,14 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
         }
     }
     agent->created = ag_usecs ();
+    if (agd_hosts_place (self, agent, &create)) {
+        agd_broker_error (self, job, AG_INTERNAL, "out of memory");
+        s_agent_uncount (self, agent);
+        free (name);
+        free (agent);
+        agd_broker_job_free (self, job);
+        return;
+    }
     ag_idmap_insert (self->agents, agent->id, agent);
     if (name)
         zhashx_insert (self->names, name, agent);

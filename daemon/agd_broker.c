@@ -53,6 +53,11 @@ agd_broker_job_new (agd_broker_t *self)
     job->resolved = false;
     job->status = 0;
     job->answered = false;
+    job->plain = false;
+    job->restore = false;
+    job->host_corr = 0;
+    job->forwarded = 0;
+    job->host_prev = job->host_next = NULL;
     return job;
 }
 
@@ -124,7 +129,12 @@ s_pack_info (agd_broker_t *self)
     msgpack_packer *pk = &self->packer;
     msgpack_sbuffer_clear (&self->buffer);
     agd_registry_t *registry = self->args->registry;
-    msgpack_pack_map (pk, 15);
+    msgpack_pack_map (pk, 17);
+    agd_pack_str (pk, "isolation");
+    agd_pack_str (pk, self->config.isolation == AGD_ISOLATE_PROCESS
+                      ? "process": "thread");
+    agd_pack_str (pk, "hosts");
+    agd_hosts_pack (self, pk);
     agd_pack_str (pk, "version");
     agd_pack_str (pk, AG_VERSION_STRING);
     agd_pack_str (pk, "protocol");
@@ -392,6 +402,9 @@ s_frontend_recv (agd_broker_t *self)
         return 0;
     }
     job->arrived = self->now;
+    //  A host's requests come from its broker, which resolved their
+    //  futures: what looks like one is a value
+    job->plain = self->config.host_role;
     s_handle_request (self, job);
     return 0;
 }
@@ -440,6 +453,7 @@ s_teardown (agd_broker_t *self)
 {
     while (agd_agents_serve_lists (self))
         ;                           //  LISTs are answered to the end
+    agd_hosts_stop (self);
     agd_pool_stop (self);
     //  Finalise the agents no worker holds. The broker runs fini here,
     //  once it no longer serves anyone.
@@ -452,13 +466,15 @@ s_teardown (agd_broker_t *self)
     while ((agent = (agd_agent_t *) zlist_pop (agents))) {
         if (agent->busy)
             continue;               //  still in a worker's hands
+        //  A host runs its agents' fini as it stops
         ag_fini_fn *fini = ag_class_fini (agent->cls);
-        if (agent->alive && fini)
+        if (agent->alive && fini && !agent->host)
             fini (agent->state);
         free (agent->state);
         agd_agents_free (self, agent);
     }
     zlist_destroy (&agents);
+    agd_hosts_destroy (self);
     //  Threads still running agent code keep the plugins loaded
     self->args->abandoned = agd_pool_running (self);
 }
@@ -665,12 +681,21 @@ agd_broker (zsock_t *pipe, void *args_)
                  "cannot watch connections: agents of clients that go"
                  " stay until deleted");
     agd_refs_init (self);
+    if (agd_hosts_new (self)) {
+        agd_hosts_destroy (self);
+        s_self_destroy (&self);
+        zsock_signal (pipe, 1);
+        char *command = zstr_recv (pipe);
+        zstr_free (&command);
+        return;
+    }
+    agd_hosts_start (self);
     for (int i = 0; i < self->config.threads_min; i++)
         agd_pool_spawn (self);
     zsock_signal (pipe, 0);
 
     //  Then the sockets of the servers we fetch from, as many as there are
-    zmq_pollitem_t items [5 + 2 * 16] = {
+    zmq_pollitem_t items [5 + 2 * 16 + 3 * AGD_MAX_HOSTS] = {
         { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 },
         { self->frontend, 0, ZMQ_POLLIN, 0 },
         { self->backend, 0, ZMQ_POLLIN, 0 },
@@ -687,6 +712,7 @@ agd_broker (zsock_t *pipe, void *args_)
         timeout = MIN (timeout, agd_pool_timeout (self, now));
         timeout = MIN (timeout, agd_refs_timeout (self, now));
         timeout = MIN (timeout, agd_cancel_timeout (self, now));
+        timeout = MIN (timeout, agd_hosts_timeout (self, now));
         if (self->next_client_check && !self->stopping)
             timeout = MIN (timeout, (self->next_client_check - now + 999)
                                     / 1000);
@@ -694,8 +720,11 @@ agd_broker (zsock_t *pipe, void *args_)
             timeout = 0;            //  pages still to pack
         if (timeout < 0)
             timeout = 0;
-        int item_count = base_count + (int) agd_peers_items (self->peers,
-            items + base_count, sizeof items / sizeof items [0] - 5);
+        int peer_count = (int) agd_peers_items (self->peers,
+            items + base_count, 2 * 16);
+        int host_base = base_count + peer_count;
+        int item_count = host_base + (int) agd_hosts_items (self,
+            items + host_base, 3 * AGD_MAX_HOSTS);
         int rc = zmq_poll (items, item_count, (long) timeout);
         if (rc == -1 && zmq_errno () != EINTR)
             break;                  //  context terminated
@@ -732,9 +761,13 @@ agd_broker (zsock_t *pipe, void *args_)
             ;
         for (int i = 0; i < BATCH && s_frontend_recv (self) == 0; i++)
             ;
-        if (item_count > base_count)
+        if (peer_count)
             agd_peers_recv (self->peers, self->now, agd_broker_deliver,
                             self);
+        if (self->host_count) {
+            agd_hosts_poll (self, items + host_base);
+            agd_hosts_tick (self);
+        }
         if (self->waiting_head)
             agd_refs_expire (self);
         if (self->timed_count)

@@ -12,8 +12,10 @@
 //  thread has not started, growing and shrinking), agd_agents.c (the
 //  agent table: create, look up, delete, list), agd_admit.c (who a
 //  request comes from, what it may hold), agd_refs.c (futures given as
-//  arguments), agd_cancel.c (calls whose callers no longer wait) and
-//  agd_watch.c (clients that go, and the agents they leave). All of it
+//  arguments), agd_cancel.c (calls whose callers no longer wait),
+//  agd_watch.c (clients that go, and the agents they leave), and, with
+//  process isolation, agd_host.c (host processes) and agd_hostcall.c
+//  (the requests out at hosts, and restarts). All of it
 //  runs on the broker's thread, so none of it locks, except for the
 //  cancel flag a worker reads.
 //  @end
@@ -29,6 +31,8 @@
                                     //  a drop: the socket has seen it end
 
 typedef struct _agd_broker_t agd_broker_t;
+typedef struct _agd_host_t agd_host_t;
+#define AGD_MAX_HOSTS   32          //  host processes a server runs
 typedef struct _worker_t worker_t;
 struct _worker_t {
     uint32_t id;                    //  routing id is 'W' + id
@@ -115,6 +119,11 @@ struct _agd_broker_t {
     uint64_t served;                //  requests answered
     uint64_t failed;                //  of which with an error status
     uint64_t fetched;               //  results delivered to FETCH
+    agd_host_t **hosts;             //  host processes (agd_host.c)
+    size_t host_count;
+    ag_idmap_t *host_jobs;          //  corr at a host -> job out there
+    uint64_t host_corr;             //  last corr used with hosts
+    char host_dir [128];            //  their sockets' directory
 };
 
 //  agd_broker.c: jobs
@@ -181,6 +190,10 @@ void
 void
     agd_pool_fail (agd_broker_t *self, agd_job_t *job, int status,
                    const char *reason);
+//  A job is done with (run, or failed before it could run): answer it,
+//  and take its agent on to what is next
+void
+    agd_pool_finish (agd_broker_t *self, agd_job_t *job);
 //  Take an agent off the ready queue, if it is on it
 void
     agd_pool_unready (agd_broker_t *self, agd_agent_t *agent);
@@ -293,6 +306,51 @@ int64_t
     agd_cancel_timeout (agd_broker_t *self, int64_t now);
 void
     agd_cancel_destroy (agd_broker_t *self);
+
+//  agd_host.c: host processes, for process isolation
+//  The hosts, one per plugin (none with thread isolation). Returns 0, or
+//  -1 with args->error set.
+int
+    agd_hosts_new (agd_broker_t *self);
+//  Start them (they report ready later, in the loop)
+void
+    agd_hosts_start (agd_broker_t *self);
+//  A new agent of a plugin's class lives in its host from now: keep
+//  what it is made with there. Returns 0, or -1 out of memory.
+int
+    agd_hosts_place (agd_broker_t *self, agd_agent_t *agent,
+                     const agp_create_t *create);
+//  An agent goes: out of its host's list
+void
+    agd_hosts_forget (agd_broker_t *self, agd_agent_t *agent);
+//  An agent in a host has work, perhaps: its next request goes there
+void
+    agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent);
+//  A call out at a host was cancelled: the host is told
+void
+    agd_hosts_cancel (agd_broker_t *self, agd_job_t *job);
+//  Poll items: fills items (size of them); returns how many. Then the
+//  pass handles what they report.
+size_t
+    agd_hosts_items (agd_broker_t *self, zmq_pollitem_t *items, size_t size);
+void
+    agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items);
+//  Timers: restarts, the call limit. And ms until they need it.
+void
+    agd_hosts_tick (agd_broker_t *self);
+int64_t
+    agd_hosts_timeout (agd_broker_t *self, int64_t now);
+//  Figures for INFO: [{plugin, pid, state, agents, starts}]
+void
+    agd_hosts_pack (agd_broker_t *self, msgpack_packer *pk);
+//  The pid of an agent's host, or 0
+int
+    agd_hosts_pid (agd_agent_t *agent);
+//  At stop: answer calls still out, stop the hosts; then free them
+void
+    agd_hosts_stop (agd_broker_t *self);
+void
+    agd_hosts_destroy (agd_broker_t *self);
 
 //  agd_watch.c: clients that go
 int64_t

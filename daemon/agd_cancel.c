@@ -103,8 +103,11 @@ void
 agd_cancel_agent (agd_broker_t *self, agd_agent_t *agent)
 {
     for (agd_job_t *job = agent->chain; job; job = job->next)
-        if (s_cancellable (job))
+        if (s_cancellable (job)) {
             atomic_store (&job->cancel, AGD_CANCEL_DELETED);
+            if (job->host_corr)
+                agd_hosts_cancel (self, job);
+        }
     //  A CREATE waiting for its futures is not cancelled: failing it
     //  would free the agent under its DELETE
     if (agent->waiting && s_cancellable (agent->waiting))
@@ -157,6 +160,8 @@ agd_cancel_request (agd_broker_t *self, agd_job_t *request)
     for (agd_job_t *job = agent->chain; job && !found; job = job->next)
         if (s_matches (job, request, corr)) {
             atomic_store (&job->cancel, AGD_CANCEL_CALLER);
+            if (job->host_corr)
+                agd_hosts_cancel (self, job);
             found = "running";
         }
     if (!found && agent->waiting && s_matches (agent->waiting, request,

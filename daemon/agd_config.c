@@ -110,6 +110,23 @@ static const cfg_key_t s_keys [] = {
       " re-reads it" },
     { "security/insecure", KEY_INT, "0", 0, 1, "--insecure",
       "1: bind endpoints beyond loopback without CURVE, unencrypted" },
+    { "server/isolation", KEY_STRING, "thread", 0, 0, "--isolation",
+      "where plugin code runs: process (a host process per plugin, which"
+      " may crash alone) or thread (this process's worker threads)" },
+    { "server/restart_max", KEY_INT, "5", 0, 1000, "--restart-max",
+      "restarts of one agent within server/restart_window_ms; one more"
+      " crash and the agent is failed (process isolation)" },
+    { "server/restart_window_ms", KEY_INT, "60000", 1, 86400000, NULL,
+      "the time server/restart_max counts restarts in" },
+    { "server/restart_backoff_ms", KEY_INT, "100", 0, 60000, NULL,
+      "wait before an agent's second restart in its window, doubling for"
+      " each one after (the first is at once)" },
+    { "server/call_limit_ms", KEY_INT, "0", 0, 86400000, "--call-limit-ms",
+      "a host running one call longer is killed and its agents restarted"
+      " (0: no limit; process isolation)" },
+    { "server/host_memory_mb", KEY_INT, "0", 0, 16777216,
+      "--host-memory-mb", "address space of each host process, in MiB"
+      " (0: no limit); past it allocation fails" },
     { "log/level", KEY_STRING, "notice", 0, 0, "-v",
       "error, warning, notice, info (every request) or debug; -v sets"
       " info; SIGHUP re-reads it" },
@@ -205,6 +222,11 @@ s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
         &&  strncmp (value, "ipc://", 6) != 0) {
             snprintf (why, size, "'%s' is not tcp://host:port, tcp://host:*,"
                       " ipc://path, local or any", value);
+            return -1;
+        }
+        if (streq (key->path, "server/isolation")
+        &&  !streq (value, "process") && !streq (value, "thread")) {
+            snprintf (why, size, "'%s' is not process or thread", value);
             return -1;
         }
         if (streq (key->path, "log/level") && agd_log_level_of (value) < 0) {
@@ -595,6 +617,19 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
         return -1;
     }
     agd_server_set_insecure (server, s_int (self, "security/insecure") != 0);
+    agd_server_set_restarts (server,
+        (int) s_int (self, "server/restart_max"),
+        (int) s_int (self, "server/restart_window_ms"),
+        (int) s_int (self, "server/restart_backoff_ms"));
+    agd_server_set_call_limit (server,
+        (int) s_int (self, "server/call_limit_ms"));
+    agd_server_set_host_memory (server,
+        (int) s_int (self, "server/host_memory_mb"));
+    if (agd_server_set_isolation (server,
+            agd_settings_get (self, "server/isolation"))) {
+        snprintf (error, size, "%s", agd_server_error (server));
+        return -1;
+    }
     agd_server_set_log_level (server,
         agd_log_level_of (agd_settings_get (self, "log/level")));
     return 0;

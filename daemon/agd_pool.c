@@ -266,6 +266,10 @@ agd_pool_dispatch (agd_broker_t *self)
 void
 agd_pool_make_ready (agd_broker_t *self, agd_agent_t *agent)
 {
+    if (agent->host) {
+        agd_hosts_ready (self, agent);
+        return;
+    }
     if (agent->busy || agent->ready || !agent->head || agent->waiting)
         return;
     agent->ready = true;
@@ -315,10 +319,10 @@ agd_pool_enqueue (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job)
 //  ---------------------------------------------------------------------
 //  Results from workers
 
-//  A job is done with (run by a worker, or failed before it could run):
-//  answer it, and take its agent on to what is next
-static void
-s_finish (agd_broker_t *self, agd_job_t *job)
+//  A job is done with (run by a worker or a host, or failed before it
+//  could run): answer it, and take its agent on to what is next
+void
+agd_pool_finish (agd_broker_t *self, agd_job_t *job)
 {
     agd_agent_t *agent = job->agent;
     self->jobs_pending--;
@@ -396,7 +400,7 @@ agd_pool_fail (agd_broker_t *self, agd_job_t *job, int status,
     if (!job->framed)
         zmq_msg_init (&job->body);
     job->status = (uint16_t) status;
-    s_finish (self, job);
+    agd_pool_finish (self, job);
 }
 
 //  A worker is done with a job. One whose arguments hold futures comes
@@ -444,7 +448,7 @@ s_job_done (agd_broker_t *self, worker_t *worker, agd_job_t *job)
         return;
     }
     agent->busy = agent->running > 0;
-    s_finish (self, job);
+    agd_pool_finish (self, job);
 }
 
 //  One thing less outstanding for a worker; idle when nothing is

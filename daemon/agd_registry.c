@@ -19,7 +19,9 @@ struct _agd_registry_t {
     const ag_class_t **classes;     //  in registration order
     size_t size;                    //  classes held
     size_t capacity;                //  room in classes
+    const char **paths;             //  each class's plugin, or NULL
     zlist_t *plugins;               //  dlopen handles
+    zlist_t *plugin_paths;          //  their full paths, in load order
 };
 
 agd_registry_t *
@@ -27,6 +29,8 @@ agd_registry_new (void)
 {
     agd_registry_t *self = (agd_registry_t *) zmalloc (sizeof (agd_registry_t));
     self->plugins = zlist_new ();
+    self->plugin_paths = zlist_new ();
+    zlist_autofree (self->plugin_paths);
     return self;
 }
 
@@ -41,7 +45,9 @@ agd_registry_destroy (agd_registry_t **self_p)
             handle = zlist_next (self->plugins);
         }
         zlist_destroy (&self->plugins);
+        zlist_destroy (&self->plugin_paths);
         free (self->classes);
+        free (self->paths);
         free (self);
         *self_p = NULL;
     }
@@ -80,13 +86,19 @@ agd_registry_add (agd_registry_t *self, const ag_class_t *cls,
         size_t capacity = self->capacity? self->capacity * 2: 16;
         const ag_class_t **classes = (const ag_class_t **)
             realloc (self->classes, capacity * sizeof (ag_class_t *));
-        if (!classes) {
+        if (classes)
+            self->classes = classes;
+        const char **paths = (const char **)
+            realloc (self->paths, capacity * sizeof (char *));
+        if (paths)
+            self->paths = paths;
+        if (!classes || !paths) {
             snprintf (reason, size, "%s: out of memory", origin);
             return -1;
         }
-        self->classes = classes;
         self->capacity = capacity;
     }
+    self->paths [self->size] = NULL;
     self->classes [self->size++] = cls;
     return 0;
 }
@@ -105,6 +117,13 @@ agd_registry_load (agd_registry_t *self, const char *path,
     void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
         snprintf (reason, size, "plugin %s: %s", path, dlerror ());
+        return -1;
+    }
+    //  Where it is, for a host process to load the same file
+    char *real = realpath (path, NULL);
+    if (!real) {
+        snprintf (reason, size, "plugin %s: %s", path, strerror (errno));
+        dlclose (handle);
         return -1;
     }
     const int *abi = (const int *) dlsym (handle, "ag_plugin_abi");
@@ -132,15 +151,46 @@ agd_registry_load (agd_registry_t *self, const char *path,
         if (agd_registry_add (self, classes [i], origin, reason, size)) {
             self->size = before;
             dlclose (handle);
+            free (real);
             return -1;
         }
     if (self->size == before) {
         snprintf (reason, size, "plugin %s: lists no classes", path);
         dlclose (handle);
+        free (real);
         return -1;
     }
     zlist_append (self->plugins, handle);
+    zlist_append (self->plugin_paths, real);
+    const char *kept = (const char *) zlist_last (self->plugin_paths);
+    free (real);
+    for (size_t i = before; i < self->size; i++)
+        self->paths [i] = kept;
     return 0;
+}
+
+const char *
+agd_registry_plugin (agd_registry_t *self, const ag_class_t *cls)
+{
+    for (size_t i = 0; i < self->size; i++)
+        if (self->classes [i] == cls)
+            return self->paths [i];
+    return NULL;
+}
+
+size_t
+agd_registry_plugins (agd_registry_t *self)
+{
+    return zlist_size (self->plugin_paths);
+}
+
+const char *
+agd_registry_plugin_at (agd_registry_t *self, size_t index)
+{
+    const char *path = (const char *) zlist_first (self->plugin_paths);
+    while (path && index--)
+        path = (const char *) zlist_next (self->plugin_paths);
+    return path;
 }
 
 size_t

@@ -36,6 +36,7 @@ struct _agd_server_t {
     char *curve_secret;             //  Z85 secret key, or NULL: no CURVE
     char *curve_allow;              //  client certificate directory
     bool insecure;                  //  may bind beyond loopback unencrypted
+    char *host_program;             //  agentd, to start hosts with
     agd_auth_t *auth;               //  our ZAP domain, once started
     bool started;                   //  start succeeded
     bool stopped;                   //  broker said STOPPED
@@ -96,6 +97,9 @@ agd_server_new (void)
         .heartbeat_timeout_ms = 30000,
         .inbound_hwm = 10000,
         .outbound_hwm = 1000000,
+        .restart_max = 5,
+        .restart_window_ms = 60000,
+        .restart_backoff_ms = 100,
         .max_depth = AG_MAX_DEPTH,
         .max_elements = AG_MAX_ELEMENTS,
         .log_level = AGD_LOG_NOTICE
@@ -147,6 +151,7 @@ agd_server_destroy (agd_server_t **self_p)
             sodium_memzero (self->curve_secret, strlen (self->curve_secret));
         free (self->curve_secret);
         free (self->curve_allow);
+        free (self->host_program);
         zlist_destroy (&self->endpoints);
         zlist_destroy (&self->peers);
         zlist_destroy (&self->bound);
@@ -404,6 +409,57 @@ agd_server_set_insecure (agd_server_t *self, bool insecure)
 }
 
 int
+agd_server_set_isolation (agd_server_t *self, const char *mode)
+{
+    if (mode && streq (mode, "thread"))
+        self->config.isolation = AGD_ISOLATE_THREAD;
+    else
+    if (mode && streq (mode, "process"))
+        self->config.isolation = AGD_ISOLATE_PROCESS;
+    else {
+        snprintf (self->error, sizeof self->error, "isolation '%s' is not"
+                  " process or thread", mode? mode: "(null)");
+        return -1;
+    }
+    return 0;
+}
+
+void
+agd_server_set_restarts (agd_server_t *self, int max, int window_ms,
+                         int backoff_ms)
+{
+    self->config.restart_max = MAX (max, 0);
+    self->config.restart_window_ms = MAX (window_ms, 1);
+    self->config.restart_backoff_ms = MAX (backoff_ms, 0);
+}
+
+void
+agd_server_set_call_limit (agd_server_t *self, int msecs)
+{
+    self->config.call_limit_ms = MAX (msecs, 0);
+}
+
+void
+agd_server_set_host_memory (agd_server_t *self, int megabytes)
+{
+    self->config.host_memory_mb = MAX (megabytes, 0);
+}
+
+void
+agd_server_set_host_program (agd_server_t *self, const char *program)
+{
+    free (self->host_program);
+    self->host_program = program? strdup (program): NULL;
+}
+
+void
+agd_server_set_host_role (agd_server_t *self)
+{
+    self->config.host_role = true;
+    self->config.isolation = AGD_ISOLATE_THREAD;
+}
+
+int
 agd_server_reload_keys (agd_server_t *self)
 {
     if (!self->auth) {
@@ -479,6 +535,16 @@ agd_server_start (agd_server_t *self)
     self->args->peers = self->peers;
     self->args->bound = self->bound;
     self->args->stop_fd = self->stop_pipe [0];
+    if (!self->host_program) {
+        const char *agentd = getenv ("AGENTD");
+        if (agentd && *agentd)
+            self->host_program = strdup (agentd);
+#ifdef AG_AGENTD_PATH
+        else
+            self->host_program = strdup (AG_AGENTD_PATH);
+#endif
+    }
+    self->args->host_program = self->host_program;
     //  The server's threads take no asynchronous signals: those belong
     //  to the program. The broker, and the workers it starts, inherit
     //  this mask.

@@ -108,6 +108,11 @@ s_arguments (agd_job_t *job, const msgpack_object *args, msgpack_zone *zone,
              msgpack_object *out)
 {
     char reason [512];
+    if (job->plain) {
+        if (args)
+            *out = *args;
+        return 0;
+    }
     if (job->resolved) {
         if (agd_future_replace (args, job->refs, zone, out, reason,
                                 sizeof reason)) {

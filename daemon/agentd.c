@@ -16,7 +16,12 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+
+//  In its host role agentd runs another agentd's agents: it stops when
+//  that one goes (its pipe closes), and on nothing else
+static bool s_host_role;
 
 static void
 s_usage (FILE *file)
@@ -34,6 +39,7 @@ s_usage (FILE *file)
 "  -v, --verbose            log every request (log level info)\n"
 "      --insecure           allow endpoints beyond loopback without CURVE\n"
 "      --parent-fd FD       stop when FD (a pipe from the parent) closes\n"
+"      --set KEY=VALUE      set any setting of agentd.conf(5) (repeatable)\n"
 "      --settings           print every setting, its default and meaning\n"
 "  -V, --version            print the version and exit\n"
 "  -h, --help               print this help and exit\n"
@@ -64,8 +70,9 @@ s_watch_parent (void *arg)
         if (rc == 0 || (rc < 0 && errno != EINTR && errno != EAGAIN))
             break;
     }
-    zsys_notice ("parent gone: stopping");
-    kill (getpid (), SIGTERM);
+    if (!s_host_role)
+        zsys_notice ("parent gone: stopping");
+    kill (getpid (), s_host_role? SIGUSR2: SIGTERM);
     return NULL;
 }
 
@@ -144,10 +151,12 @@ main (int argc, char *argv [])
         { "parent-fd", required_argument, NULL, 7 },
         { "settings", no_argument, NULL, 8 },
         { "insecure", no_argument, NULL, 22 },
+        { "set", required_argument, NULL, 23 },
+        { "host", no_argument, NULL, 24 },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' }
     };
-    size_t own = 10;
+    size_t own = 12;
     agd_settings_options (options + own, 80 - own);
     //  A crash in agent code, or its exit (), names the agent in the log
     agd_fatal_install ();
@@ -158,6 +167,7 @@ main (int argc, char *argv [])
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGTERM);
     sigaddset (&signals, SIGHUP);
+    sigaddset (&signals, SIGUSR2);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     agd_settings_t *cli = agd_settings_new ();
@@ -203,6 +213,25 @@ main (int argc, char *argv [])
                 rc = agd_settings_set (cli, "security/insecure", "1",
                                        "command line", true, error,
                                        sizeof error);
+                break;
+            case 23: {
+                char key [128];
+                const char *equals = strchr (optarg, '=');
+                if (!equals || equals == optarg
+                ||  (size_t) (equals - optarg) >= sizeof key) {
+                    snprintf (error, sizeof error, "--set %s: not KEY=VALUE",
+                              optarg);
+                    rc = -1;
+                    break;
+                }
+                memcpy (key, optarg, (size_t) (equals - optarg));
+                key [equals - optarg] = 0;
+                rc = agd_settings_set (cli, key, equals + 1, "command line",
+                                       true, error, sizeof error);
+                break;
+            }
+            case 24:
+                s_host_role = true;
                 break;
             case 7: {
                 char *end;
@@ -259,11 +288,42 @@ main (int argc, char *argv [])
         status = 2;
         goto done;
     }
+    if (s_host_role) {
+        //  The other agentd talks to systemd and takes the signals
+        unsetenv ("NOTIFY_SOCKET");
+        signal (SIGINT, SIG_IGN);
+        signal (SIGTERM, SIG_IGN);
+        signal (SIGHUP, SIG_IGN);
+        sigdelset (&signals, SIGINT);
+        sigdelset (&signals, SIGTERM);
+        sigdelset (&signals, SIGHUP);
+        long megabytes = atol (agd_settings_get (settings,
+                                                 "server/host_memory_mb"));
+        if (megabytes > 0) {
+            struct rlimit limit;
+            limit.rlim_cur = limit.rlim_max = (rlim_t) megabytes << 20;
+            if (setrlimit (RLIMIT_AS, &limit))
+                fprintf (stderr, "agentd: host memory limit: %s\n",
+                         strerror (errno));
+        }
+    }
     server = agd_server_new ();
     if (!server || agd_settings_apply (settings, server, error, sizeof error)) {
         fprintf (stderr, "agentd: %s\n", server? error: "out of memory");
         status = 1;
         goto done;
+    }
+    if (s_host_role)
+        agd_server_set_host_role (server);
+    else {
+        //  Hosts run this very program
+        char self_path [4096];
+        ssize_t length = readlink ("/proc/self/exe", self_path,
+                                   sizeof self_path - 1);
+        if (length > 0) {
+            self_path [length] = 0;
+            agd_server_set_host_program (server, self_path);
+        }
     }
     zsys_set_logident ("agentd");
     int report_fd = -1;
@@ -299,8 +359,9 @@ main (int argc, char *argv [])
     for (size_t i = 0; i < agd_server_endpoints (server); i++)
         printf ("listening on %s\n", agd_server_endpoint (server, i));
     fflush (stdout);
-    zsys_notice ("started version=%s pid=%d config=%s", AG_VERSION_STRING,
-                 getpid (), config? config: "(none)");
+    if (!s_host_role)
+        zsys_notice ("started version=%s pid=%d config=%s",
+                     AG_VERSION_STRING, getpid (), config? config: "(none)");
     agd_notify ("READY=1");
     if (report_fd >= 0) {
         char ok = 0;
@@ -339,13 +400,15 @@ main (int argc, char *argv [])
                       "security/curve_secret_key") != NULL);
             continue;
         }
-        zsys_notice ("signal=%s: stopping", strsignal (signal));
+        if (!s_host_role)
+            zsys_notice ("signal=%s: stopping", strsignal (signal));
         break;
     }
     agd_notify ("STOPPING=1");
     agd_server_stop (server);
     agd_server_wait (server);
-    zsys_notice ("stopped");
+    if (!s_host_role)
+        zsys_notice ("stopped");
 done:
     agd_server_destroy (&server);
     agd_settings_destroy (&settings);

@@ -199,6 +199,31 @@ AG_EXPORT void
 AG_EXPORT int
     agd_server_reload_keys (agd_server_t *self);
 
+//  Where the code of plugin classes runs: "thread" (this process's
+//  worker threads; the default for a server in a program) or "process"
+//  (a host process per plugin, each an agentd started in its host role:
+//  a crash there fails the calls it was running with 521 and its agents
+//  are made again in a new host). The program's own classes always run
+//  in threads. "process" runs $AGENTD, or the installed agentd. Returns
+//  0, or -1 for another mode.
+AG_EXPORT int
+    agd_server_set_isolation (agd_server_t *self, const char *mode);
+//  With process isolation: an agent is restarted at most max times
+//  within window_ms (then it is failed: its calls get 522 until it is
+//  deleted); a second restart within the window waits backoff_ms, and
+//  each after it twice as long as the one before. Defaults 5, 60000, 100.
+AG_EXPORT void
+    agd_server_set_restarts (agd_server_t *self, int max, int window_ms,
+                             int backoff_ms);
+//  With process isolation: a host running one call longer than msecs is
+//  killed, and its agents restarted (0, the default: no limit)
+AG_EXPORT void
+    agd_server_set_call_limit (agd_server_t *self, int msecs);
+//  With process isolation: each host's address space, in MiB (0, the
+//  default: no limit). Past it, the host's allocations fail.
+AG_EXPORT void
+    agd_server_set_host_memory (agd_server_t *self, int megabytes);
+
 //  Bind every endpoint and start serving. Returns 0, or -1 with a reason
 //  from agd_server_error (for example, an endpoint in use, or one that
 //  is not loopback without CURVE or agd_server_set_insecure). With no

@@ -31,6 +31,8 @@ ag_status_str (int status)
         case AG_INIT_FAILED:    return "agent init failed";
         case AG_DEADLINE:       return "deadline passed";
         case AG_AGENT_ERROR:    return "agent error";
+        case AG_CRASHED:        return "agent crashed";
+        case AG_FAILED:         return "agent failed";
         case AG_UNREACHABLE:    return "server unreachable";
         case AG_TIMEOUT:        return "timed out";
         case AG_CLOSED:         return "connection closed";

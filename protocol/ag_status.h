@@ -45,6 +45,11 @@ extern "C" {
 #define AG_INIT_FAILED       502    //  class init reported an error
 #define AG_DEADLINE          504    //  the call's deadline passed
 #define AG_AGENT_ERROR       520    //  method reported an error
+#define AG_CRASHED           521    //  the agent's host process died while
+                                    //  the call ran: it may have run in part
+#define AG_FAILED            522    //  the agent crashed past its restart
+                                    //  budget; it answers nothing until
+                                    //  deleted
 #define AG_UNREACHABLE       590    //  client: server dead or unreachable
 #define AG_TIMEOUT           591    //  client: wait timed out
 #define AG_CLOSED            592    //  client: connection closed locally

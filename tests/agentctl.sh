@@ -209,10 +209,10 @@ create_errors () {
 list_text () {
     ctl list
     succeeded || return 1
-    header='^ID  *NAME  *CLASS  *SERVED  *QUEUED  *AGE  *BUSY$'
+    header='^ID  *NAME  *CLASS  *SERVED  *QUEUED  *AGE  *BUSY  *STATE$'
     head -1 "$tmp/out" | grep -q "$header" \
         || fail "no header: $out" || return 1
-    grep -q "^$id  *ctr  *Counter  *[0-9][0-9]*  *0  *[0-9.a-z]*  *no$" \
+    grep -q "^$id  *ctr  *Counter  *[0-9][0-9]*  *0  *[0-9.a-z]*  *no  *running$" \
         "$tmp/out" || fail "no row for $id ctr Counter: $out" || return 1
     out_has "ctr2"
 }

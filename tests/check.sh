@@ -28,6 +28,7 @@ run "$B/tests/agtest" "$B"
 run "$B/tests/sectest" "$B"
 run "$B/tests/attacktest" "$B"
 run "$B/tests/faulttest" "$B"
+run "$B/tests/hosttest" "$B"
 run sh tests/install.sh "$B"
 if [ -f tests/agentctl.sh ]; then
     run sh tests/agentctl.sh "$B"

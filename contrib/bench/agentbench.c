@@ -386,6 +386,52 @@ s_child_mode (const char *plugin)
     return elapsed;
 }
 
+//  Child mode, one server: spawn it, create an agent, have it answer;
+//  in ms
+static double
+s_child_one (const char *plugin)
+{
+    int64_t start = s_usecs ();
+    agc_conn_t *conn = agc_conn_spawn (plugin);
+    agc_agent_t *agent = conn? agc_agent_new (conn, "Counter", NULL, NULL)
+                             : NULL;
+    double p99;
+    if (!agent || s_agent_roundtrip (agent, 1, &p99) < 0) {
+        fprintf (stderr, "agentbench: child mode failed: %s\n", agc_reason ());
+        exit (1);
+    }
+    double elapsed = (double) (s_usecs () - start) / 1000;
+    agc_agent_destroy (&agent);
+    agc_conn_destroy (&conn);
+    return elapsed;
+}
+
+//  Process isolation: a method crashes its host; how long until an
+//  agent of that host answers again (made again in a new host), in ms.
+//  A new crasher each time: an agent that crashes again soon waits its
+//  restart backoff, which is not what this measures.
+static double
+s_crash_recovery (agc_conn_t *conn, agc_agent_t *other)
+{
+    agc_agent_t *crasher = agc_agent_new (conn, "Crasher", NULL, NULL);
+    if (!crasher) {
+        fprintf (stderr, "agentbench: no crasher: %s\n", agc_reason ());
+        exit (1);
+    }
+    int64_t start = s_usecs ();
+    agc_future_t *future = agc_agent_call (crasher, "segv", NULL);
+    int status = agc_future_status (future);
+    agc_future_destroy (&future);
+    double p99;
+    if (status != AG_CRASHED || s_agent_roundtrip (other, 1, &p99) < 0) {
+        fprintf (stderr, "agentbench: the crash gave %d\n", status);
+        exit (1);
+    }
+    double elapsed = (double) (s_usecs () - start) / 1000;
+    agc_agent_destroy (&crasher);
+    return elapsed;
+}
+
 //  100 agents each sleeping 1 s, called at once: seconds of wall time
 static double
 s_hundred_sleepers (agc_conn_t *conn)
@@ -697,6 +743,51 @@ main (int argc, char *argv [])
     for (int r = 0; r < runs; r++)
         ours [r] = s_big_argument (agents [1], s_quick? 20: 100);
     s_report ("1 MiB argument, sync call", "MB/s", ours, runs, 0, 500, false);
+    }
+
+    if (s_want ("process isolation")) {
+    //  The same calls to a second agentd whose agents live in a host
+    //  process, against this one's, run for run
+    char *isolated_argv [] = { agentd, "-f", "-e", "tcp://127.0.0.1:*",
+                               "--plugin", plugin, "--isolation", "process",
+                               "--restart-max", "1000", NULL };
+    child_t isolated;
+    if (s_child_start (&isolated, isolated_argv)) {
+        fprintf (stderr, "agentbench: cannot start agentd --isolation"
+                 " process\n");
+        return 1;
+    }
+    agc_conn_t *iso_conn = agc_conn_new (isolated.endpoint);
+    agc_agent_t *hosted [64];
+    for (int i = 0; i < 64; i++)
+        hosted [i] = agc_agent_new (iso_conn, "Counter", NULL, NULL);
+    if (!hosted [63]) {
+        fprintf (stderr, "agentbench: cannot create hosted agents: %s\n",
+                 agc_reason ());
+        return 1;
+    }
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_agent_roundtrip (agents [0], calls, &base99 [r]);
+        ours [r] = s_agent_roundtrip (hosted [0], calls, &ours99 [r]);
+    }
+    s_report ("process isolation: sync p50 vs thread", "us", ours, runs,
+              s_median (base, runs, &min, &max), 1.30, true);
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_agent_pipelined (agents, 64, piped, 1000);
+        ours [r] = s_agent_pipelined (hosted, 64, piped, 1000);
+    }
+    s_report ("process isolation: 64 agents pipelined vs thread", "req/s",
+              ours, runs, s_median (base, runs, &min, &max), 0.60, false);
+    for (int r = 0; r < runs; r++) {
+        base [r] = s_child_one (plugin);
+        ours [r] = s_crash_recovery (iso_conn, hosted [1]);
+    }
+    s_report ("process isolation: crash to answering vs child start", "ms",
+              ours, runs, s_median (base, runs, &min, &max), 2.0, true);
+    for (int i = 0; i < 64; i++)
+        agc_agent_destroy (&hosted [i]);
+    agc_conn_destroy (&iso_conn);
+    s_child_stop (&isolated);
     }
 
     //  Last: it grows the daemon

@@ -10,6 +10,7 @@
 //  deadline of its own), and returns {"status": S, "value": V}: what
 //  came back. A deadline the relay call has is inherited by the call it
 //  makes. The libagentclient functions come from the host (agentd).
+//  Tally (add, total) is plain state, in a plugin of its own.
 //  @end
 
 #include <agentclient.h>
@@ -58,4 +59,41 @@ static const ag_class_t relay_class = {
     .methods = s_relay_methods
 };
 
-AG_PLUGIN (&relay_class)
+//  Tally: a plugin's agent with state, to show it keeps that state while
+//  another plugin's host crashes. add {"n": N} returns the total.
+typedef struct {
+    int64_t total;
+} tally_t;
+
+static int
+s_tally_add (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    tally_t *self = (tally_t *) state;
+    self->total += ag_obj_int (ag_obj_get (args, "n"), 1);
+    return ag_call_return (call, "i", self->total);
+}
+
+static int
+s_tally_total (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((tally_t *) state)->total);
+}
+
+static const ag_method_t s_tally_methods [] = {
+    { "add", s_tally_add, AG_SYNC },
+    { NULL }
+};
+
+static const ag_attr_t s_tally_attrs [] = {
+    { "total", s_tally_total },
+    { NULL }
+};
+
+static const ag_class_t tally_class = {
+    .name = "Tally",
+    .state_size = sizeof (tally_t),
+    .methods = s_tally_methods,
+    .attrs = s_tally_attrs
+};
+
+AG_PLUGIN (&relay_class, &tally_class)

@@ -412,17 +412,71 @@ s_exit (void *state, const msgpack_object *args, ag_call_t *call)
     exit ((int) ag_obj_int (ag_obj_get (args, "code"), 3));
 }
 
+//  hog: allocates (and touches) a MiB at a time until allocation
+//  fails, then aborts, as most C does when out of memory
+static int
+s_hog (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    while (true) {
+        char *block = (char *) malloc (1024 * 1024);
+        if (!block)
+            abort ();
+        memset (block, 1, 1024 * 1024);
+    }
+}
+
+//  hang: never returns, and looks at no flag (only killing its process
+//  stops it)
+static int
+s_hang (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    for (;;) {
+        struct timespec pause = { 1, 0 };
+        nanosleep (&pause, NULL);
+    }
+    return 0;
+}
+
+//  tick: counts the calls that ran since the agent was made
+typedef struct {
+    int64_t ticks;
+} crasher_t;
+
+static int
+s_tick (void *state, const msgpack_object *args, ag_call_t *call)
+{
+    crasher_t *self = (crasher_t *) state;
+    return ag_call_return (call, "i", ++self->ticks);
+}
+
+static int
+s_get_ticks (void *state, ag_call_t *call)
+{
+    return ag_call_return (call, "i", ((crasher_t *) state)->ticks);
+}
+
 static const ag_method_t s_crasher_methods [] = {
     { "segv", s_segv, AG_SYNC },
+    { "segv_async", s_segv, AG_ASYNC },
     { "abort", s_abort, AG_SYNC },
     { "overflow", s_overflow, AG_SYNC },
     { "exit", s_exit, AG_SYNC },
+    { "hog", s_hog, AG_SYNC },
+    { "hang", s_hang, AG_SYNC },
+    { "tick", s_tick, AG_ASYNC },
+    { NULL }
+};
+
+static const ag_attr_t s_crasher_attrs [] = {
+    { "ticks", s_get_ticks },
     { NULL }
 };
 
 const ag_class_t crasher_class = {
     .name = "Crasher",
-    .methods = s_crasher_methods
+    .state_size = sizeof (crasher_t),
+    .methods = s_crasher_methods,
+    .attrs = s_crasher_attrs
 };
 
 AG_PLUGIN (&counter_class, &broken_class, &keeper_class, &once_class,
