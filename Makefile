@@ -85,7 +85,8 @@ SERVER_SRC  = daemon/agd_server.c daemon/agd_broker.c daemon/agd_admit.c \
               daemon/agd_auth.c daemon/agd_future.c daemon/agd_account.c \
               daemon/agd_refs.c daemon/agd_peers.c daemon/agd_index.c \
               daemon/agd_cancel.c daemon/agd_fatal.c daemon/agd_actor.c \
-              daemon/agd_host.c daemon/agd_hostcall.c
+              daemon/agd_host.c daemon/agd_hostcall.c \
+              daemon/agd_hostrun.c
 
 COMMON_OBJ  = $(COMMON_SRC:%.c=$(B)/%.o)
 CLIENT_OBJ  = $(CLIENT_SRC:%.c=$(B)/%.o)

@@ -39,7 +39,6 @@ typedef struct {
     size_t max_elements;            //  msgpack objects, process-wide
     int log_level;                  //  AGD_LOG_ERROR .. AGD_LOG_DEBUG
     int isolation;                  //  AGD_ISOLATE_*: where plugin code runs
-    bool host_role;                 //  this server is another's host
     int restart_max;                //  restarts of an agent within ...
     int restart_window_ms;          //  ... this time, at most
     int restart_backoff_ms;         //  the wait before a second restart,
@@ -237,6 +236,7 @@ struct _agd_agent_t {
     agd_agent_t *host_prev;         //  the host's other agents
     agd_agent_t *host_next;
     uint64_t host_id;               //  its id there; 0 while it is not
+    agd_job_t *chain_tail;          //  the last of its requests out there
     uint8_t *init;                  //  the CREATE it is made there with
     size_t init_size;
     uint8_t life;                   //  AGD_LIFE_*
@@ -752,12 +752,24 @@ bool
     agd_endpoint_is_local (const char *endpoint);
 
 //  agentd's own: the program that host processes run (default $AGENTD
-//  or the installed agentd); and the host role, in which a server runs
-//  its plugins' code for another (threads only, no future resolution)
+//  or the installed agentd)
 void
     agd_server_set_host_program (agd_server_t *self, const char *program);
-void
-    agd_server_set_host_role (agd_server_t *self);
+
+//  agd_hostrun: agentd's host role. Runs the requests its broker sends
+//  over fd (a stream socket) on threads of its own, with the classes of
+//  registry, until the socket ends. Returns an exit status.
+typedef struct {
+    int threads_min;
+    int threads_max;
+    int idle_ms;
+    size_t max_message;
+    int log_level;
+} agd_hostrun_config_t;
+
+int
+    agd_hostrun (int fd, agd_registry_t *registry,
+                 const agd_hostrun_config_t *config);
 
 //  Selftests
 void agd_auth_test (bool verbose);

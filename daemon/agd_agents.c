@@ -297,15 +297,8 @@ agd_agents_create (agd_broker_t *self, agd_job_t *job)
         agd_broker_job_free (self, job);
         return;
     }
-    //  A host makes an agent with the id its broker gave it
-    uint64_t id = ++self->next_agent_id;
-    const msgpack_object *given = self->config.host_role
-                                ? ag_obj_get (&body, "id"): NULL;
-    if (given && given->type == MSGPACK_OBJECT_POSITIVE_INTEGER
-    &&  given->via.u64 && !ag_idmap_lookup (self->agents, given->via.u64))
-        id = given->via.u64;
     agd_agent_t *agent = (agd_agent_t *) zmalloc (sizeof (agd_agent_t));
-    agent->id = id;
+    agent->id = ++self->next_agent_id;
     agent->cls = cls;
     agent->name = name;
     self->agents_counted++;

@@ -402,9 +402,6 @@ s_frontend_recv (agd_broker_t *self)
         return 0;
     }
     job->arrived = self->now;
-    //  A host's requests come from its broker, which resolved their
-    //  futures: what looks like one is a value
-    job->plain = self->config.host_role;
     s_handle_request (self, job);
     return 0;
 }
@@ -720,6 +717,8 @@ agd_broker (zsock_t *pipe, void *args_)
             timeout = 0;            //  pages still to pack
         if (timeout < 0)
             timeout = 0;
+        if (self->host_count)
+            agd_hosts_flush (self);
         int peer_count = (int) agd_peers_items (self->peers,
             items + base_count, 2 * 16);
         int host_base = base_count + peer_count;

@@ -123,7 +123,6 @@ struct _agd_broker_t {
     size_t host_count;
     ag_idmap_t *host_jobs;          //  corr at a host -> job out there
     uint64_t host_corr;             //  last corr used with hosts
-    char host_dir [128];            //  their sockets' directory
 };
 
 //  agd_broker.c: jobs
@@ -335,6 +334,10 @@ size_t
     agd_hosts_items (agd_broker_t *self, zmq_pollitem_t *items, size_t size);
 void
     agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items);
+//  Write what waits for the hosts (at the end of each pass: one write
+//  for many requests)
+void
+    agd_hosts_flush (agd_broker_t *self);
 //  Timers: restarts, the call limit. And ms until they need it.
 void
     agd_hosts_tick (agd_broker_t *self);

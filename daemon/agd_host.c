@@ -7,20 +7,24 @@
 //  @header
 //  With process isolation, the classes of each plugin run in a host
 //  process of their own: agentd itself, started (posix_spawn: no fork of
-//  a process with ZeroMQ threads) in its host role, bound to an ipc
-//  socket in a directory only this user can enter, with an elastic pool
-//  of its own. The broker is the host's only client. It keeps what
+//  a process with ZeroMQ threads) in its host role (agd_hostrun.c), with
+//  threads of its own. The broker talks to it over a socketpair, which
+//  nothing else can reach: length-prefixed AGP frames, written and read
+//  by the broker's thread without blocking. The host says it is ready
+//  with a frame of its own; it ends when the socket does. It keeps what
 //  outlives a host: the agent table, names, ownership, mailboxes,
 //  deadlines, kept results and budgets, and each agent's init arguments.
 //
-//  An agent's requests go to its host one at a time, each when the one
-//  before is answered: a request still in the mailbox has not started,
-//  wherever the host is. When a host dies (a signal, exit, the memory
-//  limit, the call limit) the broker sees it at once on a pidfd:
+//  An agent's calls go to its host a few at a time (agd_hostcall.c); the
+//  host runs them in order and answers each before it starts the next.
+//  When a host dies (a signal, exit, the memory limit, the call limit)
+//  the broker sees it at once on a pidfd, reads what the socket still
+//  holds, and then:
 //
-//  - the one call in flight for each of its agents fails with 521
-//    (AG_CRASHED), naming the agent, class, method and how the host
-//    ended; the calls behind it stay queued;
+//  - the first call out for each of its agents, the one that may have
+//    run, fails with 521 (AG_CRASHED), naming the agent, class, method
+//    and how the host ended; those behind it never started, and go back
+//    to the mailbox;
 //  - a new host is started, and each agent is made again there from its
 //    init arguments, marked restarted, when its restart budget allows
 //    (at most restart_max restarts within restart_window_ms, each after
@@ -41,7 +45,7 @@
 #include <spawn.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <dirent.h>
+#include <sys/socket.h>
 
 extern char **environ;
 
@@ -69,22 +73,6 @@ agd_hosts_new (agd_broker_t *self)
                   " a server runs", count, AGD_MAX_HOSTS);
         return -1;
     }
-    //  The hosts' sockets, where only this user may reach them
-    const char *base = getenv ("RUNTIME_DIRECTORY");
-    if (!base || !*base || strchr (base, ':'))
-        base = getenv ("TMPDIR");
-    if (!base || !*base)
-        base = "/tmp";
-    snprintf (self->host_dir, sizeof self->host_dir, "%s/agentd.XXXXXX",
-              base);
-    if (strlen (self->host_dir) > 80 || !mkdtemp (self->host_dir)) {
-        snprintf (self->args->error, sizeof self->args->error,
-                  "process isolation: cannot make a directory for host"
-                  " sockets in %s: %s", base, strlen (self->host_dir) > 80
-                  ? "the path is too long": strerror (errno));
-        self->host_dir [0] = 0;
-        return -1;
-    }
     self->hosts = (agd_host_t **) zmalloc (count * sizeof (agd_host_t *));
     self->host_jobs = ag_idmap_new ();
     for (size_t i = 0; i < count; i++) {
@@ -93,7 +81,7 @@ agd_hosts_new (agd_broker_t *self)
         host->plugin = strdup (agd_registry_plugin_at (registry, i));
         const char *slash = strrchr (host->plugin, '/');
         host->plugin_name = slash? slash + 1: host->plugin;
-        host->pidfd = host->out_fd = host->watch_fd = -1;
+        host->pidfd = host->fd = -1;
         host->backoff_ms = 100;
         self->hosts [self->host_count++] = host;
     }
@@ -106,70 +94,46 @@ agd_hosts_new (agd_broker_t *self)
 static void
 s_host_close (agd_host_t *self)
 {
-    if (self->sock) {
-        zmq_close (self->sock);
-        self->sock = NULL;
-    }
-    if (self->out_fd >= 0)
-        close (self->out_fd);
-    if (self->watch_fd >= 0)
-        close (self->watch_fd);
+    if (self->fd >= 0)
+        close (self->fd);
     if (self->pidfd >= 0)
         close (self->pidfd);
-    self->out_fd = self->watch_fd = self->pidfd = -1;
-    self->line_len = 0;
+    self->fd = self->pidfd = -1;
+    self->in_size = 0;
+    self->out_size = self->out_sent = 0;
 }
 
-//  The arguments a host runs with: its plugin, its socket, and the
-//  settings that bound what it reads and runs
+//  The arguments a host runs with: its plugin, and the settings that
+//  bound what it reads and runs
 static void
 s_host_spawn (agd_broker_t *self, agd_host_t *host)
 {
     agd_config_t *config = &self->config;
-    snprintf (host->endpoint, sizeof host->endpoint, "ipc://%s/host-%u.%"
-              PRIu64, self->host_dir, host->index, host->starts + 1);
-    char sets [12][96];
+    char sets [5][96];
     int n = 0;
     snprintf (sets [n++], 96, "server/max_message=%zu", config->max_message);
     snprintf (sets [n++], 96, "server/max_depth=%d", config->max_depth);
     snprintf (sets [n++], 96, "server/max_elements=%zu",
               config->max_elements);
-    //  The broker is the host's only client: the host's limits are the
-    //  whole server's, and the broker's budgets bound what it sends
-    snprintf (sets [n++], 96, "server/max_bytes=%zu", config->max_bytes
-              + config->max_message);
-    snprintf (sets [n++], 96, "server/max_client_bytes=%zu",
-              config->max_bytes + config->max_message);
-    snprintf (sets [n++], 96, "server/max_agents=%zu", config->max_agents);
-    snprintf (sets [n++], 96, "server/max_agents_per_client=%zu",
-              config->max_agents);
-    snprintf (sets [n++], 96, "server/max_pending_per_client=100000000");
-    snprintf (sets [n++], 96, "server/inbound_hwm=0");
-    snprintf (sets [n++], 96, "server/retention_max=1");
     snprintf (sets [n++], 96, "server/host_memory_mb=%d",
               config->host_memory_mb);
-    char threads_min [16], threads_max [16], idle [16], level [32];
-    snprintf (threads_min, sizeof threads_min, "%d", config->threads_min);
-    snprintf (threads_max, sizeof threads_max, "%d", config->threads_max);
-    snprintf (idle, sizeof idle, "%d", config->idle_ms);
+    //  A host's starts and stops are ours to log: at the default level
+    //  it says only what is wrong
     static const char *levels [] = {
         "error", "warning", "notice", "info", "debug"
     };
-    //  A host's starts and stops are ours to log: at the default level
-    //  it says only what is wrong
-    int host_level = config->log_level == AGD_LOG_NOTICE
-                   ? AGD_LOG_WARNING: config->log_level;
-    snprintf (level, sizeof level, "log/level=%s", levels [host_level < 0? 0
-              : host_level > 4? 4: host_level]);
-    const char *argv [64];
+    int level = config->log_level == AGD_LOG_NOTICE? AGD_LOG_WARNING
+                                                   : config->log_level;
+    snprintf (sets [n++], 96, "log/level=%s",
+              levels [level < 0? 0: level > 4? 4: level]);
+    char threads_min [16], threads_max [16], idle [16];
+    snprintf (threads_min, sizeof threads_min, "%d", config->threads_min);
+    snprintf (threads_max, sizeof threads_max, "%d", config->threads_max);
+    snprintf (idle, sizeof idle, "%d", config->idle_ms);
+    const char *argv [32];
     int argc = 0;
     argv [argc++] = self->args->host_program;
     argv [argc++] = "--host";
-    argv [argc++] = "-f";
-    argv [argc++] = "-e";
-    argv [argc++] = host->endpoint;
-    argv [argc++] = "--parent-fd";
-    argv [argc++] = "3";
     argv [argc++] = "--plugin";
     argv [argc++] = host->plugin;
     argv [argc++] = "--threads-min";
@@ -178,27 +142,22 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
     argv [argc++] = threads_max;
     argv [argc++] = "--idle-ms";
     argv [argc++] = idle;
-    argv [argc++] = "--grace-ms";
-    argv [argc++] = "0";
-    argv [argc++] = "--set";
-    argv [argc++] = level;
     for (int i = 0; i < n; i++) {
         argv [argc++] = "--set";
         argv [argc++] = sets [i];
     }
     argv [argc] = NULL;
 
-    int out [2] = { -1, -1 }, watch [2] = { -1, -1 };
-    if (pipe2 (out, O_CLOEXEC) || pipe2 (watch, O_CLOEXEC)) {
+    int pair [2];
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)) {
         AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u (%s):"
-                 " pipe: %s", host->index, host->plugin_name,
+                 " socketpair: %s", host->index, host->plugin_name,
                  strerror (errno));
         goto failed;
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init (&actions);
-    posix_spawn_file_actions_adddup2 (&actions, out [1], 1);
-    posix_spawn_file_actions_adddup2 (&actions, watch [0], 3);
+    posix_spawn_file_actions_adddup2 (&actions, pair [1], 3);
     posix_spawnattr_t attr;
     posix_spawnattr_init (&attr);
     //  A clean signal mask; and a process group of its own, so that a
@@ -214,10 +173,9 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
                           (char *const *) argv, environ);
     posix_spawn_file_actions_destroy (&actions);
     posix_spawnattr_destroy (&attr);
-    close (out [1]);
-    close (watch [0]);
-    out [1] = watch [0] = -1;
+    close (pair [1]);
     if (rc) {
+        close (pair [0]);
         AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u (%s):"
                  " cannot run %s: %s", host->index, host->plugin_name,
                  self->args->host_program, strerror (rc));
@@ -229,14 +187,14 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
         AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u (%s):"
                  " pidfd_open: %s", host->index, host->plugin_name,
                  strerror (errno));
+        close (pair [0]);
         kill (pid, SIGKILL);
         waitpid (pid, NULL, 0);
         host->pid = 0;
         goto failed;
     }
-    fcntl (out [0], F_SETFL, O_NONBLOCK);
-    host->out_fd = out [0];
-    host->watch_fd = watch [1];
+    fcntl (pair [0], F_SETFL, O_NONBLOCK);
+    host->fd = pair [0];
     host->state = HOST_STARTING;
     host->started = self->now;
     host->starts++;
@@ -245,12 +203,6 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
     return;
 
 failed:
-    for (int i = 0; i < 2; i++) {
-        if (out [i] >= 0)
-            close (out [i]);
-        if (watch [i] >= 0)
-            close (watch [i]);
-    }
     host->state = HOST_DOWN;
     host->next_start = self->now + (int64_t) host->backoff_ms * 1000;
     host->backoff_ms = MIN (host->backoff_ms * 2, HOST_BACKOFF_MAX_MS);
@@ -262,6 +214,147 @@ agd_hosts_start (agd_broker_t *self)
     self->now = ag_usecs ();
     for (size_t i = 0; i < self->host_count; i++)
         s_host_spawn (self, self->hosts [i]);
+}
+
+//  ---------------------------------------------------------------------
+//  The socket
+
+//  A host that breaks the rules of its socket is killed: its end is then
+//  handled as any other
+static void
+s_host_kill (agd_host_t *host, const char *reason)
+{
+    if (host->pid && !host->killed) {
+        host->killed = true;
+        snprintf (host->kill_reason, sizeof host->kill_reason, "%s", reason);
+        kill (host->pid, SIGKILL);
+    }
+}
+
+//  Write what waits for the host, as much as it takes now
+static void
+s_host_flush (agd_host_t *host)
+{
+    while (host->fd >= 0 && host->out_sent < host->out_size) {
+        ssize_t rc = send (host->fd, host->out + host->out_sent,
+                           host->out_size - host->out_sent, MSG_NOSIGNAL);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                s_host_kill (host, "could not be written to");
+            return;
+        }
+        host->out_sent += (size_t) rc;
+    }
+    if (host->out_sent == host->out_size)
+        host->out_sent = host->out_size = 0;
+}
+
+int
+agd_host_send (agd_host_t *host, int command, uint64_t corr, uint64_t agent,
+               const void *body, size_t size)
+{
+    if (host->fd < 0)
+        return -1;
+    size_t frame = AGP_ENVELOPE_SIZE + size;
+    size_t need = host->out_size + 4 + frame;
+    if (need > host->out_alloc) {
+        //  What is left to write moves to the front first
+        if (host->out_sent) {
+            memmove (host->out, host->out + host->out_sent,
+                     host->out_size - host->out_sent);
+            host->out_size -= host->out_sent;
+            host->out_sent = 0;
+            need = host->out_size + 4 + frame;
+        }
+        if (need > host->out_alloc) {
+            size_t alloc = MAX (need, host->out_alloc * 2);
+            uint8_t *out = (uint8_t *) realloc (host->out, alloc);
+            if (!out)
+                return -1;
+            host->out = out;
+            host->out_alloc = alloc;
+        }
+    }
+    uint8_t *at = host->out + host->out_size;
+    at [0] = (uint8_t) frame;
+    at [1] = (uint8_t) (frame >> 8);
+    at [2] = (uint8_t) (frame >> 16);
+    at [3] = (uint8_t) (frame >> 24);
+    agp_envelope_t env = {
+        .command = (uint8_t) command, .word = 0, .corr = corr, .agent = agent
+    };
+    agp_envelope_encode (&env, at + 4);
+    if (size)
+        memcpy (at + 4 + AGP_ENVELOPE_SIZE, body, size);
+    host->out_size += 4 + frame;
+    return 0;                       //  written at the end of the pass
+}
+
+void
+agd_hosts_flush (agd_broker_t *self)
+{
+    for (size_t i = 0; i < self->host_count; i++)
+        if (self->hosts [i]->out_size > self->hosts [i]->out_sent)
+            s_host_flush (self->hosts [i]);
+}
+
+//  Read what the host wrote, and handle each frame in it. Returns 0, or
+//  -1 once the socket has ended (the host has, or will have).
+static int
+s_host_read (agd_broker_t *self, agd_host_t *host)
+{
+    while (host->fd >= 0) {
+        if (host->in_alloc - host->in_size < 65536) {
+            size_t alloc = MAX (host->in_alloc * 2, 131072);
+            uint8_t *in = (uint8_t *) realloc (host->in, alloc);
+            if (!in) {
+                s_host_kill (host, "was killed: out of memory for its"
+                             " replies");
+                return -1;
+            }
+            host->in = in;
+            host->in_alloc = alloc;
+        }
+        ssize_t rc = recv (host->fd, host->in + host->in_size,
+                           host->in_alloc - host->in_size, 0);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (rc <= 0)
+            return -1;
+        host->in_size += (size_t) rc;
+        //  Every whole frame
+        size_t at = 0;
+        while (host->in_size - at >= 4) {
+            const uint8_t *head = host->in + at;
+            size_t size = (size_t) head [0] | (size_t) head [1] << 8
+                        | (size_t) head [2] << 16 | (size_t) head [3] << 24;
+            if (size < AGP_ENVELOPE_SIZE
+            ||  size > self->config.max_message + FRAME_SLACK) {
+                s_host_kill (host, "was killed: it sent a frame no host"
+                             " sends");
+                return -1;
+            }
+            if (host->in_size - at - 4 < size)
+                break;
+            agd_hostcall_reply (self, host, head + 4, size);
+            at += 4 + size;
+            if (host->fd < 0)
+                return -1;
+        }
+        memmove (host->in, host->in + at, host->in_size - at);
+        host->in_size -= at;
+        //  A buffer grown for a large reply shrinks once it is through
+        if (host->in_size == 0 && host->in_alloc > 4 * 1024 * 1024) {
+            free (host->in);
+            host->in = NULL;
+            host->in_alloc = 0;
+        }
+    }
+    return -1;
 }
 
 //  ---------------------------------------------------------------------
@@ -298,6 +391,7 @@ s_host_ended (agd_broker_t *self, agd_host_t *host, int status)
     host->state = HOST_DOWN;
     host->deaths++;
     host->killed = false;
+    host->closed_at = 0;
     AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u (%s, pid %d)"
              " %s; its agents (%zu) are made again in a new one", host->index,
              host->plugin_name, (int) pid, how, host->agents);
@@ -317,61 +411,6 @@ s_host_ended (agd_broker_t *self, agd_host_t *host, int status)
         s_host_spawn (self, host);
 }
 
-//  The ready line: "listening on ENDPOINT"
-static void
-s_host_output (agd_broker_t *self, agd_host_t *host)
-{
-    char data [256];
-    ssize_t size = read (host->out_fd, data, sizeof data);
-    if (size <= 0) {
-        if (size == 0 || (errno != EAGAIN && errno != EINTR)) {
-            close (host->out_fd);
-            host->out_fd = -1;
-        }
-        return;
-    }
-    if (host->state != HOST_STARTING)
-        return;                     //  the host writes nothing else
-    for (ssize_t i = 0; i < size; i++) {
-        if (data [i] != '\n') {
-            if (host->line_len + 1 < sizeof host->line)
-                host->line [host->line_len++] = data [i];
-            continue;
-        }
-        host->line [host->line_len] = 0;
-        host->line_len = 0;
-        if (strncmp (host->line, "listening on ", 13))
-            continue;
-        void *sock = zmq_socket (zsys_init (), ZMQ_DEALER);
-        int zero = 0;
-        if (sock) {
-            zmq_setsockopt (sock, ZMQ_SNDHWM, &zero, sizeof zero);
-            zmq_setsockopt (sock, ZMQ_RCVHWM, &zero, sizeof zero);
-            zmq_setsockopt (sock, ZMQ_LINGER, &zero, sizeof zero);
-        }
-        if (!sock || zmq_connect (sock, host->line + 13)) {
-            AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u: "
-                     "cannot connect to %s: %s", host->index, host->line + 13,
-                     zmq_strerror (zmq_errno ()));
-            if (sock)
-                zmq_close (sock);
-            host->killed = true;
-            snprintf (host->kill_reason, sizeof host->kill_reason,
-                      "could not be reached");
-            kill (host->pid, SIGKILL);
-            return;
-        }
-        host->sock = sock;
-        host->state = HOST_UP;
-        AGD_LOG (self->config, AGD_LOG_INFO, zsys_info, "host %u (%s, pid"
-                 " %d) ready in %" PRId64 " us", host->index,
-                 host->plugin_name, (int) host->pid,
-                 self->now - host->started);
-        agd_hostcall_restore (self, host);
-        return;
-    }
-}
-
 //  ---------------------------------------------------------------------
 //  The broker's loop
 
@@ -381,22 +420,18 @@ agd_hosts_items (agd_broker_t *self, zmq_pollitem_t *items, size_t size)
     size_t count = 0;
     for (size_t i = 0; i < self->host_count; i++) {
         agd_host_t *host = self->hosts [i];
-        host->item_sock = host->item_pid = host->item_out = -1;
-        if (count + 3 > size)
+        host->item_fd = host->item_pid = -1;
+        if (count + 2 > size)
             continue;
-        if (host->sock) {
-            host->item_sock = (int) count;
-            items [count++] = (zmq_pollitem_t) { host->sock, 0, ZMQ_POLLIN,
-                                                 0 };
+        if (host->fd >= 0) {
+            host->item_fd = (int) count;
+            items [count++] = (zmq_pollitem_t) { NULL, host->fd, (short)
+                (ZMQ_POLLIN | (host->out_size > host->out_sent
+                               ? ZMQ_POLLOUT: 0)), 0 };
         }
         if (host->pidfd >= 0) {
             host->item_pid = (int) count;
             items [count++] = (zmq_pollitem_t) { NULL, host->pidfd,
-                                                 ZMQ_POLLIN, 0 };
-        }
-        if (host->out_fd >= 0) {
-            host->item_out = (int) count;
-            items [count++] = (zmq_pollitem_t) { NULL, host->out_fd,
                                                  ZMQ_POLLIN, 0 };
         }
     }
@@ -408,22 +443,20 @@ agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items)
 {
     for (size_t i = 0; i < self->host_count; i++) {
         agd_host_t *host = self->hosts [i];
-        //  Replies before the end: what the host answered counts
-        if (host->item_sock >= 0 && (items [host->item_sock].revents
-                                     & ZMQ_POLLIN))
-            for (int n = 0; n < 256 && host->sock; n++) {
-                zmq_msg_t msg;
-                zmq_msg_init (&msg);
-                if (zmq_msg_recv (&msg, host->sock, ZMQ_DONTWAIT) == -1) {
-                    zmq_msg_close (&msg);
-                    break;
-                }
-                agd_hostcall_reply (self, host, &msg);
-                zmq_msg_close (&msg);
-            }
-        if (host->item_out >= 0 && host->out_fd >= 0
-        &&  (items [host->item_out].revents & ZMQ_POLLIN))
-            s_host_output (self, host);
+        short events = host->item_fd >= 0? items [host->item_fd].revents: 0;
+        if (events & ZMQ_POLLOUT)
+            s_host_flush (host);
+        //  Replies before the end: what the host wrote before it died
+        //  is still in the socket, and counts
+        if (((events & (ZMQ_POLLIN | ZMQ_POLLERR))
+        ||  (host->item_pid >= 0 && (items [host->item_pid].revents
+                                      & ZMQ_POLLIN)))
+        &&  host->fd >= 0 && s_host_read (self, host)) {
+            //  Its end, as a rule: the pidfd says how, now or soon
+            close (host->fd);
+            host->fd = -1;
+            host->closed_at = self->now;
+        }
         if (host->item_pid >= 0 && host->pid
         &&  (items [host->item_pid].revents & ZMQ_POLLIN)) {
             int status = 0;
@@ -444,6 +477,9 @@ agd_hosts_tick (agd_broker_t *self)
         if (host->state == HOST_DOWN && !self->stopping
         &&  host->next_start <= now)
             s_host_spawn (self, host);
+        else
+        if (host->closed_at && host->pid && now - host->closed_at > 1000000)
+            s_host_kill (host, "was killed: it closed its socket");
         else
         if (host->state == HOST_STARTING && !host->killed
         &&  now - host->started > START_TIMEOUT_US) {
@@ -481,6 +517,8 @@ agd_hosts_timeout (agd_broker_t *self, int64_t now)
     int64_t due = INT64_MAX;
     for (size_t i = 0; i < self->host_count; i++) {
         agd_host_t *host = self->hosts [i];
+        if (host->closed_at && host->pid)
+            due = MIN (due, host->closed_at + 1000000 + 1000);
         if (host->state == HOST_DOWN && !self->stopping)
             due = MIN (due, host->next_start);
         else
@@ -532,17 +570,12 @@ agd_hosts_stop (agd_broker_t *self)
     //  Calls still out after the grace time end here
     for (size_t i = 0; i < self->host_count; i++)
         agd_hostcall_abandon (self, self->hosts [i]);
-    //  A host stops when the pipe from us closes; those slow to are
-    //  killed
+    //  A host stops when its socket closes; those slow to are killed
     for (size_t i = 0; i < self->host_count; i++) {
         agd_host_t *host = self->hosts [i];
-        if (host->sock) {
-            zmq_close (host->sock);
-            host->sock = NULL;
-        }
-        if (host->watch_fd >= 0) {
-            close (host->watch_fd);
-            host->watch_fd = -1;
+        if (host->fd >= 0) {
+            close (host->fd);
+            host->fd = -1;
         }
     }
     int64_t deadline = ag_usecs () + STOP_WAIT_MS * 1000;
@@ -579,6 +612,8 @@ agd_hosts_destroy (agd_broker_t *self)
             waitpid (host->pid, NULL, 0);
         }
         s_host_close (host);
+        free (host->in);
+        free (host->out);
         free (host->plugin);
         free (host);
     }
@@ -586,16 +621,4 @@ agd_hosts_destroy (agd_broker_t *self)
     self->hosts = NULL;
     self->host_count = 0;
     ag_idmap_destroy (&self->host_jobs);
-    if (self->host_dir [0]) {
-        //  Sockets the hosts left
-        DIR *dir = opendir (self->host_dir);
-        struct dirent *entry;
-        while (dir && (entry = readdir (dir)))
-            if (entry->d_name [0] != '.')
-                unlinkat (dirfd (dir), entry->d_name, 0);
-        if (dir)
-            closedir (dir);
-        rmdir (self->host_dir);
-        self->host_dir [0] = 0;
-    }
 }

@@ -15,6 +15,8 @@
 #define HOST_UP         2           //  taking requests
 #define START_TIMEOUT_US    (10 * 1000000)
 #define STOP_WAIT_MS        2000    //  hosts get this long to go at stop
+#define FRAME_SLACK         (1024 * 1024)   //  a reply beyond max_message
+#define HOST_WINDOW         64      //  calls of one agent out at its host
 #define HOST_BACKOFF_MAX_MS 10000
 
 struct _agd_host_t {
@@ -23,12 +25,11 @@ struct _agd_host_t {
     const char *plugin_name;        //  its file name, for logs
     pid_t pid;                      //  0 when not running
     int pidfd;                      //  readable once it has ended
-    int out_fd;                     //  its stdout: the ready line
-    int watch_fd;                   //  it stops when this closes
-    char line [320];                //  ready line so far
-    size_t line_len;
-    void *sock;                     //  DEALER to it, once ready
-    char endpoint [256];
+    int fd;                         //  our end of its socket, or -1
+    uint8_t *in;                    //  read from it, not yet a frame
+    size_t in_size, in_alloc;
+    uint8_t *out;                   //  to write to it, from out_sent
+    size_t out_size, out_sent, out_alloc;
     int state;                      //  HOST_*
     int64_t started;                //  ag_usecs () of the last spawn
     int64_t next_start;             //  started again no sooner
@@ -40,10 +41,16 @@ struct _agd_host_t {
     agd_job_t *out_head;            //  requests out, oldest first
     agd_job_t *out_tail;
     int64_t next_restore;           //  an agent may be made again then
+    int64_t closed_at;              //  its socket ended then, or 0
     bool killed;                    //  by us, past the call limit
     char kill_reason [600];
-    int item_sock, item_pid, item_out;  //  in this pass's poll items
+    int item_fd, item_pid;          //  in this pass's poll items
 };
+
+//  agd_host.c: send a request to a host: 0, or -1 if it cannot be
+int
+    agd_host_send (agd_host_t *host, int command, uint64_t corr,
+                   uint64_t agent, const void *body, size_t size);
 
 //  agd_hostcall.c: the requests out at hosts, and what a crash does to
 //  them and to the agents. A reply from host; make the agents of a host
@@ -53,7 +60,7 @@ struct _agd_host_t {
 //  attribute a request names, for reasons (into name).
 void
     agd_hostcall_reply (agd_broker_t *self, agd_host_t *host,
-                        zmq_msg_t *msg);
+                        const uint8_t *frame, size_t size);
 void
     agd_hostcall_restore (agd_broker_t *self, agd_host_t *host);
 void

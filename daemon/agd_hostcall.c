@@ -5,15 +5,16 @@
     =========================================================================
 */
 //  @header
-//  An agent in a host (agd_host.c) gets its requests one at a time: the
-//  next goes when the last is answered, so whatever is still in its
-//  mailbox has not started. Futures among the arguments are resolved
-//  here first (agd_refs.c), and the host gets their values. What the
-//  host answers completes the job as a worker's result does. When the
-//  host dies, the request out for each agent fails with 521, and the
-//  agents are made again in a new host from the CREATE each was made
-//  with, within a restart budget; past it an agent is failed and
-//  answers 522 until it is deleted.
+//  An agent in a host (agd_host.c) gets its calls and attribute reads
+//  up to HOST_WINDOW at once, a CREATE or a DELETE alone; the host runs
+//  them in order and answers each before it starts the next. Futures
+//  among the arguments are resolved here first (agd_refs.c), in the
+//  call's turn, and the host gets their values. What the host answers
+//  completes the job as a worker's result does. When the host dies, the
+//  first request out for each agent fails with 521, the rest go back to
+//  the mailbox, and the agents are made again in a new host from the
+//  CREATE each was made with, within a restart budget; past it an agent
+//  is failed and answers 522 until it is deleted.
 //  @end
 
 #include "agd_host.h"
@@ -29,24 +30,6 @@ s_host_for (agd_broker_t *self, const char *plugin)
 
 //  ---------------------------------------------------------------------
 //  Sending
-
-//  Send a request to a host: the envelope, then body. Returns 0 or -1.
-static int
-s_send (agd_host_t *host, int command, uint64_t corr, uint64_t agent,
-        const void *body, size_t size)
-{
-    agp_envelope_t env = {
-        .command = (uint8_t) command, .word = 0, .corr = corr, .agent = agent
-    };
-    zmq_msg_t msg;
-    if (agp_msg_init (&msg, &env, size? body: NULL, size))
-        return -1;
-    if (zmq_msg_send (&msg, host->sock, ZMQ_DONTWAIT) == -1) {
-        zmq_msg_close (&msg);
-        return -1;
-    }
-    return 0;
-}
 
 //  Does a body hold a msgpack ext anywhere, perhaps? Every ext starts
 //  with one of these octets, so a body without any holds no future
@@ -171,7 +154,8 @@ s_forward (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job,
 {
     agd_host_t *host = agent->host;
     uint64_t corr = ++self->host_corr;
-    if (s_send (host, job->env.command, corr, agent->host_id, data, size)) {
+    if (agd_host_send (host, job->env.command, corr, agent->host_id, data,
+                       size)) {
         agd_pool_fail (self, job, AG_INTERNAL, "cannot send to the agent's"
                        " host process");
         return;
@@ -181,9 +165,39 @@ s_forward (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job,
     job->forwarded = self->now;
     ag_idmap_insert (self->host_jobs, corr, job);
     s_out_link (host, job);
+    //  Its agent's requests out, in order
+    job->next = NULL;
+    if (agent->chain)
+        agent->chain_tail->next = job;
+    else
+        agent->chain = job;
+    agent->chain_tail = job;
+    agent->running++;
     agent->busy = true;
-    agent->running = 1;
-    agent->chain = job;
+}
+
+//  A request is back, or given up: off its agent's chain and the host's
+//  list of requests out
+static void
+s_unforward (agd_broker_t *self, agd_host_t *host, agd_job_t *job)
+{
+    agd_agent_t *agent = job->agent;
+    ag_idmap_delete (self->host_jobs, job->host_corr);
+    s_out_unlink (host, job);
+    job->host_corr = 0;
+    agd_job_t **link = &agent->chain, *prev = NULL;
+    while (*link && *link != job) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    if (*link) {
+        *link = job->next;
+        if (agent->chain_tail == job)
+            agent->chain_tail = prev;
+        agent->running--;
+    }
+    job->next = NULL;
+    agent->busy = agent->running > 0;
 }
 
 //  A CALL body for the host: a deadline says the time left
@@ -225,26 +239,11 @@ s_failed_flush (agd_broker_t *self, agd_agent_t *agent)
     agd_agents_flush (self, agent, AG_FAILED, reason);
 }
 
-void
-agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent)
+//  One request to the host. Returns false if it did not go (it waits for
+//  its futures, or failed).
+static bool
+s_send_next (agd_broker_t *self, agd_agent_t *agent)
 {
-    if (agent->busy || !agent->head || agent->waiting)
-        return;
-    if (agent->life == AGD_LIFE_FAILED) {
-        s_failed_flush (self, agent);
-        return;
-    }
-    agd_host_t *host = agent->host;
-    if (agent->life == AGD_LIFE_RESTARTING) {
-        //  Deleted before it was made again: nothing runs its fini
-        if (agent->deleting) {
-            agd_agents_flush (self, agent, AG_NO_AGENT, "agent deleted");
-            agd_agents_free (self, agent);
-        }
-        return;                     //  the rest waits for the restart
-    }
-    if (host->state != HOST_UP)
-        return;
     agd_job_t *job = agent->head;
     agent->head = job->next;
     if (!agent->head)
@@ -269,13 +268,13 @@ agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent)
     }
     if (command == AGP_CREATE || command == AGP_CALL) {
         if (s_check_refs (self, job, data, size))
-            return;                 //  waits for its futures, or failed
+            return false;           //  waits for its futures, or failed
         if (job->refs) {
             char reason [512];
             if (s_substitute (self, job, data, size, reason,
                               sizeof reason)) {
                 agd_pool_fail (self, job, AG_DEP_FAILED, reason);
-                return;
+                return false;
             }
             data = (const uint8_t *) self->buffer.data;
             size = self->buffer.size;
@@ -294,6 +293,53 @@ agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent)
             s_call_body (self, job, &data, &size);
     }
     s_forward (self, agent, job, data, size);
+    return true;
+}
+
+//  The agent's next requests go to its host: calls and attribute reads
+//  up to HOST_WINDOW at once (the host runs them one at a time, in
+//  order, and answers each before it starts the next); a CREATE or a
+//  DELETE alone; a call that may name futures only with nothing out
+//  before it, so that they are resolved in its turn
+void
+agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent)
+{
+    if (!agent->head || agent->waiting)
+        return;
+    if (!agent->busy && agent->life == AGD_LIFE_FAILED) {
+        s_failed_flush (self, agent);
+        return;
+    }
+    if (agent->life == AGD_LIFE_RESTARTING) {
+        //  Deleted before it was made again: nothing runs its fini
+        if (agent->deleting && !agent->busy) {
+            agd_agents_flush (self, agent, AG_NO_AGENT, "agent deleted");
+            agd_agents_free (self, agent);
+        }
+        return;                     //  the rest waits for the restart
+    }
+    if (agent->host->state != HOST_UP || agent->life != AGD_LIFE_RUNNING)
+        return;
+    if (agent->busy) {
+        int out = agent->chain->env.command;
+        if ((out != AGP_CALL && out != AGP_GETATTR) || agent->chain->restore)
+            return;
+    }
+    while (agent->head && agent->running < HOST_WINDOW && !agent->waiting) {
+        agd_job_t *job = agent->head;
+        int command = job->env.command;
+        bool alone = command != AGP_CALL && command != AGP_GETATTR;
+        if (agent->busy) {
+            if (alone)
+                break;
+            if (command == AGP_CALL && !job->resolved && !job->plain
+            &&  s_may_hold_ext (agp_msg_body (&job->body),
+                                agp_msg_body_size (&job->body)))
+                break;
+        }
+        if (!s_send_next (self, agent) || alone)
+            break;
+    }
 }
 
 //  ---------------------------------------------------------------------
@@ -378,8 +424,8 @@ agd_hosts_cancel (agd_broker_t *self, agd_job_t *job)
     for (int i = 0; i < 8; i++)
         body [1 + i] = (uint8_t) (job->host_corr >> (56 - 8 * i));
     //  Its reply matches no request and is dropped
-    s_send (host, AGP_CANCEL, ++self->host_corr, job->agent->host_id, body,
-            sizeof body);
+    agd_host_send (host, AGP_CANCEL, ++self->host_corr, job->agent->host_id,
+                   body, sizeof body);
 }
 
 //  ---------------------------------------------------------------------
@@ -387,12 +433,13 @@ agd_hosts_cancel (agd_broker_t *self, agd_job_t *job)
 
 //  The id a host's CREATE reply gives, or 0
 static uint64_t
-s_created_id (agd_broker_t *self, zmq_msg_t *msg)
+s_created_id (agd_broker_t *self, const uint8_t *frame, size_t size)
 {
     msgpack_zone_clear (&self->zone);
     msgpack_object body;
     const char *reason;
-    if (ag_msgpack_unpack (agp_msg_body (msg), agp_msg_body_size (msg),
+    if (ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
+                           size - AGP_ENVELOPE_SIZE,
                            &self->zone, &body, &reason))
         return 0;
     const msgpack_object *id = ag_obj_get (&body, "id");
@@ -401,13 +448,15 @@ s_created_id (agd_broker_t *self, zmq_msg_t *msg)
 
 //  The reason a host's error reply gives, for the log
 static void
-s_reason_of (agd_broker_t *self, zmq_msg_t *msg, char *reason, size_t size)
+s_reason_of (agd_broker_t *self, const uint8_t *frame, size_t frame_size,
+             char *reason, size_t size)
 {
     msgpack_zone_clear (&self->zone);
     msgpack_object body;
     const char *why;
     snprintf (reason, size, "no reason given");
-    if (ag_msgpack_unpack (agp_msg_body (msg), agp_msg_body_size (msg),
+    if (ag_msgpack_unpack (frame + AGP_ENVELOPE_SIZE,
+                           frame_size - AGP_ENVELOPE_SIZE,
                            &self->zone, &body, &why) == 0
     &&  body.type == MSGPACK_OBJECT_STR)
         snprintf (reason, size, "%.*s", (int) body.via.str.size,
@@ -416,9 +465,9 @@ s_reason_of (agd_broker_t *self, zmq_msg_t *msg, char *reason, size_t size)
 
 static void
 s_restored (agd_broker_t *self, agd_agent_t *agent, int status,
-            zmq_msg_t *msg)
+            const uint8_t *frame, size_t size)
 {
-    uint64_t id = status == AG_OK? s_created_id (self, msg): 0;
+    uint64_t id = status == AG_OK? s_created_id (self, frame, size): 0;
     if (id) {
         agent->host_id = id;
         agent->life = AGD_LIFE_RUNNING;
@@ -431,7 +480,7 @@ s_restored (agd_broker_t *self, agd_agent_t *agent, int status,
         return;
     }
     char reason [300];
-    s_reason_of (self, msg, reason, sizeof reason);
+    s_reason_of (self, frame, size, reason, sizeof reason);
     char text [400];
     snprintf (text, sizeof text, "it could not be made again (%d: %s)",
               status, reason);
@@ -445,40 +494,48 @@ s_restored (agd_broker_t *self, agd_agent_t *agent, int status,
 
 //  One reply from a host
 void
-agd_hostcall_reply (agd_broker_t *self, agd_host_t *host, zmq_msg_t *msg)
+agd_hostcall_reply (agd_broker_t *self, agd_host_t *host,
+                    const uint8_t *frame, size_t size)
 {
     agp_envelope_t env;
-    if (agp_envelope_decode (&env, zmq_msg_data (msg), zmq_msg_size (msg))
+    if (agp_envelope_decode (&env, frame, size)
     ||  !(env.command & AGP_REPLY))
         return;
+    //  The host is ready: its agents are made there, their requests go
+    if (env.command == (AGP_PING | AGP_REPLY) && env.corr == 0) {
+        if (host->state == HOST_STARTING) {
+            host->state = HOST_UP;
+            AGD_LOG (self->config, AGD_LOG_INFO, zsys_info, "host %u (%s,"
+                     " pid %d) ready in %" PRId64 " us", host->index,
+                     host->plugin_name, (int) host->pid,
+                     self->now - host->started);
+            agd_hostcall_restore (self, host);
+        }
+        return;
+    }
     agd_job_t *job = (agd_job_t *) ag_idmap_lookup (self->host_jobs,
                                                     env.corr);
     //  A CANCEL's reply, or one for a request the host was never sent
     if (!job || !job->agent || job->agent->host != host
     ||  (env.command & ~AGP_REPLY) != job->env.command)
         return;
-    ag_idmap_delete (self->host_jobs, env.corr);
-    s_out_unlink (host, job);
-    job->host_corr = 0;
     agd_agent_t *agent = job->agent;
-    agent->running = 0;
-    agent->busy = false;
-    agent->chain = NULL;
+    s_unforward (self, host, job);
     self->last_done = self->now;
     int status = env.word;
     if (job->restore) {
         agd_broker_job_free (self, job);
-        s_restored (self, agent, status, msg);
+        s_restored (self, agent, status, frame, size);
         return;
     }
     if (job->env.command == AGP_CREATE && status == AG_OK) {
-        agent->host_id = s_created_id (self, msg);
+        agent->host_id = s_created_id (self, frame, size);
         if (!agent->host_id)
             status = AG_INTERNAL;
     }
     zmq_msg_close (&job->body);
-    job->framed = agd_frame_init (&job->body, agp_msg_body (msg),
-                                  agp_msg_body_size (msg)) == 0;
+    job->framed = agd_frame_init (&job->body, frame + AGP_ENVELOPE_SIZE,
+                                  size - AGP_ENVELOPE_SIZE) == 0;
     if (!job->framed) {
         zmq_msg_init (&job->body);
         status = AG_INTERNAL;
@@ -575,16 +632,37 @@ void
 agd_hostcall_crashed (agd_broker_t *self, agd_host_t *host, pid_t pid,
                       const char *how)
 {
-    //  The calls out fail: each may have run, in part
+    //  Of each agent's requests out, the first may have run, in part:
+    //  it fails. The host answered each before it started the next, and
+    //  those answers were read before this: the rest never started, and
+    //  go back to the mailbox, in order.
+    for (agd_agent_t *agent = host->head; agent; agent = agent->host_next) {
+        agd_job_t *first = agent->chain;
+        if (!first || !first->next)
+            continue;
+        agd_job_t *rest = first->next, *last = rest;
+        uint32_t count = 0;
+        for (agd_job_t *job = rest; job; job = job->next) {
+            ag_idmap_delete (self->host_jobs, job->host_corr);
+            s_out_unlink (host, job);
+            job->host_corr = 0;
+            job->state = AGD_JOB_QUEUED;
+            last = job;
+            count++;
+        }
+        last->next = agent->head;
+        agent->head = rest;
+        if (!agent->tail)
+            agent->tail = last;
+        agent->queued += count;
+        first->next = NULL;
+        agent->chain_tail = first;
+        agent->running = 1;
+    }
     while (host->out_head) {
         agd_job_t *job = host->out_head;
-        s_out_unlink (host, job);
-        ag_idmap_delete (self->host_jobs, job->host_corr);
-        job->host_corr = 0;
         agd_agent_t *agent = job->agent;
-        agent->running = 0;
-        agent->busy = false;
-        agent->chain = NULL;
+        s_unforward (self, host, job);
         if (job->restore) {
             //  Its init brought the host down: charged as a crash
             agd_broker_job_free (self, job);
@@ -659,14 +737,10 @@ agd_hostcall_restore (agd_broker_t *self, agd_host_t *host)
 void
 agd_hostcall_abandon (agd_broker_t *self, agd_host_t *host)
 {
+    host->state = HOST_DOWN;        //  nothing more goes there
     while (host->out_head) {
         agd_job_t *job = host->out_head;
-        s_out_unlink (host, job);
-        ag_idmap_delete (self->host_jobs, job->host_corr);
-        job->host_corr = 0;
-        job->agent->running = 0;
-        job->agent->busy = false;
-        job->agent->chain = NULL;
+        s_unforward (self, host, job);
         if (job->restore)
             agd_broker_job_free (self, job);
         else

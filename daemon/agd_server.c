@@ -452,13 +452,6 @@ agd_server_set_host_program (agd_server_t *self, const char *program)
     self->host_program = program? strdup (program): NULL;
 }
 
-void
-agd_server_set_host_role (agd_server_t *self)
-{
-    self->config.host_role = true;
-    self->config.isolation = AGD_ISOLATE_THREAD;
-}
-
 int
 agd_server_reload_keys (agd_server_t *self)
 {

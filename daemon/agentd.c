@@ -19,8 +19,8 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-//  In its host role agentd runs another agentd's agents: it stops when
-//  that one goes (its pipe closes), and on nothing else
+//  In its host role agentd runs another agentd's agents (agd_hostrun.c),
+//  over the socket it was given as fd 3
 static bool s_host_role;
 
 static void
@@ -70,9 +70,8 @@ s_watch_parent (void *arg)
         if (rc == 0 || (rc < 0 && errno != EINTR && errno != EAGAIN))
             break;
     }
-    if (!s_host_role)
-        zsys_notice ("parent gone: stopping");
-    kill (getpid (), s_host_role? SIGUSR2: SIGTERM);
+    zsys_notice ("parent gone: stopping");
+    kill (getpid (), SIGTERM);
     return NULL;
 }
 
@@ -138,6 +137,59 @@ s_reload (agd_server_t *server, const char *config, agd_settings_t *cli,
     agd_settings_destroy (&fresh);
 }
 
+//  The host role: the plugins, the limits, then serve the broker on fd
+//  3 until it goes. No ZeroMQ, no systemd, no signals of its own: the
+//  broker decides when it ends.
+static int
+s_host (agd_settings_t *settings)
+{
+    unsetenv ("NOTIFY_SOCKET");
+    signal (SIGINT, SIG_IGN);
+    signal (SIGTERM, SIG_IGN);
+    signal (SIGHUP, SIG_IGN);
+    signal (SIGPIPE, SIG_IGN);
+    long megabytes = atol (agd_settings_get (settings,
+                                             "server/host_memory_mb"));
+    if (megabytes > 0) {
+        struct rlimit limit;
+        limit.rlim_cur = limit.rlim_max = (rlim_t) megabytes << 20;
+        if (setrlimit (RLIMIT_AS, &limit))
+            fprintf (stderr, "agentd: host memory limit: %s\n",
+                     strerror (errno));
+    }
+    if (fcntl (3, F_GETFD) == -1) {
+        fprintf (stderr, "agentd: --host needs the broker's socket as fd"
+                 " 3\n");
+        return 2;
+    }
+    agd_registry_t *registry = agd_registry_new ();
+    char error [1024];
+    const char *plugin = agd_settings_get (settings, "server/plugin");
+    if (plugin && agd_registry_load (registry, plugin, error, sizeof error)) {
+        fprintf (stderr, "agentd: %s\n", error);
+        return 1;
+    }
+    agd_hostrun_config_t config = {
+        .threads_min = atoi (agd_settings_get (settings,
+                                               "server/threads_min")),
+        .threads_max = atoi (agd_settings_get (settings,
+                                               "server/threads_max")),
+        .idle_ms = atoi (agd_settings_get (settings, "server/idle_ms")),
+        .max_message = (size_t) atoll (agd_settings_get (settings,
+                                           "server/max_message")),
+        .log_level = agd_log_level_of (agd_settings_get (settings,
+                                                         "log/level"))
+    };
+    ag_msgpack_set_limits (atoi (agd_settings_get (settings,
+                                                   "server/max_depth")),
+                           (size_t) atoll (agd_settings_get (settings,
+                                               "server/max_elements")));
+    int status = agd_hostrun (3, registry, &config);
+    //  Threads may still be in agent code: no exit handlers, no unloading
+    fflush (NULL);
+    _exit (status);
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -167,7 +219,6 @@ main (int argc, char *argv [])
     sigaddset (&signals, SIGINT);
     sigaddset (&signals, SIGTERM);
     sigaddset (&signals, SIGHUP);
-    sigaddset (&signals, SIGUSR2);
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
 
     agd_settings_t *cli = agd_settings_new ();
@@ -289,23 +340,8 @@ main (int argc, char *argv [])
         goto done;
     }
     if (s_host_role) {
-        //  The other agentd talks to systemd and takes the signals
-        unsetenv ("NOTIFY_SOCKET");
-        signal (SIGINT, SIG_IGN);
-        signal (SIGTERM, SIG_IGN);
-        signal (SIGHUP, SIG_IGN);
-        sigdelset (&signals, SIGINT);
-        sigdelset (&signals, SIGTERM);
-        sigdelset (&signals, SIGHUP);
-        long megabytes = atol (agd_settings_get (settings,
-                                                 "server/host_memory_mb"));
-        if (megabytes > 0) {
-            struct rlimit limit;
-            limit.rlim_cur = limit.rlim_max = (rlim_t) megabytes << 20;
-            if (setrlimit (RLIMIT_AS, &limit))
-                fprintf (stderr, "agentd: host memory limit: %s\n",
-                         strerror (errno));
-        }
+        status = s_host (settings);
+        goto done;
     }
     server = agd_server_new ();
     if (!server || agd_settings_apply (settings, server, error, sizeof error)) {
@@ -313,17 +349,13 @@ main (int argc, char *argv [])
         status = 1;
         goto done;
     }
-    if (s_host_role)
-        agd_server_set_host_role (server);
-    else {
-        //  Hosts run this very program
-        char self_path [4096];
-        ssize_t length = readlink ("/proc/self/exe", self_path,
-                                   sizeof self_path - 1);
-        if (length > 0) {
-            self_path [length] = 0;
-            agd_server_set_host_program (server, self_path);
-        }
+    //  Hosts run this very program
+    char self_path [4096];
+    ssize_t length = readlink ("/proc/self/exe", self_path,
+                               sizeof self_path - 1);
+    if (length > 0) {
+        self_path [length] = 0;
+        agd_server_set_host_program (server, self_path);
     }
     zsys_set_logident ("agentd");
     int report_fd = -1;
@@ -359,9 +391,8 @@ main (int argc, char *argv [])
     for (size_t i = 0; i < agd_server_endpoints (server); i++)
         printf ("listening on %s\n", agd_server_endpoint (server, i));
     fflush (stdout);
-    if (!s_host_role)
-        zsys_notice ("started version=%s pid=%d config=%s",
-                     AG_VERSION_STRING, getpid (), config? config: "(none)");
+    zsys_notice ("started version=%s pid=%d config=%s", AG_VERSION_STRING,
+                 getpid (), config? config: "(none)");
     agd_notify ("READY=1");
     if (report_fd >= 0) {
         char ok = 0;
@@ -400,15 +431,13 @@ main (int argc, char *argv [])
                       "security/curve_secret_key") != NULL);
             continue;
         }
-        if (!s_host_role)
-            zsys_notice ("signal=%s: stopping", strsignal (signal));
+        zsys_notice ("signal=%s: stopping", strsignal (signal));
         break;
     }
     agd_notify ("STOPPING=1");
     agd_server_stop (server);
     agd_server_wait (server);
-    if (!s_host_role)
-        zsys_notice ("stopped");
+    zsys_notice ("stopped");
 done:
     agd_server_destroy (&server);
     agd_settings_destroy (&settings);

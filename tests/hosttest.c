@@ -316,7 +316,11 @@ s_queued_survive (server_t *server)
         CHECK (n == i + 1);
     }
     //  Each ran once, in order, on the new agent
-    CHECK (s_attr (crasher, "ticks") == 5);
+    ag_value_t *ticked = agc_agent_getattr (crasher, "ticks");
+    s_say ("ticks: %" PRId64 " (%d %s)", ag_obj_int (ag_value_object (ticked),
+           -1), agc_status (), agc_reason ());
+    CHECK (ag_obj_int (ag_value_object (ticked), -1) == 5);
+    ag_value_destroy (&ticked);
     agc_future_destroy (&crash);
     for (int i = 0; i < 5; i++)
         agc_future_destroy (&ticks [i]);
