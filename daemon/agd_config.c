@@ -110,7 +110,7 @@ static const cfg_key_t s_keys [] = {
       " re-reads it" },
     { "security/insecure", KEY_INT, "0", 0, 1, "--insecure",
       "1: bind endpoints beyond loopback without CURVE, unencrypted" },
-    { "server/isolation", KEY_STRING, "thread", 0, 0, "--isolation",
+    { "server/isolation", KEY_STRING, "process", 0, 0, "--isolation",
       "where plugin code runs: process (a host process per plugin, which"
       " may crash alone) or thread (this process's worker threads)" },
     { "server/restart_max", KEY_INT, "5", 0, 1000, "--restart-max",

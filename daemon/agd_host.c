@@ -466,6 +466,34 @@ agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items)
     }
 }
 
+//  The call limit: the first call out for each agent has run at most
+//  since it was sent or since the call before it was answered, which
+//  ever came later. Looked at every LIMIT_CHECK_US, and only with a
+//  limit set.
+#define LIMIT_CHECK_US      10000
+
+static void
+s_check_limit (agd_broker_t *self, agd_host_t *host)
+{
+    int64_t limit = (int64_t) self->config.call_limit_ms * 1000;
+    host->next_limit_check = self->now + MIN (LIMIT_CHECK_US, limit);
+    for (agd_job_t *job = host->out_head; job; job = job->host_next) {
+        if (job != job->agent->chain || job->restore
+        ||  job->env.command == AGP_DELETE
+        ||  self->now - job->forwarded < limit)
+            continue;
+        char what [300];
+        agd_hostcall_what (self, job, what, sizeof what);
+        host->killed = true;
+        snprintf (host->kill_reason, sizeof host->kill_reason, "was killed:"
+                  " agent %" PRIu64 "'s %s ran past the call limit of %d ms"
+                  " (server/call_limit_ms)", job->agent->id, what,
+                  self->config.call_limit_ms);
+        kill (host->pid, SIGKILL);
+        return;
+    }
+}
+
 //  Timers: hosts to start again, agents to make again, calls over the
 //  hard limit, hosts that do not come up
 void
@@ -492,21 +520,9 @@ agd_hosts_tick (agd_broker_t *self)
         if (host->state == HOST_UP) {
             if (host->next_restore && host->next_restore <= now)
                 agd_hostcall_restore (self, host);
-            agd_job_t *oldest = host->out_head;
-            //  The oldest call out has run at most since it was sent
-            if (self->config.call_limit_ms && oldest && !host->killed
-            &&  !oldest->restore && oldest->env.command != AGP_DELETE
-            &&  now - oldest->forwarded
-                >= (int64_t) self->config.call_limit_ms * 1000) {
-                char what [300];
-                agd_hostcall_what (self, oldest, what, sizeof what);
-                host->killed = true;
-                snprintf (host->kill_reason, sizeof host->kill_reason,
-                          "was killed: agent %" PRIu64 "'s %s ran past the"
-                          " call limit of %d ms (server/call_limit_ms)",
-                          oldest->agent->id, what, self->config.call_limit_ms);
-                kill (host->pid, SIGKILL);
-            }
+            if (self->config.call_limit_ms && host->out_head
+            &&  now >= host->next_limit_check && !host->killed)
+                s_check_limit (self, host);
         }
     }
 }
@@ -528,8 +544,7 @@ agd_hosts_timeout (agd_broker_t *self, int64_t now)
             if (host->next_restore)
                 due = MIN (due, host->next_restore);
             if (self->config.call_limit_ms && host->out_head)
-                due = MIN (due, host->out_head->forwarded
-                           + (int64_t) self->config.call_limit_ms * 1000);
+                due = MIN (due, host->next_limit_check);
         }
     }
     if (due == INT64_MAX)

@@ -41,6 +41,7 @@ struct _agd_host_t {
     agd_job_t *out_head;            //  requests out, oldest first
     agd_job_t *out_tail;
     int64_t next_restore;           //  an agent may be made again then
+    int64_t next_limit_check;       //  calls are held to the limit then
     int64_t closed_at;              //  its socket ended then, or 0
     bool killed;                    //  by us, past the call limit
     char kill_reason [600];

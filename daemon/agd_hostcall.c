@@ -195,6 +195,9 @@ s_unforward (agd_broker_t *self, agd_host_t *host, agd_job_t *job)
         if (agent->chain_tail == job)
             agent->chain_tail = prev;
         agent->running--;
+        //  The next may start now: the call limit counts from here
+        if (agent->chain && agent->chain->forwarded < self->now)
+            agent->chain->forwarded = self->now;
     }
     job->next = NULL;
     agent->busy = agent->running > 0;

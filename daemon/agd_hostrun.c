@@ -74,6 +74,7 @@ typedef struct {
     pthread_cond_t lead;            //  followers wait for the lead here
     pthread_cond_t watch;           //  the watcher waits here
     bool led;                       //  a thread leads
+    bool watcher_asleep;            //  the watcher waits for work
     bool ending;                    //  the socket has ended
     size_t threads, idle;
     request_t *head, *tail;         //  requests read, not yet taken
@@ -662,10 +663,11 @@ s_thread (void *arg)
                 }
                 self->tail = tail;
             }
-            //  A follower leads while this thread runs what it read
+            //  A follower leads while this thread runs what it read; the
+            //  watcher sees that the threads keep up
             if (self->idle)
                 pthread_cond_signal (&self->lead);
-            else
+            if (self->watcher_asleep && (self->head || !self->idle))
                 pthread_cond_signal (&self->watch);
             continue;
         }
@@ -704,7 +706,9 @@ s_watch (host_t *self)
     while (!self->ending) {
         bool waiting = self->head || (!self->led && !self->idle);
         if (!waiting) {
+            self->watcher_asleep = true;
             pthread_cond_wait (&self->watch, &self->lock);
+            self->watcher_asleep = false;
             continue;
         }
         struct timespec until;

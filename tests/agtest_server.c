@@ -231,11 +231,21 @@ agt_test_graceful_stop (const char *unused)
                                      "tag", "finished");
     agc_future_t *future = agc_agent_call (agent, "slow", args);
     ag_value_destroy (&args);
-    //  Make sure it has started before the signal: a thread is busy
+    //  Make sure it is running before the signal: LIST shows the agent
+    //  busy (in a pool thread, or out at its host)
     int64_t until = ag_usecs () + 10000000LL * agt_slow;
-    while (agt_info_int (conn, "threads", "busy") != 1 && ag_usecs () < until)
-        ;
-    CHECK (agt_info_int (conn, "threads", "busy") == 1);
+    bool busy = false;
+    while (!busy && ag_usecs () < until) {
+        ag_value_t *list = agc_conn_list (conn);
+        const msgpack_object *agents = ag_value_object (list);
+        for (size_t i = 0; i < ag_obj_count (agents); i++)
+            if ((uint64_t) ag_obj_int (ag_obj_get (ag_obj_at (agents, i),
+                                       "id"), 0) == agc_agent_id (agent))
+                busy = ag_obj_bool (ag_obj_get (ag_obj_at (agents, i),
+                                                "busy"), false);
+        ag_value_destroy (&list);
+    }
+    CHECK (busy);
     kill (daemon.pid, SIGTERM);
     CHECK (agc_future_wait (future, 10000 * agt_slow) == 0);
     CHECK (agc_future_status (future) == AG_OK);

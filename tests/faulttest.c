@@ -71,9 +71,11 @@ s_daemon_start_to (tl_proc_t *self, int err_to)
     snprintf (agentd, sizeof agentd, "%s/agentd", s_build);
     snprintf (plugin, sizeof plugin, "%s/plugins/testclasses.so", s_build);
     snprintf (relay, sizeof relay, "%s/plugins/relay.so", s_build);
+    //  Thread isolation: these are its faults (hosttest has the hosts')
     const char *args [] = { "--parent-fd", "3", "-f", "-e",
                             "tcp://127.0.0.1:*", "--plugin", plugin,
-                            "--plugin", relay, NULL };
+                            "--plugin", relay, "--isolation", "thread",
+                            NULL };
     const char *argv [48];
     tl_agentd_argv (argv, 48, agentd, s_valgrind, args);
     return tl_agentd_start (self, argv, NULL, err_to, s_lifeline [0],

@@ -276,15 +276,43 @@ s_memory_limit (void)
 }
 
 //  A method that never returns and looks at no flag, past the call
-//  limit: its host is killed, and its agents are made again
+//  limit: its host is killed, and its agents are made again. Calls that
+//  each stay within the limit are not, however long they queue.
 static int
 s_call_limit (void)
 {
+    const char *extra [] = { "--call-limit-ms", "300", NULL };
+    server_t server;
+    int rc = s_server_start (&server, extra);
+    agc_agent_t *counter = rc? NULL: agc_agent_new (server.conn, "Counter",
+                                                    NULL, NULL);
+    int ok = 0;
+    int64_t start = ag_usecs ();
+    if (counter) {
+        //  Ten of 100 ms, sent at once: 1 s in all, each within 300 ms
+        ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 100);
+        agc_future_t *naps [10];
+        for (int i = 0; i < 10; i++)
+            naps [i] = agc_agent_call (counter, "slow", args);
+        ag_value_destroy (&args);
+        for (int i = 0; i < 10; i++) {
+            agc_future_wait (naps [i], 10000 * s_slow);
+            ok += agc_future_status (naps [i]) == AG_OK;
+            agc_future_destroy (&naps [i]);
+        }
+    }
+    int64_t restarts = counter? s_entry (server.conn, agc_agent_id (counter),
+                                         "restarts", NULL, 0): -1;
+    s_say ("10 calls of 100 ms in a row: %d OK after %.1f ms, %" PRId64
+           " restarts", ok, s_ms_since (start), restarts);
+    agc_agent_release (&counter);
+    s_server_stop (&server);
+    CHECK (rc == 0);
+    CHECK (ok == 10 && restarts == 0);
     static const fault_t hang = {
         "hang", "ran past the call limit of 300 ms",
         "ran past the call limit of 300 ms"
     };
-    const char *extra [] = { "--call-limit-ms", "300", NULL };
     return s_one_fault (&hang, extra);
 }
 

@@ -149,12 +149,13 @@ start_ns=$(date +%s%N)
 ctl c -e "$EP_A" -t 2000 call slow get_answer '{"url": "x"}' \
     > "$tmp/cut.out" 2>&1 &
 caller=$!
-#   Wait until a holds the call: one worker thread busy
+#   Wait until a holds the call: LIST shows the agent busy (in a worker
+#   thread, or out at its host)
 busy=0
 deadline=$(( $(date +%s) + 20 ))
 while [ "$busy" -lt 1 ] && [ "$(date +%s)" -lt "$deadline" ]; do
-    busy=$(ctl c -e "$EP_A" --json status | python3 -c \
-        'import json, sys; print (json.load (sys.stdin)["threads"]["busy"])')
+    busy=$(ctl c -e "$EP_A" --json list | python3 -c \
+        'import json, sys; print (sum (1 for a in json.load (sys.stdin) if a["name"] == "slow" and a["busy"]))')
 done
 if [ "$mode" = netns ]; then
     ip link set "va$tag" down

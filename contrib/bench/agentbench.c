@@ -625,7 +625,7 @@ main (int argc, char *argv [])
                                "tcp://127.0.0.1:*", NULL };
     char *daemon_argv [] = { agentd, "-f", "-e", agentd_ipc,
                              "-e", "tcp://127.0.0.1:*", "--plugin", plugin,
-                             NULL };
+                             "--isolation", "thread", NULL };
     if (s_child_start (&baseline, baseline_argv)
     ||  s_child_start (&daemon, daemon_argv)) {
         fprintf (stderr, "agentbench: cannot start %s or %s\n", self, agentd);

@@ -85,45 +85,57 @@ $(FUZZ_PLUGIN): tests/plugins/testclasses.c common/agent.h
 	    -fsanitize=fuzzer-no-link,address,undefined \
 	    -fno-sanitize-recover=undefined -shared -o $@ $<
 
+#   The request harness again, its agents in host processes: the normal
+#   build's agentd and plugin (a host loads no instrumented plugin)
+FUZZ_HOSTS_ENV  = AGENTD_FUZZ_ISOLATION=process \
+                  AGENTD=$(abspath $(B)/agentd) \
+                  AGENTD_FUZZ_PLUGIN=$(abspath $(B)/plugins/testclasses.so)
+
 #   Run harness $(1) for $(2) seconds on the working copy of its corpus.
 #   The output goes to a log; on failure its end is shown, and the
 #   crash input is in $(FUZZ_B)/artifacts/.
+#   $(3): more environment, and $(4) a name for its log and artifacts
+#   (default the harness's).
 define fuzz_run
 	@mkdir -p $(FUZZ_B)/corpus/$(1) $(FUZZ_B)/artifacts $(FUZZ_B)/logs
 	@cp tests/fuzz/corpus/$(1)/* $(FUZZ_B)/corpus/$(1)/
-	@echo "fuzz_$(1): $(2) s, log in $(FUZZ_B)/logs/fuzz_$(1).log"
+	@echo "fuzz_$(or $(4),$(1)): $(2) s, log in $(FUZZ_B)/logs/fuzz_$(or $(4),$(1)).log"
 	@start=$$(date +%s); \
-	if $(FUZZ_ENV) $(FUZZ_B)/fuzz/fuzz_$(1) $(FUZZ_OPTS_$(1)) \
+	if $(FUZZ_ENV) $(3) $(FUZZ_B)/fuzz/fuzz_$(1) $(FUZZ_OPTS_$(1)) \
 	        -max_total_time=$(2) -print_final_stats=1 \
-	        -artifact_prefix=$(FUZZ_B)/artifacts/$(1)- $(FUZZ_ARGS) \
-	        $(FUZZ_B)/corpus/$(1) > $(FUZZ_B)/logs/fuzz_$(1).log 2>&1; \
+	        -artifact_prefix=$(FUZZ_B)/artifacts/$(or $(4),$(1))- \
+	        $(FUZZ_ARGS) $(FUZZ_B)/corpus/$(1) \
+	        > $(FUZZ_B)/logs/fuzz_$(or $(4),$(1)).log 2>&1; \
 	then \
 	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' \
-	            $(FUZZ_B)/logs/fuzz_$(1).log); \
+	            $(FUZZ_B)/logs/fuzz_$(or $(4),$(1)).log); \
 	    rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' \
-	            $(FUZZ_B)/logs/fuzz_$(1).log); \
-	    echo "fuzz_$(1): OK, $$runs runs, $$rate exec/s," \
+	            $(FUZZ_B)/logs/fuzz_$(or $(4),$(1)).log); \
+	    echo "fuzz_$(or $(4),$(1)): OK, $$runs runs, $$rate exec/s," \
 	         "$$(( $$(date +%s) - start )) s," \
 	         "corpus $$(ls $(FUZZ_B)/corpus/$(1) | wc -l) inputs"; \
 	else \
-	    tail -n 80 $(FUZZ_B)/logs/fuzz_$(1).log; \
-	    echo "fuzz_$(1): FAILED; inputs in $(FUZZ_B)/artifacts/:"; \
-	    ls -t $(FUZZ_B)/artifacts | grep '^$(1)-' | head -n 5; \
+	    tail -n 80 $(FUZZ_B)/logs/fuzz_$(or $(4),$(1)).log; \
+	    echo "fuzz_$(or $(4),$(1)): FAILED; inputs in $(FUZZ_B)/artifacts/:"; \
+	    ls -t $(FUZZ_B)/artifacts | grep '^$(or $(4),$(1))-' | head -n 5; \
 	    exit 1; \
 	fi
 endef
 
-fuzz-quick: fuzz-build
+fuzz-quick: fuzz-build all
 	$(call fuzz_run,proto,$(FUZZ_QUICK_TIME))
 	$(call fuzz_run,request,$(FUZZ_QUICK_TIME))
+	$(call fuzz_run,request,$(FUZZ_QUICK_TIME),$(FUZZ_HOSTS_ENV),request_hosts)
 
-fuzz: fuzz-build
+fuzz: fuzz-build all
 	$(call fuzz_run,proto,$(FUZZ_TIME))
 	$(call fuzz_run,request,$(FUZZ_TIME))
+	$(call fuzz_run,request,$(FUZZ_TIME),$(FUZZ_HOSTS_ENV),request_hosts)
 
 #   Inputs that crashed a harness: regress/proto-* and regress/request-*,
-#   each run twice in a row (some need the state the first run leaves)
-fuzz-regress: fuzz-build
+#   each run twice in a row (some need the state the first run leaves);
+#   the request ones again with host processes
+fuzz-regress: fuzz-build all
 	@failed=0; \
 	for input in tests/fuzz/regress/*; do \
 	    target=$$(basename $$input | sed 's/-.*//'); \
@@ -135,6 +147,17 @@ fuzz-regress: fuzz-build
 	        grep -E -A3 'runtime error|ERROR: |expectation failed' \
 	            $(FUZZ_B)/fuzz/regress.log | head -n 8; \
 	        echo "fuzz_$$target $$input: FAILED"; \
+	        failed=$$((failed + 1)); \
+	    fi; \
+	done; \
+	for input in tests/fuzz/regress/request-*; do \
+	    if $(FUZZ_ENV) $(FUZZ_HOSTS_ENV) $(FUZZ_B)/fuzz/fuzz_request \
+	            -runs=2 $$input > $(FUZZ_B)/fuzz/regress.log 2>&1; then \
+	        echo "fuzz_request (hosts) $$input: OK"; \
+	    else \
+	        grep -E -A3 'runtime error|ERROR: |expectation failed' \
+	            $(FUZZ_B)/fuzz/regress.log | head -n 8; \
+	        echo "fuzz_request (hosts) $$input: FAILED"; \
 	        failed=$$((failed + 1)); \
 	    fi; \
 	done; \

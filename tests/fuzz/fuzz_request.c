@@ -906,7 +906,15 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
     agd_server_set_grace (s_server, 1000);
     agd_server_set_retention (s_server, 10000, 256);
     agd_server_set_max_message (s_server, MAX_BODY);
-    if (agd_server_load_plugin (s_server, plugin)
+    //  AGENTD_FUZZ_ISOLATION=process: the plugin's agents live in host
+    //  processes ($AGENTD), and what the broker does for them (futures
+    //  resolved and put in place, replies read from hosts) meets the
+    //  inputs too
+    const char *isolation = getenv ("AGENTD_FUZZ_ISOLATION");
+    if (isolation && agd_server_set_isolation (s_server, isolation)) {
+        fprintf (stderr, "fuzz_request: %s\n", agd_server_error (s_server));
+        exit (1);
+    }
     ||  agd_server_bind (s_server, endpoint)
     ||  agd_server_start (s_server)) {
         fprintf (stderr, "fuzz_request: %s\n", agd_server_error (s_server));
