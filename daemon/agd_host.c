@@ -49,6 +49,8 @@
 
 extern char **environ;
 
+static void s_out_clear (agd_host_t *host);
+
 //  ---------------------------------------------------------------------
 //  The table
 
@@ -100,7 +102,7 @@ s_host_close (agd_host_t *self)
         close (self->pidfd);
     self->fd = self->pidfd = -1;
     self->in_size = 0;
-    self->out_size = self->out_sent = 0;
+    s_out_clear (self);
 }
 
 //  The arguments a host runs with: its plugin, and the settings that
@@ -183,7 +185,9 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
     }
     host->pid = pid;
     host->pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
-    if (host->pidfd < 0) {
+    //  Without pidfds (valgrind knows none), the end of the socket tells
+    //  that the host has ended, and waitpid how
+    if (host->pidfd < 0 && errno != ENOSYS) {
         AGD_LOG (self->config, AGD_LOG_ERROR, zsys_error, "host %u (%s):"
                  " pidfd_open: %s", host->index, host->plugin_name,
                  strerror (errno));
@@ -203,6 +207,8 @@ s_host_spawn (agd_broker_t *self, agd_host_t *host)
     return;
 
 failed:
+    if (++host->start_failures >= START_FAILURES)
+        agd_hostcall_unstartable (self, host, "could not be started");
     host->state = HOST_DOWN;
     host->next_start = self->now + (int64_t) host->backoff_ms * 1000;
     host->backoff_ms = MIN (host->backoff_ms * 2, HOST_BACKOFF_MAX_MS);
@@ -231,53 +237,134 @@ s_host_kill (agd_host_t *host, const char *reason)
     }
 }
 
+//  What waits to be written to a host: runs of octets (frames, copied),
+//  and large request bodies sent from their frames, in order
+#define SHARE_MIN       65536       //  bodies this large are not copied
+#define SEG_ROOM        65536       //  a run of octets holds this much
+
+typedef struct _agd_outseg_t agd_outseg_t;
+struct _agd_outseg_t {
+    agd_outseg_t *next;
+    bool shared;                    //  msg's octets from offset, else bytes
+    zmq_msg_t msg;
+    size_t offset;
+    uint8_t *bytes;
+    size_t size, sent, alloc;
+};
+
+static void
+s_seg_free (agd_outseg_t *seg)
+{
+    if (seg->shared)
+        zmq_msg_close (&seg->msg);
+    free (seg->bytes);
+    free (seg);
+}
+
+static void
+s_out_clear (agd_host_t *host)
+{
+    while (host->segs) {
+        agd_outseg_t *next = host->segs->next;
+        s_seg_free (host->segs);
+        host->segs = next;
+    }
+    host->segs_last = NULL;
+}
+
+static agd_outseg_t *
+s_seg_push (agd_host_t *host)
+{
+    agd_outseg_t *seg = (agd_outseg_t *) calloc (1, sizeof (agd_outseg_t));
+    if (!seg)
+        return NULL;
+    if (host->segs_last)
+        host->segs_last->next = seg;
+    else
+        host->segs = seg;
+    host->segs_last = seg;
+    return seg;
+}
+
+//  Room for size more octets at the end of the last run
+static uint8_t *
+s_out_room (agd_host_t *host, size_t size)
+{
+    agd_outseg_t *seg = host->segs_last;
+    if (!seg || seg->shared || seg->size + size > seg->alloc) {
+        if (seg && !seg->shared && seg->sent == seg->size
+        &&  seg == host->segs && size <= seg->alloc) {
+            seg->size = seg->sent = 0;      //  written out: used again
+        }
+        else {
+            seg = s_seg_push (host);
+            if (!seg)
+                return NULL;
+            seg->alloc = MAX (size, SEG_ROOM);
+            seg->bytes = (uint8_t *) malloc (seg->alloc);
+            if (!seg->bytes)
+                return NULL;        //  left empty: written as nothing
+        }
+    }
+    uint8_t *at = seg->bytes + seg->size;
+    seg->size += size;
+    return at;
+}
+
 //  Write what waits for the host, as much as it takes now
 static void
 s_host_flush (agd_host_t *host)
 {
-    while (host->fd >= 0 && host->out_sent < host->out_size) {
-        ssize_t rc = send (host->fd, host->out + host->out_sent,
-                           host->out_size - host->out_sent, MSG_NOSIGNAL);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                s_host_kill (host, "could not be written to");
+    while (host->fd >= 0 && host->segs) {
+        agd_outseg_t *seg = host->segs;
+        const uint8_t *data = seg->shared
+            ? (const uint8_t *) zmq_msg_data (&seg->msg) + seg->offset
+            : seg->bytes;
+        if (seg->sent < seg->size) {
+            ssize_t rc = send (host->fd, data + seg->sent,
+                               seg->size - seg->sent, MSG_NOSIGNAL);
+            if (rc < 0 && errno == EINTR)
+                continue;
+            if (rc < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    s_host_kill (host, "could not be written to");
+                return;
+            }
+            seg->sent += (size_t) rc;
+            if (seg->sent < seg->size)
+                continue;
+        }
+        //  Done: a run is kept for what comes next, if it is the last
+        if (!seg->next && !seg->shared && seg->alloc <= SEG_ROOM) {
+            seg->size = seg->sent = 0;
             return;
         }
-        host->out_sent += (size_t) rc;
+        host->segs = seg->next;
+        if (!host->segs)
+            host->segs_last = NULL;
+        s_seg_free (seg);
     }
-    if (host->out_sent == host->out_size)
-        host->out_sent = host->out_size = 0;
+}
+
+static bool
+s_out_pending (agd_host_t *host)
+{
+    return host->segs && (host->segs->next
+                              || host->segs->sent < host->segs->size);
 }
 
 int
 agd_host_send (agd_host_t *host, int command, uint64_t corr, uint64_t agent,
-               const void *body, size_t size)
+               const void *body, size_t size, zmq_msg_t *share)
 {
     if (host->fd < 0)
         return -1;
+    bool shared = share && size >= SHARE_MIN;
     size_t frame = AGP_ENVELOPE_SIZE + size;
-    size_t need = host->out_size + 4 + frame;
-    if (need > host->out_alloc) {
-        //  What is left to write moves to the front first
-        if (host->out_sent) {
-            memmove (host->out, host->out + host->out_sent,
-                     host->out_size - host->out_sent);
-            host->out_size -= host->out_sent;
-            host->out_sent = 0;
-            need = host->out_size + 4 + frame;
-        }
-        if (need > host->out_alloc) {
-            size_t alloc = MAX (need, host->out_alloc * 2);
-            uint8_t *out = (uint8_t *) realloc (host->out, alloc);
-            if (!out)
-                return -1;
-            host->out = out;
-            host->out_alloc = alloc;
-        }
-    }
-    uint8_t *at = host->out + host->out_size;
+    uint8_t *at = s_out_room (host, 4 + AGP_ENVELOPE_SIZE
+                                    + (shared? 0: size));
+    if (!at)
+        return -1;
     at [0] = (uint8_t) frame;
     at [1] = (uint8_t) (frame >> 8);
     at [2] = (uint8_t) (frame >> 16);
@@ -286,17 +373,33 @@ agd_host_send (agd_host_t *host, int command, uint64_t corr, uint64_t agent,
         .command = (uint8_t) command, .word = 0, .corr = corr, .agent = agent
     };
     agp_envelope_encode (&env, at + 4);
-    if (size)
-        memcpy (at + 4 + AGP_ENVELOPE_SIZE, body, size);
-    host->out_size += 4 + frame;
-    return 0;                       //  written at the end of the pass
+    if (!shared) {
+        if (size)
+            memcpy (at + 4 + AGP_ENVELOPE_SIZE, body, size);
+        return 0;                   //  written at the end of the pass
+    }
+    agd_outseg_t *seg = s_seg_push (host);
+    if (!seg)
+        return -1;
+    seg->shared = true;
+    zmq_msg_init (&seg->msg);
+    if (zmq_msg_copy (&seg->msg, share)) {
+        //  Cannot happen (a frame of ours): sent as nothing would break
+        //  the stream, so the host goes
+        s_host_kill (host, "was killed: out of memory for its requests");
+        return -1;
+    }
+    seg->offset = (size_t) ((const uint8_t *) body
+                            - (const uint8_t *) zmq_msg_data (share));
+    seg->size = size;
+    return 0;
 }
 
 void
 agd_hosts_flush (agd_broker_t *self)
 {
     for (size_t i = 0; i < self->host_count; i++)
-        if (self->hosts [i]->out_size > self->hosts [i]->out_sent)
+        if (s_out_pending (self->hosts [i]))
             s_host_flush (self->hosts [i]);
 }
 
@@ -402,6 +505,10 @@ s_host_ended (agd_broker_t *self, agd_host_t *host, int status)
     if (!was_up) {
         host->next_start = self->now + (int64_t) host->backoff_ms * 1000;
         host->backoff_ms = MIN (host->backoff_ms * 2, HOST_BACKOFF_MAX_MS);
+        //  One that never comes up fails what waits for it, rather than
+        //  have it wait for ever; it is still tried, later and later
+        if (++host->start_failures >= START_FAILURES)
+            agd_hostcall_unstartable (self, host, how);
     }
     else {
         host->next_start = self->now;
@@ -426,8 +533,7 @@ agd_hosts_items (agd_broker_t *self, zmq_pollitem_t *items, size_t size)
         if (host->fd >= 0) {
             host->item_fd = (int) count;
             items [count++] = (zmq_pollitem_t) { NULL, host->fd, (short)
-                (ZMQ_POLLIN | (host->out_size > host->out_sent
-                               ? ZMQ_POLLOUT: 0)), 0 };
+                (ZMQ_POLLIN | (s_out_pending (host)? ZMQ_POLLOUT: 0)), 0 };
         }
         if (host->pidfd >= 0) {
             host->item_pid = (int) count;
@@ -457,8 +563,9 @@ agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items)
             host->fd = -1;
             host->closed_at = self->now;
         }
-        if (host->item_pid >= 0 && host->pid
-        &&  (items [host->item_pid].revents & ZMQ_POLLIN)) {
+        if (host->pid && ((host->item_pid >= 0
+                           && (items [host->item_pid].revents & ZMQ_POLLIN))
+                       || (host->pidfd < 0 && host->closed_at))) {
             int status = 0;
             if (waitpid (host->pid, &status, WNOHANG) == host->pid)
                 s_host_ended (self, host, status);
@@ -506,8 +613,15 @@ agd_hosts_tick (agd_broker_t *self)
         &&  host->next_start <= now)
             s_host_spawn (self, host);
         else
-        if (host->closed_at && host->pid && now - host->closed_at > 1000000)
-            s_host_kill (host, "was killed: it closed its socket");
+        if (host->closed_at && host->pid) {
+            int status = 0;
+            if (host->pidfd < 0
+            &&  waitpid (host->pid, &status, WNOHANG) == host->pid)
+                s_host_ended (self, host, status);
+            else
+            if (now - host->closed_at > 1000000)
+                s_host_kill (host, "was killed: it closed its socket");
+        }
         else
         if (host->state == HOST_STARTING && !host->killed
         &&  now - host->started > START_TIMEOUT_US) {
@@ -534,7 +648,8 @@ agd_hosts_timeout (agd_broker_t *self, int64_t now)
     for (size_t i = 0; i < self->host_count; i++) {
         agd_host_t *host = self->hosts [i];
         if (host->closed_at && host->pid)
-            due = MIN (due, host->closed_at + 1000000 + 1000);
+            due = MIN (due, host->pidfd < 0? now + 1000
+                                           : host->closed_at + 1001000);
         if (host->state == HOST_DOWN && !self->stopping)
             due = MIN (due, host->next_start);
         else
@@ -598,13 +713,22 @@ agd_hosts_stop (agd_broker_t *self)
         agd_host_t *host = self->hosts [i];
         if (!host->pid)
             continue;
-        while (host->pidfd >= 0) {
+        bool gone = false;
+        while (!gone && ag_usecs () < deadline) {
             int left = (int) ((deadline - ag_usecs ()) / 1000);
-            zmq_pollitem_t item = { NULL, host->pidfd, ZMQ_POLLIN, 0 };
-            if (left <= 0 || zmq_poll (&item, 1, left) > 0)
-                break;
+            if (host->pidfd >= 0) {
+                zmq_pollitem_t item = { NULL, host->pidfd, ZMQ_POLLIN, 0 };
+                if (zmq_poll (&item, 1, left) <= 0)
+                    break;
+            }
+            else {
+                //  No pidfd: look again every millisecond
+                struct timespec pause = { 0, 1000000 };
+                nanosleep (&pause, NULL);
+            }
+            gone = waitpid (host->pid, NULL, WNOHANG) == host->pid;
         }
-        if (waitpid (host->pid, NULL, WNOHANG) != host->pid) {
+        if (!gone) {
             AGD_LOG (self->config, AGD_LOG_WARNING, zsys_warning, "host %u"
                      " (pid %d) did not stop: killed", host->index,
                      (int) host->pid);
@@ -628,7 +752,6 @@ agd_hosts_destroy (agd_broker_t *self)
         }
         s_host_close (host);
         free (host->in);
-        free (host->out);
         free (host->plugin);
         free (host);
     }

@@ -18,6 +18,8 @@
 #define FRAME_SLACK         (1024 * 1024)   //  a reply beyond max_message
 #define HOST_WINDOW         64      //  calls of one agent out at its host
 #define HOST_BACKOFF_MAX_MS 10000
+#define START_FAILURES      3       //  a host that fails to start this
+                                    //  often fails what waits for it
 
 struct _agd_host_t {
     uint32_t index;                 //  in the broker's table, from 1
@@ -28,8 +30,8 @@ struct _agd_host_t {
     int fd;                         //  our end of its socket, or -1
     uint8_t *in;                    //  read from it, not yet a frame
     size_t in_size, in_alloc;
-    uint8_t *out;                   //  to write to it, from out_sent
-    size_t out_size, out_sent, out_alloc;
+    struct _agd_outseg_t *segs;     //  to write to it, in order
+    struct _agd_outseg_t *segs_last;
     int state;                      //  HOST_*
     int64_t started;                //  ag_usecs () of the last spawn
     int64_t next_start;             //  started again no sooner
@@ -42,16 +44,20 @@ struct _agd_host_t {
     agd_job_t *out_tail;
     int64_t next_restore;           //  an agent may be made again then
     int64_t next_limit_check;       //  calls are held to the limit then
+    uint32_t start_failures;        //  ended before ready, in a row
     int64_t closed_at;              //  its socket ended then, or 0
     bool killed;                    //  by us, past the call limit
     char kill_reason [600];
     int item_fd, item_pid;          //  in this pass's poll items
 };
 
-//  agd_host.c: send a request to a host: 0, or -1 if it cannot be
+//  agd_host.c: send a request to a host: 0, or -1 if it cannot be. A
+//  large body that is a request frame's (share, its body after the
+//  envelope) is sent from that frame, not copied.
 int
     agd_host_send (agd_host_t *host, int command, uint64_t corr,
-                   uint64_t agent, const void *body, size_t size);
+                   uint64_t agent, const void *body, size_t size,
+                   zmq_msg_t *share);
 
 //  agd_hostcall.c: the requests out at hosts, and what a crash does to
 //  them and to the agents. A reply from host; make the agents of a host
@@ -69,6 +75,11 @@ void
                           const char *how);
 void
     agd_hostcall_abandon (agd_broker_t *self, agd_host_t *host);
+//  The host does not start (how): fail what its agents have queued, and
+//  the agents not made yet
+void
+    agd_hostcall_unstartable (agd_broker_t *self, agd_host_t *host,
+                              const char *how);
 void
     agd_hostcall_what (agd_broker_t *self, agd_job_t *job, char *name,
                        size_t size);

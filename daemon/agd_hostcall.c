@@ -154,8 +154,10 @@ s_forward (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job,
 {
     agd_host_t *host = agent->host;
     uint64_t corr = ++self->host_corr;
+    zmq_msg_t *share = data && data == agp_msg_body (&job->body)
+                     ? &job->body: NULL;
     if (agd_host_send (host, job->env.command, corr, agent->host_id, data,
-                       size)) {
+                       size, share)) {
         agd_pool_fail (self, job, AG_INTERNAL, "cannot send to the agent's"
                        " host process");
         return;
@@ -428,7 +430,7 @@ agd_hosts_cancel (agd_broker_t *self, agd_job_t *job)
         body [1 + i] = (uint8_t) (job->host_corr >> (56 - 8 * i));
     //  Its reply matches no request and is dropped
     agd_host_send (host, AGP_CANCEL, ++self->host_corr, job->agent->host_id,
-                   body, sizeof body);
+                   body, sizeof body, NULL);
 }
 
 //  ---------------------------------------------------------------------
@@ -508,6 +510,7 @@ agd_hostcall_reply (agd_broker_t *self, agd_host_t *host,
     if (env.command == (AGP_PING | AGP_REPLY) && env.corr == 0) {
         if (host->state == HOST_STARTING) {
             host->state = HOST_UP;
+            host->start_failures = 0;
             AGD_LOG (self->config, AGD_LOG_INFO, zsys_info, "host %u (%s,"
                      " pid %d) ready in %" PRId64 " us", host->index,
                      host->plugin_name, (int) host->pid,
@@ -732,6 +735,27 @@ agd_hostcall_restore (agd_broker_t *self, agd_host_t *host)
         else
         if (agent->life == AGD_LIFE_RUNNING)
             agd_hosts_ready (self, agent);
+        agent = next;
+    }
+}
+
+void
+agd_hostcall_unstartable (agd_broker_t *self, agd_host_t *host,
+                          const char *how)
+{
+    char reason [900];
+    snprintf (reason, sizeof reason, "the host process for plugin %s does"
+              " not start (it %s, %u times in a row); agentd's log says"
+              " more", host->plugin_name, how, host->start_failures);
+    agd_agent_t *agent = host->head;
+    while (agent) {
+        agd_agent_t *next = agent->host_next;
+        if (!agent->busy && agent->head) {
+            bool made = agent->alive;
+            agd_agents_flush (self, agent, AG_INTERNAL, reason);
+            if (!made)
+                agd_agents_free (self, agent);
+        }
         agent = next;
     }
 }

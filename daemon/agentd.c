@@ -349,14 +349,24 @@ main (int argc, char *argv [])
         status = 1;
         goto done;
     }
-    //  Hosts run this very program
-    char self_path [4096];
-    ssize_t length = readlink ("/proc/self/exe", self_path,
-                               sizeof self_path - 1);
-    if (length > 0) {
-        self_path [length] = 0;
-        agd_server_set_host_program (server, self_path);
+    //  Hosts run this very program: the file it was started as (under
+    //  valgrind, /proc/self/exe is valgrind's), else /proc/self/exe
+    char *self_path = strchr (argv [0], '/')? realpath (argv [0], NULL)
+                                            : NULL;
+    if (!self_path) {
+        self_path = (char *) malloc (4096);
+        ssize_t length = self_path? readlink ("/proc/self/exe", self_path,
+                                              4095): -1;
+        if (length > 0)
+            self_path [length] = 0;
+        else {
+            free (self_path);
+            self_path = NULL;
+        }
     }
+    if (self_path)
+        agd_server_set_host_program (server, self_path);
+    free (self_path);
     zsys_set_logident ("agentd");
     int report_fd = -1;
     if (!foreground) {
