@@ -218,6 +218,7 @@ struct _agd_agent_t {
     size_t queued;                  //  jobs in the mailbox
     bool busy;                      //  a worker holds some of its jobs
     uint32_t running;               //  jobs handed out, not yet returned
+    size_t out_bytes;               //  their bodies, at a host
     bool ready;                     //  on the broker's ready queue
     bool alive;                     //  init has succeeded
     bool deleting;                  //  DELETE queued: refuse new requests

@@ -17,6 +17,7 @@
 #define STOP_WAIT_MS        2000    //  hosts get this long to go at stop
 #define FRAME_SLACK         (1024 * 1024)   //  a reply beyond max_message
 #define HOST_WINDOW         64      //  calls of one agent out at its host
+#define HOST_WINDOW_BYTES   (1024 * 1024)   //  and their bodies, but one
 #define HOST_BACKOFF_MAX_MS 10000
 #define START_FAILURES      3       //  a host that fails to start this
                                     //  often fails what waits for it

@@ -175,6 +175,7 @@ s_forward (agd_broker_t *self, agd_agent_t *agent, agd_job_t *job,
         agent->chain = job;
     agent->chain_tail = job;
     agent->running++;
+    agent->out_bytes += agp_msg_body_size (&job->body);
     agent->busy = true;
 }
 
@@ -197,6 +198,7 @@ s_unforward (agd_broker_t *self, agd_host_t *host, agd_job_t *job)
         if (agent->chain_tail == job)
             agent->chain_tail = prev;
         agent->running--;
+        agent->out_bytes -= agp_msg_body_size (&job->body);
         //  The next may start now: the call limit counts from here
         if (agent->chain && agent->chain->forwarded < self->now)
             agent->chain->forwarded = self->now;
@@ -302,8 +304,9 @@ s_send_next (agd_broker_t *self, agd_agent_t *agent)
 }
 
 //  The agent's next requests go to its host: calls and attribute reads
-//  up to HOST_WINDOW at once (the host runs them one at a time, in
-//  order, and answers each before it starts the next); a CREATE or a
+//  up to HOST_WINDOW at once and HOST_WINDOW_BYTES of bodies, or one of
+//  any size (the host runs them one at a time, in order, and answers
+//  each before it starts the next); a CREATE or a
 //  DELETE alone; a call that may name futures only with nothing out
 //  before it, so that they are resolved in its turn
 void
@@ -336,6 +339,11 @@ agd_hosts_ready (agd_broker_t *self, agd_agent_t *agent)
         bool alone = command != AGP_CALL && command != AGP_GETATTR;
         if (agent->busy) {
             if (alone)
+                break;
+            //  A large call waits in the mailbox, where it is charged,
+            //  not in the host's memory as well, behind one that runs
+            if (agent->out_bytes + agp_msg_body_size (&job->body)
+                > HOST_WINDOW_BYTES)
                 break;
             if (command == AGP_CALL && !job->resolved && !job->plain
             &&  s_may_hold_ext (agp_msg_body (&job->body),
@@ -664,6 +672,7 @@ agd_hostcall_crashed (agd_broker_t *self, agd_host_t *host, pid_t pid,
         first->next = NULL;
         agent->chain_tail = first;
         agent->running = 1;
+        agent->out_bytes = agp_msg_body_size (&first->body);
     }
     while (host->out_head) {
         agd_job_t *job = host->out_head;
