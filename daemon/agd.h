@@ -13,6 +13,8 @@
 #include <stdatomic.h>
 #include <pthread.h>
 
+#define AGD_CLASS_LIMITS    32      //  classes with a call limit of their own
+
 //  Settings the broker runs with; copied from the server at start.
 typedef struct {
     int threads_min;                //  worker threads kept when idle
@@ -45,6 +47,11 @@ typedef struct {
                                     //  doubling for each one after
     int call_limit_ms;              //  a host running one call longer is
                                     //  killed; 0: no limit
+    struct {                        //  the same for one class, in its place
+        char name [AGP_MAX_NAME + 1];
+        int ms;                     //  0: none for this class
+    } class_limits [AGD_CLASS_LIMITS];
+    int class_limit_count;
     int host_memory_mb;             //  a host's address space, or 0
 } agd_config_t;
 
@@ -218,6 +225,7 @@ struct _agd_agent_t {
     size_t queued;                  //  jobs in the mailbox
     bool busy;                      //  a worker holds some of its jobs
     uint32_t running;               //  jobs handed out, not yet returned
+    int call_limit_ms;              //  its class's, else the server's
     size_t out_bytes;               //  their bodies, at a host
     bool ready;                     //  on the broker's ready queue
     bool alive;                     //  init has succeeded

@@ -124,6 +124,9 @@ static const cfg_key_t s_keys [] = {
     { "server/call_limit_ms", KEY_INT, "0", 0, 86400000, "--call-limit-ms",
       "a host running one call longer is killed and its agents restarted"
       " (0: no limit; process isolation)" },
+    { "server/class_call_limit", KEY_LIST, NULL, 0, 0, "--class-call-limit",
+      "CLASS=MS: the call limit of one class's agents, in place of"
+      " server/call_limit_ms (repeatable; MS 0: none for that class)" },
     { "server/host_memory_mb", KEY_INT, "0", 0, 16777216,
       "--host-memory-mb", "address space of each host process, in MiB"
       " (0: no limit); past it allocation fails" },
@@ -186,6 +189,35 @@ agd_log_level_of (const char *name)
     return -1;
 }
 
+//  A server/class_call_limit value, CLASS=MS: MS, with CLASS into cls
+//  (if given), or -1 with why
+static int
+s_class_limit (const char *value, char *cls, size_t cls_size, char *why,
+               size_t size)
+{
+    const char *equals = strrchr (value, '=');
+    char *end = NULL;
+    long long ms = -1;
+    if (equals) {
+        errno = 0;
+        ms = strtoll (equals + 1, &end, 10);
+        if (errno || end == equals + 1 || *end)
+            ms = -1;
+    }
+    if (!equals || equals == value || ms < 0 || ms > 86400000) {
+        snprintf (why, size, "'%s' is not CLASS=MS, MS 0..86400000", value);
+        return -1;
+    }
+    if ((size_t) (equals - value) > AGP_MAX_NAME) {
+        snprintf (why, size, "a class name is at most %d octets",
+                  AGP_MAX_NAME);
+        return -1;
+    }
+    if (cls)
+        snprintf (cls, cls_size, "%.*s", (int) (equals - value), value);
+    return (int) ms;
+}
+
 //  Check a value against its key's type and bounds
 static int
 s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
@@ -224,6 +256,9 @@ s_check (const cfg_key_t *key, const char *value, char *why, size_t size)
                       " ipc://path, local or any", value);
             return -1;
         }
+        if (streq (key->path, "server/class_call_limit")
+        &&  s_class_limit (value, NULL, 0, why, size) < 0)
+            return -1;
         if (streq (key->path, "server/isolation")
         &&  !streq (value, "process") && !streq (value, "thread")) {
             snprintf (why, size, "'%s' is not process or thread", value);
@@ -623,6 +658,18 @@ agd_settings_apply (agd_settings_t *self, agd_server_t *server, char *error,
         (int) s_int (self, "server/restart_backoff_ms"));
     agd_server_set_call_limit (server,
         (int) s_int (self, "server/call_limit_ms"));
+    index = s_find ("server/class_call_limit");
+    item = (const char *) zlist_first (self->slots [index].items);
+    for (; item; item = (const char *) zlist_next (self->slots [index].items)) {
+        char cls [AGP_MAX_NAME + 1], why [300];
+        int ms = s_class_limit (item, cls, sizeof cls, why, sizeof why);
+        if (ms < 0 || agd_server_set_class_call_limit (server, cls, ms)) {
+            snprintf (error, size, "%s: server/class_call_limit: %s",
+                      self->slots [index].origin,
+                      ms < 0? why: agd_server_error (server));
+            return -1;
+        }
+    }
     agd_server_set_host_memory (server,
         (int) s_int (self, "server/host_memory_mb"));
     if (agd_server_set_isolation (server,
@@ -813,6 +860,7 @@ agd_config_test (bool verbose)
             assert (zlist_size (settings->slots [i].items) > 0
                 ||  streq (s_keys [i].path, "server/plugin_dir")
                 ||  streq (s_keys [i].path, "server/peer")
+                ||  streq (s_keys [i].path, "server/class_call_limit")
                 ||  streq (s_keys [i].path, "security/curve_secret_key")
                 ||  streq (s_keys [i].path, "security/curve_allow_dir"));
     }

@@ -575,27 +575,45 @@ agd_hosts_poll (agd_broker_t *self, zmq_pollitem_t *items)
 
 //  The call limit: the first call out for each agent has run at most
 //  since it was sent or since the call before it was answered, which
-//  ever came later. Looked at every LIMIT_CHECK_US, and only with a
-//  limit set.
+//  ever came later. Looked at every LIMIT_CHECK_US (or as often as the
+//  shortest limit), and only with a limit set.
 #define LIMIT_CHECK_US      10000
+
+//  The shortest call limit in force, in us, or 0 if none is
+static int64_t
+s_shortest_limit (agd_broker_t *self)
+{
+    int64_t shortest = (int64_t) self->config.call_limit_ms * 1000;
+    for (int i = 0; i < self->config.class_limit_count; i++) {
+        int64_t limit = (int64_t) self->config.class_limits [i].ms * 1000;
+        if (limit && (!shortest || limit < shortest))
+            shortest = limit;
+    }
+    return shortest;
+}
 
 static void
 s_check_limit (agd_broker_t *self, agd_host_t *host)
 {
-    int64_t limit = (int64_t) self->config.call_limit_ms * 1000;
-    host->next_limit_check = self->now + MIN (LIMIT_CHECK_US, limit);
+    host->next_limit_check = self->now + MIN (LIMIT_CHECK_US,
+                                              s_shortest_limit (self));
     for (agd_job_t *job = host->out_head; job; job = job->host_next) {
-        if (job != job->agent->chain || job->restore
+        agd_agent_t *agent = job->agent;
+        int64_t limit = (int64_t) agent->call_limit_ms * 1000;
+        if (!limit || job != agent->chain || job->restore
         ||  job->env.command == AGP_DELETE
         ||  self->now - job->forwarded < limit)
             continue;
+        const char *setting = "server/call_limit_ms";
+        for (int i = 0; i < self->config.class_limit_count; i++)
+            if (streq (self->config.class_limits [i].name, agent->cls->name))
+                setting = "server/class_call_limit";
         char what [300];
         agd_hostcall_what (self, job, what, sizeof what);
         host->killed = true;
         snprintf (host->kill_reason, sizeof host->kill_reason, "was killed:"
                   " agent %" PRIu64 "'s %s ran past the call limit of %d ms"
-                  " (server/call_limit_ms)", job->agent->id, what,
-                  self->config.call_limit_ms);
+                  " (%s)", agent->id, what, agent->call_limit_ms, setting);
         kill (host->pid, SIGKILL);
         return;
     }
@@ -634,8 +652,8 @@ agd_hosts_tick (agd_broker_t *self)
         if (host->state == HOST_UP) {
             if (host->next_restore && host->next_restore <= now)
                 agd_hostcall_restore (self, host);
-            if (self->config.call_limit_ms && host->out_head
-            &&  now >= host->next_limit_check && !host->killed)
+            if (host->out_head && now >= host->next_limit_check
+            &&  !host->killed && s_shortest_limit (self))
                 s_check_limit (self, host);
         }
     }
@@ -658,7 +676,7 @@ agd_hosts_timeout (agd_broker_t *self, int64_t now)
         else {
             if (host->next_restore)
                 due = MIN (due, host->next_restore);
-            if (self->config.call_limit_ms && host->out_head)
+            if (host->out_head && s_shortest_limit (self))
                 due = MIN (due, host->next_limit_check);
         }
     }

@@ -394,6 +394,10 @@ agd_hosts_place (agd_broker_t *self, agd_agent_t *agent,
         return -1;
     memcpy (agent->init, self->buffer.data, self->buffer.size);
     agent->init_size = self->buffer.size;
+    agent->call_limit_ms = self->config.call_limit_ms;
+    for (int i = 0; i < self->config.class_limit_count; i++)
+        if (streq (self->config.class_limits [i].name, agent->cls->name))
+            agent->call_limit_ms = self->config.class_limits [i].ms;
     agent->host = host;
     agent->host_prev = NULL;
     agent->host_next = host->head;

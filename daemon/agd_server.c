@@ -439,6 +439,30 @@ agd_server_set_call_limit (agd_server_t *self, int msecs)
     self->config.call_limit_ms = MAX (msecs, 0);
 }
 
+int
+agd_server_set_class_call_limit (agd_server_t *self, const char *cls,
+                                 int msecs)
+{
+    assert (cls);
+    agd_config_t *config = &self->config;
+    int i = 0;
+    while (i < config->class_limit_count
+    &&     !streq (config->class_limits [i].name, cls))
+        i++;
+    if (strlen (cls) > AGP_MAX_NAME || i == AGD_CLASS_LIMITS) {
+        snprintf (self->error, sizeof self->error, "%s", i == AGD_CLASS_LIMITS
+                  ? "call limits for more than 32 classes"
+                  : "a class name is at most 255 octets");
+        return -1;
+    }
+    snprintf (config->class_limits [i].name,
+              sizeof config->class_limits [i].name, "%s", cls);
+    config->class_limits [i].ms = MAX (msecs, 0);
+    if (i == config->class_limit_count)
+        config->class_limit_count++;
+    return 0;
+}
+
 void
 agd_server_set_host_memory (agd_server_t *self, int megabytes)
 {
@@ -515,6 +539,26 @@ agd_server_start (agd_server_t *self)
                   " largest request could never be taken",
                   self->config.max_bytes, self->config.max_message);
         return -1;
+    }
+    for (int i = 0; i < self->config.class_limit_count; i++) {
+        const char *cls = self->config.class_limits [i].name;
+        if (!agd_registry_find (self->registry, cls, strlen (cls))) {
+            int used = snprintf (self->error, sizeof self->error, "a call"
+                                 " limit for class '%s', which no plugin"
+                                 " has (classes:", cls);
+            size_t count = agd_registry_size (self->registry);
+            for (size_t c = 0; c < count && used > 0
+                               && (size_t) used < sizeof self->error; c++)
+                used += snprintf (self->error + used,
+                                  sizeof self->error - (size_t) used, "%s %s",
+                                  c? ",": "",
+                                  agd_registry_at (self->registry, c)->name);
+            if (used > 0 && (size_t) used < sizeof self->error)
+                snprintf (self->error + used,
+                          sizeof self->error - (size_t) used,
+                          "%s)", count? "": " none");
+            return -1;
+        }
     }
     ag_msgpack_set_limits (self->config.max_depth,
                            self->config.max_elements);

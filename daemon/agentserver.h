@@ -219,6 +219,14 @@ AG_EXPORT void
 //  killed, and its agents restarted (0, the default: no limit)
 AG_EXPORT void
     agd_server_set_call_limit (agd_server_t *self, int msecs);
+//  With process isolation: the call limit for the agents of one class,
+//  in place of the server's (0: none for this class). Set again for the
+//  same class, it replaces the first. Returns 0, or -1 (see
+//  agd_server_error) if more than 32 classes have one. agd_server_start
+//  fails if cls names no class the server has.
+AG_EXPORT int
+    agd_server_set_class_call_limit (agd_server_t *self, const char *cls,
+                                     int msecs);
 //  With process isolation: each host's address space, in MiB (0, the
 //  default: no limit). Past it, the host's allocations fail.
 AG_EXPORT void

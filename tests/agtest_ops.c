@@ -83,6 +83,8 @@ agt_test_config (const char *unused)
         { "server\nthreads_max = 4\n", "agentd.conf:2: expected a section" },
         { "server\n    threads_min = 9\n    threads_max = 4\n",
           "threads_min 9 is more than server/threads_max 4" },
+        { "server\n    class_call_limit = Counter\n", "agentd.conf:2:"
+          " server/class_call_limit: 'Counter' is not CLASS=MS" },
         { NULL, NULL }
     };
     char message [512];
@@ -95,6 +97,16 @@ agt_test_config (const char *unused)
         CHECK (status == 2);
         CHECK (strstr (message, bad [i].words));
     }
+    //  A class limit for a class no plugin has: the start fails, naming
+    //  it and the classes there are
+    const char *unknown [] = { "-f", "-e", "tcp://127.0.0.1:*",
+                               "--class-call-limit", "Countr=500",
+                               "-p", agt_plugin, NULL };
+    CHECK (agt_agentd_run (message, sizeof message, unknown) == 1);
+    if (agt_verbose)
+        printf ("    %s\n", message);
+    CHECK (strstr (message, "class 'Countr', which no plugin has")
+        && strstr (message, "Counter"));
     const char *missing [] = { "-f", "-c", "/nonexistent/agentd.conf", NULL };
     CHECK (agt_agentd_run (message, sizeof message, missing) == 2);
     CHECK (strstr (message, "/nonexistent/agentd.conf"));

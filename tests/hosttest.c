@@ -16,7 +16,8 @@
 //  again, made again from their init arguments and counted as restarted;
 //  calls queued behind the crash run once each after the restart; a
 //  crash loop ends with the agent failed, and a failed agent can be
-//  deleted; a host that cannot start fails what waits for it. Every
+//  deleted; a call limit can be a class's own; a host that cannot start
+//  fails what waits for it. Every
 //  wait is bounded; nothing waits on a sleep. Ends with
 //  "N passed, N failed".
 //  @end
@@ -321,6 +322,41 @@ s_call_limit (void)
     return s_one_fault (&hang, extra);
 }
 
+//  A call limit of one class's own: its agents are held to it, agents
+//  of other classes in the same host are not
+static int
+s_class_call_limit (void)
+{
+    const char *extra [] = { "--class-call-limit", "Crasher=300", NULL };
+    server_t server;
+    int rc = s_server_start (&server, extra);
+    agc_agent_t *counter = rc? NULL: agc_agent_new (server.conn, "Counter",
+                                                    NULL, NULL);
+    int status = -1;
+    int64_t start = ag_usecs ();
+    if (counter) {
+        ag_value_t *args = ag_value_new ("{s:i}", "ms", (int64_t) 700);
+        agc_future_t *nap = agc_agent_call (counter, "nap", args);
+        ag_value_destroy (&args);
+        agc_future_wait (nap, 10000 * s_slow);
+        status = agc_future_status (nap);
+        agc_future_destroy (&nap);
+    }
+    int64_t restarts = counter? s_entry (server.conn, agc_agent_id (counter),
+                                         "restarts", NULL, 0): -1;
+    s_say ("a Counter call of 700 ms: %d after %.1f ms, %" PRId64
+           " restarts", status, s_ms_since (start), restarts);
+    agc_agent_release (&counter);
+    s_server_stop (&server);
+    CHECK (rc == 0);
+    CHECK (status == AG_OK && restarts == 0);
+    static const fault_t hang = {
+        "hang", "ran past the call limit of 300 ms (server/class_call_limit)",
+        "ran past the call limit of 300 ms (server/class_call_limit)", 1000
+    };
+    return s_one_fault (&hang, extra);
+}
+
 //  ---------------------------------------------------------------------
 //  What was queued behind the crash
 
@@ -517,6 +553,7 @@ static const case_t s_cases [] = {
     { "crash_contained", s_crash_contained, NULL, { NULL } },
     { "memory_limit", s_memory_limit, NULL, { NULL } },
     { "call_limit", s_call_limit, NULL, { NULL } },
+    { "class_call_limit", s_class_call_limit, NULL, { NULL } },
     { "queued_survive", NULL, s_queued_survive, { NULL } },
     { "crash_loop", NULL, s_crash_loop, { "--restart-max", "2", NULL } },
     { "deadline_cancel", NULL, s_deadline_cancel, { NULL } },
