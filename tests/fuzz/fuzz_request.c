@@ -915,6 +915,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
         fprintf (stderr, "fuzz_request: %s\n", agd_server_error (s_server));
         exit (1);
     }
+    if (agd_server_load_plugin (s_server, plugin)
     ||  agd_server_bind (s_server, endpoint)
     ||  agd_server_start (s_server)) {
         fprintf (stderr, "fuzz_request: %s\n", agd_server_error (s_server));
