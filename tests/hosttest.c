@@ -211,20 +211,24 @@ s_one_fault (const fault_t *fault, const char *const *extra)
     bool named = strstr (reason, method) && strstr (reason, agent)
               && (strstr (reason, fault->says)
               ||  (s_sanitized && strstr (reason, fault->sanitized)));
-    //  The server answers; the other host's agent kept its state; the
-    //  same host's agents are back, made again
+    //  The crashed agent answers again, made again in a new host; the
+    //  server answers; the other host's agent kept its state; the same
+    //  host's other agents are back too
+    start = ag_usecs ();
+    int64_t ticks = s_call_int (crasher, "tick", 1);
+    double recovered = s_ms_since (start);
     int pinged = agc_conn_ping (server.conn);
     int64_t total = s_attr (tally, "total");
     int64_t count = s_attr (counter, "count");
-    int64_t ticks = s_call_int (crasher, "tick", 1);
     int64_t restarts = s_entry (server.conn, agc_agent_id (counter),
                                 "restarts", NULL, 0);
     char state [32];
     s_entry (server.conn, agc_agent_id (crasher), "state", state,
              sizeof state);
-    s_say ("after: ping %d, tally %" PRId64 ", counter %" PRId64 " (%" PRId64
-           " restarts), crasher tick %" PRId64 " (%s)", pinged, total, count,
-           restarts, ticks, state);
+    s_say ("after: crasher tick %" PRId64 " %.1f ms after the crash's answer"
+           " (%s); ping %d, tally %" PRId64 ", counter %" PRId64 " (%" PRId64
+           " restarts)", ticks, recovered, state, pinged, total, count,
+           restarts);
     if (status != AG_CRASHED || !named || took >= fault->within_ms * s_slow
     ||  pinged < 0 || total != 7 || count != 0 || restarts != 1
     ||  ticks != 1 || !streq (state, "running")) {
